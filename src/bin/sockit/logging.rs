@@ -1,0 +1,41 @@
+//! Logs on stderr through `tracing`, at a level set by `-v`/`-q` or `RUST_LOG`.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// How much to log.
+#[derive(Debug, clap::Args)]
+pub struct Verbosity {
+    /// Log more: -v shows every message received, -vv everything.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Log less: -q only warnings, -qq only errors, -qqq nothing.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    quiet: u8,
+}
+
+impl Verbosity {
+    fn level(&self) -> &'static str {
+        match (self.verbose, self.quiet) {
+            (0, 0) => "info",
+            (1, _) => "debug",
+            (_, 0) => "trace",
+            (_, 1) => "warn",
+            (_, 2) => "error",
+            _ => "off",
+        }
+    }
+}
+
+/// Sends logs to stderr, colored only on a terminal. `RUST_LOG`, when set,
+/// overrides the flags.
+pub fn init(verbosity: &Verbosity) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(verbosity.level()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

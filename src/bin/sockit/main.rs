@@ -1,0 +1,99 @@
+//! `sockit`: serve, connect to and poke at sockets.
+
+mod connect;
+mod logging;
+mod serve;
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A socket toolkit: a test server and client for any socket, speaking the
+/// greeting protocol of the Python socket tutorial (and echo, and discard).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sockit",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+        sockit serve                                  greet on tcp://127.0.0.1:8000, as the tutorial's server\n  \
+        sockit serve tcp://127.0.0.1:8000 udp://127.0.0.1:9000\n  \
+        sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
+        sockit connect udp://127.0.0.1:9000 client1 client2"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    #[command(flatten)]
+    verbosity: logging::Verbosity,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Serve(serve::Args),
+    Connect(connect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    logging::init(&cli.verbosity);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Connect(args) => connect::run(args).await,
+        }
+    });
+    // Do not wait for tasks still blocked on stdin.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+/// Prints an error with its causes on one line; a closed stdout (`| head`)
+/// is not an error.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    let broken_pipe = error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe);
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("sockit: error: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Help and version go to stdout as clap prints them; a bad command line
+/// gets one line naming what is wrong, and exit status 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let rendered = error.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    let what = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("sockit: error: {what} (see 'sockit --help')");
+    ExitCode::from(2)
+}

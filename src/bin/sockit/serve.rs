@@ -1,0 +1,113 @@
+//! `sockit serve`: serve a built-in service on one or more endpoints until
+//! SIGINT or SIGTERM, then shut down gracefully.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::builder::RangedU64ValueParser;
+use sockit::server::DEFAULT_MAX_CONNECTIONS;
+use sockit::{Builtin, Endpoint, Framing, Server};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Serve a service (the tutorial's greeting by default) on endpoints.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    sockit serve                                   the tutorial's TCP server on 127.0.0.1:8000\n  \
+    sockit serve udp://127.0.0.1:9000              the tutorial's UDP server\n  \
+    sockit serve tcp://[::1]:7000 --service echo   an echo server on IPv6\n  \
+    sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message")]
+pub struct Args {
+    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT (TCP).
+    #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:8000")]
+    endpoints: Vec<Endpoint>,
+
+    /// What to answer: greet (the tutorial's protocol), echo or discard.
+    #[arg(short, long, default_value_t = Builtin::Greet)]
+    service: Builtin,
+
+    /// How stream messages are cut: auto, raw, line or len32
+    /// [default: auto for greet, raw for echo and discard].
+    #[arg(short, long)]
+    framing: Option<Framing>,
+
+    /// The most connections open at once; more wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+
+    /// The longest message in bytes; a longer one gets an error and its connection is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = sockit::framing::DEFAULT_MAX_MESSAGE,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=u64::from(u32::MAX)))]
+    max_message: usize,
+
+    /// How long to let open connections finish after SIGINT/SIGTERM (e.g. 10s, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+
+    /// The listen backlog of stream listeners.
+    #[arg(long, value_name = "N", default_value_t = sockit::net::DEFAULT_BACKLOG)]
+    backlog: u32,
+}
+
+/// Parses `10s`, `500ms`, `1m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 10s or 500ms: {e}"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let server = Server::new(args.service)
+        .max_connections(args.max_connections)
+        .max_message(args.max_message)
+        .shutdown_timeout(args.shutdown_timeout)
+        .backlog(args.backlog);
+    let server = match args.framing {
+        Some(framing) => server.framing(framing),
+        None => server,
+    };
+    // Bind everything first, so a bad endpoint fails before anything is served.
+    let mut listeners = Vec::with_capacity(args.endpoints.len());
+    for endpoint in &args.endpoints {
+        let listener = server.bind(endpoint).await?;
+        listeners.push(listener);
+    }
+    let stop = CancellationToken::new();
+    let mut serving = JoinSet::new();
+    for listener in listeners {
+        let endpoint = listener.local_endpoint();
+        if endpoint.is_datagram() {
+            info!(service = %args.service, "listening on {endpoint}");
+        } else {
+            info!(service = %args.service, framing = %listener.framing(), "listening on {endpoint}");
+        }
+        serving.spawn(listener.serve(stop.clone().cancelled_owned()));
+    }
+
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::select! {
+        _ = interrupt.recv() => info!("SIGINT: shutting down (again to stop at once)"),
+        _ = terminate.recv() => info!("SIGTERM: shutting down (again to stop at once)"),
+    }
+    stop.cancel();
+    let finished = async {
+        while let Some(served) = serving.join_next().await {
+            served.context("a listener panicked")??;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        finished = finished => finished?,
+        _ = interrupt.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
+        _ = terminate.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
+    }
+    info!("shut down cleanly");
+    Ok(ExitCode::SUCCESS)
+}

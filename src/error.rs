@@ -1,0 +1,75 @@
+//! The library's errors: what failed, on which endpoint, and why.
+
+use std::io;
+use std::time::Duration;
+
+use crate::Endpoint;
+use crate::endpoint::EndpointError;
+
+/// Everything that can go wrong serving or reaching an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The text is not an endpoint.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The endpoint's host name could not be resolved.
+    #[error("cannot resolve {endpoint}")]
+    Resolve {
+        /// The endpoint whose host was looked up.
+        endpoint: Endpoint,
+        /// Why the lookup failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The endpoint could not be bound (in use, not permitted, no such address).
+    #[error("cannot listen on {endpoint}")]
+    Bind {
+        /// The endpoint that could not be bound.
+        endpoint: Endpoint,
+        /// Why binding failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The endpoint could not be reached.
+    #[error("cannot connect to {endpoint}")]
+    Connect {
+        /// The endpoint that could not be reached.
+        endpoint: Endpoint,
+        /// Why connecting failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer did not answer in time.
+    #[error("{endpoint} did not answer within {}", humantime::format_duration(*waited))]
+    Timeout {
+        /// The endpoint waited for.
+        endpoint: Endpoint,
+        /// How long sockit waited, in all.
+        waited: Duration,
+    },
+    /// The peer closed the connection while a reply was owed.
+    #[error("{endpoint} closed the connection before answering")]
+    Closed {
+        /// The endpoint that closed.
+        endpoint: Endpoint,
+    },
+    /// Sending or receiving failed on an established connection.
+    #[error("connection to {endpoint} failed")]
+    Conversation {
+        /// The endpoint talked to.
+        endpoint: Endpoint,
+        /// The error from the socket (a reset, a refusal).
+        #[source]
+        source: io::Error,
+    },
+    /// The peer sent bytes that are not a message in the framing in use.
+    #[error("{endpoint} sent a bad message")]
+    Frame {
+        /// The endpoint talked to.
+        endpoint: Endpoint,
+        /// What was wrong with it.
+        #[source]
+        source: crate::framing::FrameError,
+    },
+}

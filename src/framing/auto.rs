@@ -1,0 +1,98 @@
+//! `auto` framing: lines when the peer sends lines, one read as one message when not.
+//!
+//! A read that holds a `\n` is split into lines as [`line`](super::line) does,
+//! and a partial line after the last `\n` waits for its end. A read with no
+//! `\n` at all, arriving when nothing is waiting, is one [`raw`](super::raw)
+//! message. So the seed's client (`client1`, no newline) and `nc` users
+//! (`bob\n`) both get the reply they expect from one server.
+
+use bytes::BytesMut;
+
+use super::{FrameError, Message, line, raw};
+
+/// What `auto` remembers between reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct State {
+    /// The buffer holds the start of a line whose `\n` has not arrived.
+    partial_line: bool,
+}
+
+impl State {
+    /// Takes the next message off `buf`; see the module docs for the rule.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] when a line is longer than `max` bytes.
+    pub fn decode(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+        if let Some(message) = line::decode(buf, max)? {
+            self.partial_line = !buf.is_empty();
+            return Ok(Some(message));
+        }
+        if buf.is_empty() || self.partial_line {
+            return Ok(None);
+        }
+        Ok(raw::decode(buf, max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::decode_in_pieces;
+    use super::super::{Framed, Framing};
+
+    fn messages(pieces: &[&[u8]]) -> Vec<(Vec<u8>, Framed)> {
+        let input = pieces.concat();
+        let cuts: Vec<usize> = pieces
+            .iter()
+            .scan(0, |at, piece| {
+                *at += piece.len();
+                Some(*at)
+            })
+            .collect();
+        let (messages, end, _) = decode_in_pieces(Framing::Auto, 1024, &input, &cuts);
+        assert_eq!(end, Ok(()));
+        messages
+            .into_iter()
+            .map(|m| (m.payload.to_vec(), m.framed))
+            .collect()
+    }
+
+    #[test]
+    fn a_read_without_newline_is_one_raw_message() {
+        assert_eq!(
+            messages(&[b"client1", b"client2"]),
+            [
+                (b"client1".to_vec(), Framed::Raw),
+                (b"client2".to_vec(), Framed::Raw)
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_ending_in_newline_are_lines() {
+        assert_eq!(
+            messages(&[b"bob\nalice\n"]),
+            [(b"bob".to_vec(), Framed::Line), (b"alice".to_vec(), Framed::Line)]
+        );
+    }
+
+    #[test]
+    fn a_partial_line_waits_for_its_newline() {
+        assert_eq!(
+            messages(&[b"bob\nali", b"c", b"e\r\n", b"raw"]),
+            [
+                (b"bob".to_vec(), Framed::Line),
+                (b"alice".to_vec(), Framed::Line),
+                (b"raw".to_vec(), Framed::Raw),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partial_line_at_end_of_stream_is_a_line() {
+        assert_eq!(
+            messages(&[b"bob\nali"]),
+            [(b"bob".to_vec(), Framed::Line), (b"ali".to_vec(), Framed::Line)]
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! `len32` framing: a 4-byte big-endian length, then that many bytes.
+
+use bytes::{Buf, BytesMut};
+
+use super::{FrameError, Framed, Message};
+
+/// The size of the length prefix.
+const HEADER: usize = 4;
+
+/// Takes the first whole frame off `buf`, or `Ok(None)` if it has not all arrived.
+///
+/// Reserves room for the rest of a frame whose header has arrived, so the
+/// reads that follow fill it without reallocating.
+///
+/// # Errors
+///
+/// [`FrameError::TooLong`] as soon as a header announces more than `max` bytes.
+pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+    let Some(header) = buf.first_chunk::<HEADER>() else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(*header) as usize;
+    if len > max {
+        return Err(FrameError::TooLong {
+            limit: max,
+            framed: Framed::Len32,
+        });
+    }
+    if buf.len() < HEADER + len {
+        buf.reserve(HEADER + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(HEADER);
+    Ok(Some(Message {
+        payload: buf.split_to(len).freeze(),
+        framed: Framed::Len32,
+    }))
+}
+
+/// How many bytes the frame at the front of `buf` still lacks.
+pub(super) fn missing(buf: &[u8]) -> usize {
+    match buf.first_chunk::<HEADER>() {
+        Some(header) => (HEADER + u32::from_be_bytes(*header) as usize).saturating_sub(buf.len()),
+        None => HEADER - buf.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_frames_back_to_back() {
+        let mut buf = BytesMut::from(&b"\0\0\0\x03abc\0\0\0\0\0\0\0\x02x"[..]);
+        assert_eq!(&decode(&mut buf, 8).unwrap().unwrap().payload[..], b"abc");
+        assert_eq!(&decode(&mut buf, 8).unwrap().unwrap().payload[..], b"");
+        assert_eq!(decode(&mut buf, 8), Ok(None));
+        assert_eq!(&buf[..], b"\0\0\0\x02x");
+        assert_eq!(missing(&buf), 1);
+    }
+
+    #[test]
+    fn refuses_a_header_over_max_without_waiting_for_the_body() {
+        let mut buf = BytesMut::from(&b"\xff\xff\xff\xff"[..]);
+        assert_eq!(
+            decode(&mut buf, 1024),
+            Err(FrameError::TooLong {
+                limit: 1024,
+                framed: Framed::Len32
+            })
+        );
+        assert!(buf.capacity() < 1024, "reserved for a refused frame");
+    }
+}

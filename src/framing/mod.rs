@@ -1,0 +1,451 @@
+//! Framing: how messages are cut out of a byte stream, and how replies are put back in.
+//!
+//! Pure code over [`BytesMut`], shared by the server, the client and the load
+//! generator so that all three agree on bytes. `../PROTOCOL.md` defines each
+//! framing; one module per framing holds its decoder:
+//!
+//! - [`raw`]: a message is exactly what one read returned (the seed's `recv(1024)`);
+//! - [`line`]: a message is the bytes up to `\n`, a trailing `\r` removed;
+//! - [`len32`]: a 4-byte big-endian length, then that many bytes;
+//! - [`auto`]: lines when the peer sends lines, `raw` when it does not.
+//!
+//! A decoder returns `Ok(Some(message))`, `Ok(None)` for "need more bytes", or a
+//! [`FrameError`]; it never buffers more than the maximum message size allows.
+
+pub mod auto;
+pub mod len32;
+pub mod line;
+pub mod raw;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The default maximum message size: 64 KiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
+
+/// How a listener or a client cuts messages out of a byte stream.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::Framing;
+///
+/// let framing: Framing = "len32".parse()?;
+/// assert_eq!(framing, Framing::Len32);
+/// assert_eq!(Framing::default(), Framing::Auto);
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Framing {
+    /// Lines when a read ends in `\n`, otherwise one read is one message.
+    #[default]
+    Auto,
+    /// One read is one message (the seed's framing).
+    Raw,
+    /// A message is a line ending in `\n` (a trailing `\r` is removed too).
+    Line,
+    /// A 4-byte big-endian length, then that many bytes.
+    Len32,
+}
+
+impl Framing {
+    /// Every framing, in the order `--help` lists them.
+    pub const ALL: [Framing; 4] = [Framing::Auto, Framing::Raw, Framing::Line, Framing::Len32];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Auto => "auto",
+            Framing::Raw => "raw",
+            Framing::Line => "line",
+            Framing::Len32 => "len32",
+        }
+    }
+
+    /// How a message is framed when it is sent first, before the peer has
+    /// shown which framing it speaks (a greeting; a client's request).
+    ///
+    /// `auto` sends like `raw`: no terminator, as the seed does.
+    pub fn sending(self) -> Framed {
+        match self {
+            Framing::Auto | Framing::Raw => Framed::Raw,
+            Framing::Line => Framed::Line,
+            Framing::Len32 => Framed::Len32,
+        }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Framing {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Framing::ALL
+            .into_iter()
+            .find(|framing| framing.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("unknown framing {text:?}: expected auto, raw, line or len32"))
+    }
+}
+
+/// How one message was framed on the wire, and so how its replies are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framed {
+    /// Bare bytes, no terminator.
+    Raw,
+    /// Bytes followed by `\n`.
+    Line,
+    /// A 4-byte big-endian length, then the bytes.
+    Len32,
+}
+
+impl Framed {
+    /// Appends one message, made of `parts` back to back, framed this way.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a `len32` message is 4 GiB or longer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    ///
+    /// let mut out = BytesMut::new();
+    /// Framed::Line.encode(&[b"Hello, ", b"bob", b"!"], &mut out);
+    /// Framed::Len32.encode(&[b"hi"], &mut out);
+    /// assert_eq!(&out[..], b"Hello, bob!\n\0\0\0\x02hi");
+    /// ```
+    pub fn encode(self, parts: &[&[u8]], out: &mut BytesMut) {
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        match self {
+            Framed::Raw => out.reserve(len),
+            Framed::Line => out.reserve(len + 1),
+            Framed::Len32 => {
+                out.reserve(len + 4);
+                let len = u32::try_from(len).expect("a len32 message is shorter than 4 GiB");
+                out.put_u32(len);
+            }
+        }
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        if self == Framed::Line {
+            out.put_u8(b'\n');
+        }
+    }
+}
+
+/// One message cut out of the stream, with the framing it came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The message's bytes, framing removed.
+    pub payload: Bytes,
+    /// How it was framed, which is how its replies are framed.
+    pub framed: Framed,
+}
+
+/// Why the bytes on a stream are not a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A message is longer than the maximum message size.
+    #[error("message too long: more than {limit} bytes")]
+    TooLong {
+        /// The maximum message size in force.
+        limit: usize,
+        /// The framing the message came in, to frame the error reply.
+        framed: Framed,
+    },
+    /// The stream ended inside a `len32` frame.
+    #[error("the stream ended inside a frame: {missing} of its bytes never came")]
+    Truncated {
+        /// How many bytes the frame still lacked.
+        missing: usize,
+    },
+}
+
+impl FrameError {
+    /// The reply a peer gets before the connection closes, if it gets one.
+    pub const REPLY: &'static [u8] = b"ERR message too long";
+
+    /// Appends the error reply PROTOCOL.md defines for this error, framed as the
+    /// message that caused it (`ERR message too long\n` for lines).
+    pub fn encode_reply(&self, out: &mut BytesMut) {
+        if let FrameError::TooLong { framed, .. } = self {
+            framed.encode(&[Self::REPLY], out);
+        }
+    }
+}
+
+/// Cuts messages out of one stream in one [`Framing`], remembering what it
+/// needs between reads.
+///
+/// Call [`decode`](Decoder::decode) after every read until it returns
+/// `Ok(None)`: `raw` and `auto` treat each read as a unit, so a read must be
+/// decoded before the next one is appended.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::{Decoder, Framed};
+/// use sockit::Framing;
+///
+/// let mut decoder = Decoder::new(Framing::Auto, 1024);
+/// let mut buf = BytesMut::from(&b"bob\nalice\r\nca"[..]);
+/// assert_eq!(decoder.decode(&mut buf)?.unwrap().payload, "bob");
+/// let alice = decoder.decode(&mut buf)?.unwrap();
+/// assert_eq!((&alice.payload[..], alice.framed), (&b"alice"[..], Framed::Line));
+/// assert_eq!(decoder.decode(&mut buf)?, None); // "ca" waits for its newline
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    framing: Framing,
+    max_message: usize,
+    auto: auto::State,
+}
+
+impl Decoder {
+    /// A decoder for `framing` that refuses messages longer than `max_message` bytes.
+    pub fn new(framing: Framing, max_message: usize) -> Self {
+        Decoder {
+            framing,
+            max_message,
+            auto: auto::State::default(),
+        }
+    }
+
+    /// The framing this decoder cuts.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The most bytes one read should bring, so that one `raw` read is never
+    /// longer than a message may be.
+    pub fn read_size(&self) -> usize {
+        self.max_message.clamp(1, 16 * 1024)
+    }
+
+    /// Takes the next whole message off the front of `buf`.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] when the next message is longer than the maximum;
+    /// the stream cannot be resynchronised after it.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
+        match self.framing {
+            Framing::Raw => Ok(raw::decode(buf, self.max_message)),
+            Framing::Line => line::decode(buf, self.max_message),
+            Framing::Len32 => len32::decode(buf, self.max_message),
+            Framing::Auto => self.auto.decode(buf, self.max_message),
+        }
+    }
+
+    /// Takes what is left in `buf` once the stream has ended: a last line
+    /// without its `\n` is still a message.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Truncated`] when the stream ended inside a `len32` frame.
+    pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
+        if let Some(message) = self.decode(buf)? {
+            return Ok(Some(message));
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        match self.framing {
+            Framing::Len32 => Err(FrameError::Truncated {
+                missing: len32::missing(buf),
+            }),
+            _ => Ok(Some(Message {
+                payload: buf.split().freeze(),
+                framed: Framed::Line,
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `input` to a fresh decoder in pieces cut at `cuts`, decoding after
+    /// every piece as a connection does, and returns the messages and how it ended.
+    pub(crate) fn decode_in_pieces(
+        framing: Framing,
+        max: usize,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<Message>, Result<(), FrameError>, usize) {
+        let mut decoder = Decoder::new(framing, max);
+        let mut buf = BytesMut::new();
+        let mut messages = Vec::new();
+        let mut most_buffered = 0;
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        let mut start = 0;
+        for end in bounds {
+            buf.extend_from_slice(&input[start..end]);
+            start = end;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(message)) => messages.push(message),
+                    Ok(None) => break,
+                    Err(e) => return (messages, Err(e), most_buffered),
+                }
+            }
+            most_buffered = most_buffered.max(buf.len());
+        }
+        match decoder.decode_eof(&mut buf) {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => {}
+            Err(e) => return (messages, Err(e), most_buffered),
+        }
+        (messages, Ok(()), most_buffered)
+    }
+
+    #[test]
+    fn framing_names_round_trip() {
+        for framing in Framing::ALL {
+            assert_eq!(framing.name().parse::<Framing>(), Ok(framing));
+            assert_eq!(framing.to_string(), framing.name());
+        }
+        let err = "lines".parse::<Framing>().unwrap_err();
+        assert_eq!(
+            err,
+            "unknown framing \"lines\": expected auto, raw, line or len32"
+        );
+    }
+
+    #[test]
+    fn encodes_each_framing() {
+        let mut out = BytesMut::new();
+        Framed::Raw.encode(&[b"Hello, ", b"x", b"!"], &mut out);
+        assert_eq!(&out[..], b"Hello, x!");
+        out.clear();
+        Framed::Line.encode(&[b"Hello, ", b"x", b"!"], &mut out);
+        assert_eq!(&out[..], b"Hello, x!\n");
+        out.clear();
+        Framed::Len32.encode(&[b"Hello, ", b"x", b"!"], &mut out);
+        assert_eq!(&out[..], b"\x00\x00\x00\x09Hello, x!");
+        out.clear();
+        Framed::Len32.encode(&[], &mut out);
+        assert_eq!(&out[..], b"\x00\x00\x00\x00");
+    }
+
+    #[test]
+    fn error_replies_are_framed_like_the_message() {
+        let mut out = BytesMut::new();
+        let err = FrameError::TooLong {
+            limit: 4,
+            framed: Framed::Line,
+        };
+        err.encode_reply(&mut out);
+        assert_eq!(&out[..], b"ERR message too long\n");
+        out.clear();
+        let err = FrameError::TooLong {
+            limit: 4,
+            framed: Framed::Len32,
+        };
+        err.encode_reply(&mut out);
+        assert_eq!(&out[..], b"\x00\x00\x00\x14ERR message too long");
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_a_message() {
+        let (messages, end, _) = decode_in_pieces(Framing::Line, 64, b"a\nb", &[]);
+        assert_eq!(end, Ok(()));
+        let payloads: Vec<_> = messages.iter().map(|m| &m.payload[..]).collect();
+        assert_eq!(payloads, [&b"a"[..], b"b"]);
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_len32_frame_is_truncated() {
+        let (messages, end, _) = decode_in_pieces(Framing::Len32, 64, b"\0\0\0\x05abc", &[]);
+        assert!(messages.is_empty());
+        assert_eq!(end, Err(FrameError::Truncated { missing: 2 }));
+        let (_, end, _) = decode_in_pieces(Framing::Len32, 64, b"\0\0", &[]);
+        assert_eq!(end, Err(FrameError::Truncated { missing: 2 }));
+    }
+
+    fn encode_all(framed: Framed, messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for message in messages {
+            framed.encode(&[message], &mut out);
+        }
+        out.to_vec()
+    }
+
+    proptest! {
+        /// decode(encode(x)) == x, however the bytes are split into reads.
+        #[test]
+        fn len32_round_trips_under_any_split(
+            messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+            cuts in prop::collection::vec(0usize..7000, 0..12),
+        ) {
+            let input = encode_all(Framed::Len32, &messages);
+            let (decoded, end, _) = decode_in_pieces(Framing::Len32, 300, &input, &cuts);
+            prop_assert_eq!(end, Ok(()));
+            let payloads: Vec<Vec<u8>> = decoded.iter().map(|m| m.payload.to_vec()).collect();
+            prop_assert_eq!(payloads, messages);
+        }
+
+        /// Lines without `\n` or a trailing `\r` come back unchanged under any split.
+        #[test]
+        fn line_round_trips_under_any_split(
+            messages in prop::collection::vec(
+                prop::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..300)
+                    .prop_map(|mut v| { if v.last() == Some(&b'\r') { v.pop(); } v }),
+                0..20),
+            cuts in prop::collection::vec(0usize..7000, 0..12),
+        ) {
+            let input = encode_all(Framed::Line, &messages);
+            let (decoded, end, _) = decode_in_pieces(Framing::Line, 300, &input, &cuts);
+            prop_assert_eq!(end, Ok(()));
+            let payloads: Vec<Vec<u8>> = decoded.iter().map(|m| m.payload.to_vec()).collect();
+            prop_assert_eq!(payloads, messages);
+        }
+
+        /// Any bytes, any split, any framing: no panic, and the buffer never
+        /// holds more than one maximum message (plus its framing and one read).
+        #[test]
+        fn never_panics_nor_buffers_past_the_limit(
+            input in prop::collection::vec(any::<u8>(), 0..4000),
+            cuts in prop::collection::vec(0usize..4000, 0..12),
+            max in 1usize..200,
+            which in 0usize..4,
+        ) {
+            let framing = Framing::ALL[which];
+            let (_, _, most_buffered) = decode_in_pieces(framing, max, &input, &cuts);
+            prop_assert!(most_buffered <= max + 4, "{framing}: buffered {most_buffered} with max {max}");
+        }
+
+        /// Splitting the input differently gives the same messages (or the same error)
+        /// for the framings that do not depend on read boundaries.
+        #[test]
+        fn same_result_under_any_split(
+            input in prop::collection::vec(prop::sample::select(vec![b'a', b'\n', b'\r', 0, 1, 0xff]), 0..600),
+            cuts in prop::collection::vec(0usize..600, 0..12),
+            max in 1usize..50,
+            len32 in any::<bool>(),
+        ) {
+            let framing = if len32 { Framing::Len32 } else { Framing::Line };
+            let whole = decode_in_pieces(framing, max, &input, &[]);
+            let split = decode_in_pieces(framing, max, &input, &cuts);
+            prop_assert_eq!(whole.0, split.0);
+            prop_assert_eq!(whole.1, split.1);
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `raw` framing: a message is exactly what one read returned.
+//!
+//! This is the seed's framing (`data = sock.recv(1024)`): it works for a client
+//! that waits for each reply before sending again, and cannot tell pipelined
+//! messages apart, because TCP has no message boundaries.
+
+use bytes::BytesMut;
+
+use super::{Framed, Message};
+
+/// Takes everything buffered, up to `max` bytes, as one message.
+///
+/// Called once per read, `buf` holds exactly that read; a read longer than
+/// `max` is cut into messages of `max` bytes.
+pub fn decode(buf: &mut BytesMut, max: usize) -> Option<Message> {
+    if buf.is_empty() {
+        return None;
+    }
+    let len = buf.len().min(max.max(1));
+    Some(Message {
+        payload: buf.split_to(len).freeze(),
+        framed: Framed::Raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_read_is_one_message() {
+        let mut buf = BytesMut::from(&b"client1\nclient2"[..]);
+        let message = decode(&mut buf, 1024).unwrap();
+        assert_eq!(&message.payload[..], b"client1\nclient2");
+        assert_eq!(message.framed, Framed::Raw);
+        assert!(buf.is_empty());
+        assert_eq!(decode(&mut buf, 1024), None);
+    }
+
+    #[test]
+    fn a_read_longer_than_the_maximum_is_cut() {
+        let mut buf = BytesMut::from(&b"abcde"[..]);
+        assert_eq!(&decode(&mut buf, 2).unwrap().payload[..], b"ab");
+        assert_eq!(&decode(&mut buf, 2).unwrap().payload[..], b"cd");
+        assert_eq!(&decode(&mut buf, 2).unwrap().payload[..], b"e");
+        assert_eq!(decode(&mut buf, 2), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! sockit: a socket toolkit, and the seed tutorial's `SocketServer` done properly
+//! for Rust.
+//!
+//! Write a [`Service`] once (a plain value that turns a message into replies)
+//! and serve it on any [`Endpoint`], TCP or UDP, over IPv4 or IPv6, with the
+//! [`Framing`] chosen per listener, a connection limit, a maximum message size
+//! and graceful shutdown:
+//!
+//! ```no_run
+//! use sockit::{Endpoint, Greet, Server};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), sockit::Error> {
+//!     let endpoint: Endpoint = "tcp://127.0.0.1:8000".parse()?;
+//!     let listener = Server::new(Greet).bind(&endpoint).await?;
+//!     listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await
+//! }
+//! ```
+//!
+//! The greeting protocol the built-in [`Greet`] service speaks, and how every
+//! framing behaves, is defined byte for byte in `PROTOCOL.md`.
+//!
+//! # Layout
+//!
+//! A pure protocol core with a thin I/O shell:
+//!
+//! | module | role |
+//! | --- | --- |
+//! | [`endpoint`] | [`Endpoint`]: where to listen or connect, parsed once from the user's text |
+//! | [`framing`] | pure: cuts messages out of bytes (`raw`, `line`, `len32`, `auto`) and frames replies |
+//! | [`service`] | pure: [`Service`] and the built-ins [`Greet`], [`Echo`], [`Discard`] |
+//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
+//! | [`server`] | [`Server`]: accept loop, connection limit, graceful shutdown |
+//! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
+//! | `datagram` | the receive loop of a datagram socket |
+//! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
+//! | [`escape`] | bytes shown safely in logs |
+//!
+//! The `sockit` command lives in `src/bin/sockit/`, one module per subcommand.
+
+pub mod client;
+mod connection;
+mod datagram;
+pub mod endpoint;
+mod error;
+pub mod escape;
+pub mod framing;
+pub mod net;
+pub mod server;
+pub mod service;
+
+pub use client::{DatagramClient, StreamClient};
+pub use endpoint::{Endpoint, EndpointError, Peer, Transport};
+pub use error::Error;
+pub use escape::Escaped;
+pub use framing::Framing;
+pub use server::{Listener, Server};
+pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};

@@ -1,0 +1,44 @@
+//! Transports: how each socket kind binds, accepts, connects and sets its
+//! options. They know nothing of framing or services.
+//!
+//! - [`tcp`]: TCP over IPv4 and IPv6;
+//! - [`udp`]: UDP over IPv4 and IPv6.
+
+pub mod tcp;
+pub mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::{Endpoint, Error};
+
+/// The default listen backlog (the seed's `listen(10)` is too small for load).
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// Resolves the host of a network endpoint to the addresses to try, in order.
+pub(crate) async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>, Error> {
+    let host_port = endpoint
+        .host_port()
+        .expect("every network endpoint has a host and port");
+    host_port.resolve().await.map_err(|source| Error::Resolve {
+        endpoint: endpoint.clone(),
+        source,
+    })
+}
+
+/// Tries `attempt` on each address in turn and returns the first success, or
+/// the last error.
+pub(crate) async fn first_success<T, F, Fut>(addrs: &[SocketAddr], mut attempt: F) -> io::Result<T>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<T>>,
+{
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to try");
+    for &addr in addrs {
+        match attempt(addr).await {
+            Ok(value) => return Ok(value),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

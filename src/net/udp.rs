@@ -1,0 +1,56 @@
+//! UDP: binding and connecting over IPv4 and IPv6.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+/// The largest UDP payload one IPv4 datagram can carry.
+pub const MAX_PAYLOAD_V4: usize = 65_507;
+/// The largest UDP payload one IPv6 datagram can carry (without jumbograms).
+pub const MAX_PAYLOAD_V6: usize = 65_527;
+
+/// The largest payload a datagram to `peer` can carry.
+pub fn max_payload(peer: SocketAddr) -> usize {
+    match peer {
+        SocketAddr::V4(_) => MAX_PAYLOAD_V4,
+        SocketAddr::V6(_) => MAX_PAYLOAD_V6,
+    }
+}
+
+/// Binds a datagram socket on `addr` with `SO_REUSEADDR` set.
+///
+/// # Errors
+///
+/// Fails when the address is in use, not local, or not permitted.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// A socket on an ephemeral port, connected to the first of `addrs`, so that
+/// only its replies are received and a closed port is reported as refused.
+///
+/// # Errors
+///
+/// Fails when no socket can be made or no address can be connected.
+///
+/// # Cancel safety
+///
+/// Cancel safe.
+pub async fn connect(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
+    super::first_success(addrs, |addr| async move {
+        let any: IpAddr = match addr {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let socket = UdpSocket::bind((any, 0)).await?;
+        socket.connect(addr).await?;
+        Ok(socket)
+    })
+    .await
+}

@@ -1,0 +1,323 @@
+//! The server: binds endpoints, accepts under a connection limit, runs one
+//! task per stream connection and one receive loop per datagram socket, and
+//! stops on a shutdown future passed in by the caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::connection::{self, Settings};
+use crate::framing::DEFAULT_MAX_MESSAGE;
+use crate::net::{self, tcp, udp};
+use crate::service::Service;
+use crate::{Endpoint, Error, Framing, Peer, datagram};
+
+/// The default limit on open connections, across all of a server's listeners.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long shutdown waits for open connections by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shortest and longest pause after an accept error that may repeat
+/// (out of descriptors, out of memory).
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// A service with its limits, ready to be bound to endpoints: the seed's
+/// "SocketServer", done properly.
+///
+/// Every listener bound from one `Server` shares its connection limit.
+///
+/// # Examples
+///
+/// Serve the greeting protocol until Ctrl-C:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sockit::Error> {
+/// use sockit::{Endpoint, Framing, Greet, Server};
+///
+/// let endpoint: Endpoint = "tcp://127.0.0.1:8000".parse()?;
+/// let listener = Server::new(Greet)
+///     .framing(Framing::Line)
+///     .max_connections(100)
+///     .bind(&endpoint)
+///     .await?;
+/// listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server<S> {
+    service: Arc<S>,
+    framing: Option<Framing>,
+    max_message: usize,
+    shutdown_timeout: Duration,
+    backlog: u32,
+    permits: Arc<Semaphore>,
+}
+
+impl<S: Service> Server<S> {
+    /// A server for `service`, with the default limits.
+    pub fn new(service: S) -> Self {
+        Server {
+            service: Arc::new(service),
+            framing: None,
+            max_message: DEFAULT_MAX_MESSAGE,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            backlog: net::DEFAULT_BACKLOG,
+            permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
+        }
+    }
+
+    /// How stream listeners cut messages; by default the service's choice
+    /// ([`Service::default_framing`]). Datagrams need no framing.
+    #[must_use]
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = Some(framing);
+        self
+    }
+
+    /// The most stream connections open at once (default 10,000). Past it,
+    /// new peers wait in the listen backlog until a connection closes.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.permits = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+        self
+    }
+
+    /// The longest message accepted (default 64 KiB); a longer one gets an
+    /// error reply and its connection is closed.
+    #[must_use]
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes.max(1);
+        self
+    }
+
+    /// How long shutdown lets open connections finish before closing them
+    /// (default 10 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The listen backlog for stream listeners (default 1024).
+    #[must_use]
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// The framing stream listeners use.
+    pub fn framing_in_use(&self) -> Framing {
+        self.framing.unwrap_or_else(|| self.service.default_framing())
+    }
+
+    /// Binds `endpoint`, ready to serve.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Resolve`] when its host name does not resolve, [`Error::Bind`]
+    /// when it cannot be bound (in use, not local, not permitted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn bind(&self, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
+        let bind_error = |source| Error::Bind {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let addrs = net::resolve(endpoint).await?;
+        let (socket, local) = match endpoint {
+            Endpoint::Tcp(_) => {
+                let listener =
+                    net::first_success(&addrs, |addr| async move { tcp::listen(addr, self.backlog) })
+                        .await
+                        .map_err(bind_error)?;
+                let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
+                (Socket::Stream(listener), local)
+            }
+            Endpoint::Udp(_) => {
+                let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr) })
+                    .await
+                    .map_err(bind_error)?;
+                let local = Endpoint::udp(socket.local_addr().map_err(bind_error)?);
+                (Socket::Datagram(socket), local)
+            }
+        };
+        Ok(Listener {
+            socket,
+            local,
+            service: Arc::clone(&self.service),
+            settings: Settings {
+                framing: self.framing_in_use(),
+                max_message: self.max_message,
+            },
+            shutdown_timeout: self.shutdown_timeout,
+            permits: Arc::clone(&self.permits),
+        })
+    }
+}
+
+/// A bound socket of any kind.
+#[derive(Debug)]
+enum Socket {
+    Stream(TcpListener),
+    Datagram(UdpSocket),
+}
+
+/// One bound endpoint of a [`Server`], ready to serve.
+#[derive(Debug)]
+pub struct Listener<S> {
+    socket: Socket,
+    local: Endpoint,
+    service: Arc<S>,
+    settings: Settings,
+    shutdown_timeout: Duration,
+    permits: Arc<Semaphore>,
+}
+
+impl<S: Service> Listener<S> {
+    /// The endpoint actually bound: with port 0 asked for, the port the
+    /// system chose.
+    pub fn local_endpoint(&self) -> &Endpoint {
+        &self.local
+    }
+
+    /// The framing stream connections are served with.
+    pub fn framing(&self) -> Framing {
+        self.settings.framing
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: stops
+    /// accepting, lets every connection write the replies it owes and close,
+    /// and after the shutdown timeout closes those still open.
+    ///
+    /// # Errors
+    ///
+    /// None yet: accept and receive errors are logged and served through. The
+    /// `Result` leaves room for errors that must stop a listener.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future drops every open connection at
+    /// once. Complete `shutdown` instead.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Listener {
+            socket,
+            local,
+            service,
+            settings,
+            shutdown_timeout,
+            permits,
+        } = self;
+        match socket {
+            Socket::Stream(listener) => {
+                let tracker = TaskTracker::new();
+                let finish = CancellationToken::new();
+                let abort = CancellationToken::new();
+                let accepting = Accepting {
+                    listener,
+                    service,
+                    settings,
+                    permits,
+                    tracker: &tracker,
+                    finish: &finish,
+                    abort: &abort,
+                };
+                accepting.run(shutdown).await;
+                info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
+                finish.cancel();
+                tracker.close();
+                if tokio::time::timeout(shutdown_timeout, tracker.wait())
+                    .await
+                    .is_err()
+                {
+                    warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; closing the connections still open");
+                    abort.cancel();
+                    tracker.wait().await;
+                }
+            }
+            Socket::Datagram(socket) => datagram::serve(socket, &local, &*service, shutdown).await,
+        }
+        info!(listener = %local, "stopped");
+        Ok(())
+    }
+}
+
+/// The accept loop of a stream listener.
+struct Accepting<'a, S> {
+    listener: TcpListener,
+    service: Arc<S>,
+    settings: Settings,
+    permits: Arc<Semaphore>,
+    tracker: &'a TaskTracker,
+    /// Asks connections to finish: write what they owe, then close.
+    finish: &'a CancellationToken,
+    /// Drops connections that did not finish in time.
+    abort: &'a CancellationToken,
+}
+
+impl<S: Service> Accepting<'_, S> {
+    /// Accepts until `shutdown`, taking a connection permit before each accept.
+    async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut backoff = ACCEPT_BACKOFF.0;
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                permit = Arc::clone(&self.permits).acquire_owned() => permit.expect("the permits are never closed"),
+            };
+            let (stream, addr) = tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) if is_one_peers_error(&error) => {
+                        debug!(%error, "a connection failed before it was accepted");
+                        continue;
+                    }
+                    Err(error) => {
+                        warn!(%error, retry_in = ?backoff, "accept failed; waiting before the next");
+                        tokio::select! {
+                            () = &mut shutdown => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                        continue;
+                    }
+                },
+            };
+            backoff = ACCEPT_BACKOFF.0;
+            let peer = Peer::from(addr);
+            info!("Accept new connection from {peer}");
+            if let Err(error) = stream.set_nodelay(true) {
+                debug!(%peer, %error, "could not set TCP_NODELAY");
+            }
+            let service = Arc::clone(&self.service);
+            let settings = self.settings;
+            let finish = self.finish.clone();
+            let abort = self.abort.clone();
+            self.tracker.spawn(async move {
+                let conversation = connection::serve(stream, peer, &*service, settings, finish);
+                if abort.run_until_cancelled(conversation).await.is_none() {
+                    debug!("connection dropped at the shutdown timeout");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Accept errors that concern one peer only and say nothing of the listener.
+fn is_one_peers_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    )
+}

@@ -1,0 +1,236 @@
+//! Services: what a server answers, as plain values that turn a message into replies.
+//!
+//! A [`Service`] is written once and served on any endpoint: the server calls
+//! [`Service::greeting`] when a stream connection opens,
+//! [`Service::message`] for every message cut out of a stream, and
+//! [`Service::datagram`] for every datagram. Replies go into [`Replies`], a
+//! buffer the connection owns and frames; one read that delivered sixteen
+//! messages becomes one write with sixteen replies.
+//!
+//! The built-ins: [`Greet`] (the seed's protocol), [`Echo`] (RFC 862) and
+//! [`Discard`] (RFC 863).
+
+mod discard;
+mod echo;
+mod greet;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::BytesMut;
+
+pub use discard::Discard;
+pub use echo::Echo;
+pub use greet::Greet;
+
+use crate::Peer;
+use crate::framing::{Framed, Framing};
+
+/// What the connection does after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading messages.
+    Continue,
+    /// Send every reply already owed, then close the connection.
+    Close,
+}
+
+/// A service: turns each message into replies.
+///
+/// Methods are synchronous and write into [`Replies`]; a service does its work
+/// without awaiting, so the server can answer every message of a read with one
+/// write.
+///
+/// # Examples
+///
+/// A service that shouts back, served on TCP and UDP alike:
+///
+/// ```
+/// use sockit::{Flow, Replies, Service};
+///
+/// struct Shout;
+///
+/// impl Service for Shout {
+///     fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow {
+///         replies.send(&message.to_ascii_uppercase());
+///         Flow::Continue
+///     }
+/// }
+/// ```
+pub trait Service: Send + Sync + 'static {
+    /// Called once when a stream connection opens; sends nothing by default.
+    fn greeting(&self, replies: &mut Replies<'_>) {
+        let _ = replies;
+    }
+
+    /// Called for every message of a stream connection.
+    fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow;
+
+    /// Called for every datagram; everything sent into `replies` goes back to
+    /// the sender as one datagram. By default the same as [`Service::message`].
+    fn datagram(&self, datagram: &[u8], replies: &mut Replies<'_>) {
+        let _ = self.message(datagram, replies);
+    }
+
+    /// The framing a listener uses when none is chosen: [`Framing::Auto`].
+    fn default_framing(&self) -> Framing {
+        Framing::Auto
+    }
+}
+
+/// Where a service writes its replies: the connection's output buffer, framed
+/// like the message being answered, and who the peer is.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    out: &'a mut BytesMut,
+    framed: Framed,
+    peer: &'a Peer,
+}
+
+impl<'a> Replies<'a> {
+    /// Replies into `out`, framed as `framed`, to `peer`.
+    pub fn new(out: &'a mut BytesMut, framed: Framed, peer: &'a Peer) -> Self {
+        Replies { out, framed, peer }
+    }
+
+    /// Sends one reply.
+    pub fn send(&mut self, reply: &[u8]) {
+        self.framed.encode(&[reply], self.out);
+    }
+
+    /// Sends one reply made of `parts` back to back, without joining them first.
+    pub fn send_parts(&mut self, parts: &[&[u8]]) {
+        self.framed.encode(parts, self.out);
+    }
+
+    /// The peer being answered.
+    pub fn peer(&self) -> &Peer {
+        self.peer
+    }
+
+    /// How the message being answered was framed, and so how replies are framed.
+    pub fn framed(&self) -> Framed {
+        self.framed
+    }
+}
+
+/// The built-in services by name, as `sockit serve --service` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Builtin {
+    /// [`Greet`]: the seed's greeting protocol.
+    #[default]
+    Greet,
+    /// [`Echo`]: every byte back (RFC 862).
+    Echo,
+    /// [`Discard`]: reads and drops (RFC 863).
+    Discard,
+}
+
+impl Builtin {
+    /// Every built-in, in the order `--help` lists them.
+    pub const ALL: [Builtin; 3] = [Builtin::Greet, Builtin::Echo, Builtin::Discard];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Greet => "greet",
+            Builtin::Echo => "echo",
+            Builtin::Discard => "discard",
+        }
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Builtin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Builtin::ALL
+            .into_iter()
+            .find(|builtin| builtin.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("unknown service {text:?}: expected greet, echo or discard"))
+    }
+}
+
+impl Service for Builtin {
+    fn greeting(&self, replies: &mut Replies<'_>) {
+        match self {
+            Builtin::Greet => Greet.greeting(replies),
+            Builtin::Echo => Echo.greeting(replies),
+            Builtin::Discard => Discard.greeting(replies),
+        }
+    }
+
+    fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow {
+        match self {
+            Builtin::Greet => Greet.message(message, replies),
+            Builtin::Echo => Echo.message(message, replies),
+            Builtin::Discard => Discard.message(message, replies),
+        }
+    }
+
+    fn datagram(&self, datagram: &[u8], replies: &mut Replies<'_>) {
+        match self {
+            Builtin::Greet => Greet.datagram(datagram, replies),
+            Builtin::Echo => Echo.datagram(datagram, replies),
+            Builtin::Discard => Discard.datagram(datagram, replies),
+        }
+    }
+
+    fn default_framing(&self) -> Framing {
+        match self {
+            Builtin::Greet => Greet.default_framing(),
+            Builtin::Echo => Echo.default_framing(),
+            Builtin::Discard => Discard.default_framing(),
+        }
+    }
+}
+
+/// Runs `service` on one message and returns what it sent and the flow; for tests.
+#[cfg(test)]
+pub(crate) fn answer(service: &impl Service, framed: Framed, message: &[u8]) -> (Vec<u8>, Flow) {
+    let peer = Peer::Ip("127.0.0.1:5555".parse().unwrap());
+    let mut out = BytesMut::new();
+    let flow = service.message(message, &mut Replies::new(&mut out, framed, &peer));
+    (out.to_vec(), flow)
+}
+
+/// Runs `service` on one datagram and returns what it sent; for tests.
+#[cfg(test)]
+pub(crate) fn answer_datagram(service: &impl Service, datagram: &[u8]) -> Vec<u8> {
+    let peer = Peer::Ip("127.0.0.1:5555".parse().unwrap());
+    let mut out = BytesMut::new();
+    service.datagram(datagram, &mut Replies::new(&mut out, Framed::Raw, &peer));
+    out.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_round_trip() {
+        for builtin in Builtin::ALL {
+            assert_eq!(builtin.name().parse::<Builtin>(), Ok(builtin));
+        }
+        assert_eq!(
+            "hello".parse::<Builtin>().unwrap_err(),
+            "unknown service \"hello\": expected greet, echo or discard"
+        );
+    }
+
+    #[test]
+    fn builtins_delegate_to_their_service() {
+        assert_eq!(answer(&Builtin::Greet, Framed::Raw, b"x").0, b"Hello, x!");
+        assert_eq!(answer(&Builtin::Echo, Framed::Raw, b"x").0, b"x");
+        assert_eq!(answer(&Builtin::Discard, Framed::Raw, b"x").0, b"");
+        assert_eq!(answer_datagram(&Builtin::Greet, b"x"), b"Hello, x");
+        assert_eq!(Builtin::Greet.default_framing(), Framing::Auto);
+        assert_eq!(Builtin::Echo.default_framing(), Framing::Raw);
+    }
+}

@@ -1,0 +1,328 @@
+//! Shared test helpers: run `sockit` and the seed's programs as real processes.
+//!
+//! Peers that may be missing (python3, nc, the seed) are looked up with
+//! [`peer`]: a missing one is a SKIP with the reason locally, and a failure
+//! under `CI=true`, where `.ci/run` installs them.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `sockit` binary under test.
+pub fn sockit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sockit"))
+}
+
+/// Whether a missing peer must fail the test rather than skip it.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns the program if it can run, or says SKIP (failing under `CI=true`).
+pub fn peer(program: &str, why: &str) -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if found {
+        return Some(program.to_owned());
+    }
+    skip(&format!("{program} is not installed ({why})"));
+    None
+}
+
+/// Says SKIP with the reason, or fails under `CI=true`.
+pub fn skip(reason: &str) {
+    assert!(!in_ci(), "CI=true but {reason}");
+    eprintln!("SKIP: {reason}");
+}
+
+/// The seed's programs: `$SOCKIT_SEED_DIR` or `../shared/seed`.
+pub fn seed_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("SOCKIT_SEED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/seed"));
+    if dir.join("tcp_server.py").is_file() {
+        return Some(dir);
+    }
+    skip(&format!(
+        "the seed's programs are not at {} (set SOCKIT_SEED_DIR)",
+        dir.display()
+    ));
+    None
+}
+
+/// Runs a seed program unchanged, but with `SO_REUSEADDR` set before its
+/// `bind` so a port left in `TIME_WAIT` by an earlier test does not fail it.
+const REUSEADDR_WRAPPER: &str = r#"
+import runpy, socket, sys
+_bind = socket.socket.bind
+def bind(self, address):
+    self.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return _bind(self, address)
+socket.socket.bind = bind
+path = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(path, run_name="__main__")
+"#;
+
+/// The arguments that make python3 run the seed's `script`, unbuffered.
+pub fn seed_args(seed: &std::path::Path, script: &str) -> Vec<std::ffi::OsString> {
+    vec!["-u".into(), "-c".into(), REUSEADDR_WRAPPER.into(), seed.join(script).into()]
+}
+
+/// A command running the seed's `script` with python3, unbuffered.
+pub fn seed_program(seed: &std::path::Path, script: &str) -> Command {
+    let mut command = Command::new("python3");
+    command.args(seed_args(seed, script));
+    command
+}
+
+/// Starts one of the seed's servers and waits until it says it is ready.
+pub fn seed_server(seed: &std::path::Path, script: &str) -> Running {
+    let server = Running::start_merged("python3", seed_args(seed, script));
+    let ready = if script.starts_with("udp") { "Bind udp on 9000" } else { "Waiting for connection" };
+    server.wait_for_log(ready, Duration::from_secs(10));
+    server
+}
+
+/// Holds the seed's fixed ports (8000, 9000) for one test at a time, across
+/// test processes.
+pub fn seed_ports() -> File {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-ports.lock");
+    let file = File::create(path).expect("create the seed ports lock");
+    file.lock().expect("lock the seed ports");
+    file
+}
+
+/// Runs `command` to completion within `limit`, killing it past that.
+pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "timed out after {limit:?}: stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// A running process whose stderr is collected line by line.
+pub struct Running {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Starts `command` with stderr collected and stdout discarded.
+    pub fn start(command: &mut Command) -> Running {
+        Self::start_with_stdout(command, Stdio::null())
+    }
+
+    /// Starts `command` with stderr collected.
+    pub fn start_with_stdout(command: &mut Command, stdout: Stdio) -> Running {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, log }
+    }
+
+    /// Starts `program ARGS` with its stdout sent to stderr, so that both
+    /// are collected (for the seed's servers and the examples, which print).
+    pub fn start_merged<I, S>(program: impl AsRef<std::ffi::OsStr>, args: I) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Self::start(
+            Command::new("sh")
+                .args(["-c", "exec \"$0\" \"$@\" 1>&2"])
+                .arg(program)
+                .args(args),
+        )
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a logged line contains `text`; returns that line.
+    pub fn wait_for_log(&self, text: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no log line containing {text:?} within {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many logged lines contain `text`.
+    pub fn count_log(&self, text: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (for example "TERM").
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits for the process to exit within `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "still running after {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The child, for its stdout.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sockit serve ARGS` on its way: started and listening.
+pub struct Server {
+    pub process: Running,
+    /// The endpoints it listens on, in order, as logged (`tcp://127.0.0.1:PORT`).
+    pub endpoints: Vec<String>,
+}
+
+impl Server {
+    /// Starts `sockit serve` with `args` and waits until each of its
+    /// `listening` endpoints is logged. Use port 0 to let the system choose.
+    pub fn start(args: &[&str]) -> Server {
+        let expected = args
+            .iter()
+            .filter(|a| a.contains("://") || a.contains(':') && !a.starts_with('-'))
+            .count()
+            .max(1);
+        let process = Running::start(sockit().arg("serve").args(args));
+        let start = Instant::now();
+        loop {
+            let endpoints: Vec<String> = process
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|line| line.split("listening on ").nth(1))
+                .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+                .collect();
+            if endpoints.len() >= expected {
+                return Server { process, endpoints };
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sockit serve {args:?} did not start; log:\n{}",
+                process.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The socket address of endpoint `index`.
+    pub fn addr(&self, index: usize) -> SocketAddr {
+        let endpoint = &self.endpoints[index];
+        let (_, addr) = endpoint.split_once("://").expect("a scheme");
+        addr.parse().expect("a socket address")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit within `limit`.
+    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
+        self.process.signal("TERM");
+        self.process.wait(limit)
+    }
+}
+
+/// A TCP client that reads exactly what it expects, with a timeout.
+pub fn tcp_client(addr: SocketAddr) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Reads exactly `len` bytes.
+pub fn read_exactly(stream: &mut impl std::io::Read, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("read the expected bytes");
+    buf
+}
+
+/// Reads until the peer closes.
+pub fn read_to_close(stream: &mut impl std::io::Read) -> Vec<u8> {
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).expect("read until close");
+    buf
+}

@@ -1,0 +1,86 @@
+//! The examples retell the seed's four programs: each one, run against the
+//! seed's own counterpart, produces the seed's output byte for byte. The
+//! examples use the seed's fixed ports, so each test holds the seed ports lock.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Running, run_with_timeout, seed_dir, seed_program, seed_ports, seed_server};
+
+/// An example binary, built by `cargo test` beside the `sockit` binary.
+fn example(name: &str) -> PathBuf {
+    let sockit = PathBuf::from(env!("CARGO_BIN_EXE_sockit"));
+    let path = sockit.parent().expect("target dir").join("examples").join(name);
+    assert!(path.is_file(), "{} is not built: run `cargo test`, which builds the examples", path.display());
+    path
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
+/// What the seed's TCP client prints, and the tcp_client example too.
+const TCP_CLIENT_OUTPUT: &str = "接收到的服务端数据:Hello, I am server\n\
+                                 服务端又返回来的数据:Hello, client1! \n\
+                                 服务端又返回来的数据:Hello, client2! \n\
+                                 服务端又返回来的数据:Hello, client3! \n";
+
+const UDP_CLIENT_OUTPUT: &str = "Received Hello, client1\nReceived Hello, client2\n";
+
+#[test]
+fn tcp_server_example_serves_the_seed_client() {
+    let Some(seed) = seed_dir() else { return };
+    let _ports = seed_ports();
+    let server = Running::start_merged(example("tcp_server"), [] as [&str; 0]);
+    server.wait_for_log("Waiting for connection on tcp://127.0.0.1:8000", Duration::from_secs(10));
+    let output = run_with_timeout(&mut seed_program(&seed, "tcp_client.py"), Duration::from_secs(20));
+    assert_eq!(stdout_of(&output), TCP_CLIENT_OUTPUT);
+    server.wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
+}
+
+#[test]
+fn tcp_client_example_talks_to_the_seed_server() {
+    let Some(seed) = seed_dir() else { return };
+    let _ports = seed_ports();
+    let _server = seed_server(&seed, "tcp_server.py");
+    let output = run_with_timeout(&mut Command::new(example("tcp_client")), Duration::from_secs(30));
+    assert_eq!(stdout_of(&output), TCP_CLIENT_OUTPUT);
+}
+
+#[test]
+fn udp_server_example_serves_the_seed_client() {
+    let Some(seed) = seed_dir() else { return };
+    let _ports = seed_ports();
+    let server = Running::start_merged(example("udp_server"), [] as [&str; 0]);
+    server.wait_for_log("Bind udp://127.0.0.1:9000", Duration::from_secs(10));
+    let output = run_with_timeout(&mut seed_program(&seed, "udp_client.py"), Duration::from_secs(20));
+    assert_eq!(stdout_of(&output), UDP_CLIENT_OUTPUT);
+    server.wait_for_log("Received from 127.0.0.1:", Duration::from_secs(5));
+}
+
+#[test]
+fn udp_client_example_talks_to_the_seed_server() {
+    let Some(seed) = seed_dir() else { return };
+    let _ports = seed_ports();
+    let _server = seed_server(&seed, "udp_server.py");
+    let output = run_with_timeout(&mut Command::new(example("udp_client")), Duration::from_secs(20));
+    assert_eq!(stdout_of(&output), UDP_CLIENT_OUTPUT);
+}
+
+#[test]
+fn the_examples_talk_to_each_other_on_any_address() {
+    let server = Running::start_merged(example("tcp_server"), ["[::1]:0"]);
+    let line = server.wait_for_log("Waiting for connection on tcp://", Duration::from_secs(10));
+    let endpoint = line.split("on tcp://").nth(1).unwrap().trim_end_matches("...");
+    let output = run_with_timeout(Command::new(example("tcp_client")).arg(endpoint), Duration::from_secs(20));
+    assert_eq!(stdout_of(&output), TCP_CLIENT_OUTPUT);
+}

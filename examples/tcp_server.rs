@@ -33,11 +33,16 @@ impl Service for Hello {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Logs "Accept new connection from ..." and "Connection from ... closed." on stderr.
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8000".into());
     let endpoint: Endpoint = address.parse()?;
     let listener = Server::new(Hello).bind(&endpoint).await?;
     println!("Waiting for connection on {}...", listener.local_endpoint());
-    listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+    listener
+        .serve(async { tokio::signal::ctrl_c().await.unwrap() })
+        .await?;
     Ok(())
 }

@@ -28,6 +28,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint: Endpoint = format!("udp://{address}").parse()?;
     let listener = Server::new(Hello).bind(&endpoint).await?;
     println!("Bind {}...", listener.local_endpoint());
-    listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+    listener
+        .serve(async { tokio::signal::ctrl_c().await.unwrap() })
+        .await?;
     Ok(())
 }

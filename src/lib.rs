@@ -38,6 +38,9 @@
 //!
 //! The `sockit` command lives in `src/bin/sockit/`, one module per subcommand.
 
+// The library logs through `tracing`; only the binary and examples print.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod client;
 mod connection;
 mod datagram;
@@ -56,3 +59,8 @@ pub use escape::Escaped;
 pub use framing::Framing;
 pub use server::{Listener, Server};
 pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};
+
+/// The README's Rust code, compiled as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -8,13 +8,17 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Running, run_with_timeout, seed_dir, seed_program, seed_ports, seed_server};
+use common::{Running, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server};
 
 /// An example binary, built by `cargo test` beside the `sockit` binary.
 fn example(name: &str) -> PathBuf {
     let sockit = PathBuf::from(env!("CARGO_BIN_EXE_sockit"));
     let path = sockit.parent().expect("target dir").join("examples").join(name);
-    assert!(path.is_file(), "{} is not built: run `cargo test`, which builds the examples", path.display());
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo test`, which builds the examples",
+        path.display()
+    );
     path
 }
 
@@ -41,7 +45,10 @@ fn tcp_server_example_serves_the_seed_client() {
     let Some(seed) = seed_dir() else { return };
     let _ports = seed_ports();
     let server = Running::start_merged(example("tcp_server"), [] as [&str; 0]);
-    server.wait_for_log("Waiting for connection on tcp://127.0.0.1:8000", Duration::from_secs(10));
+    server.wait_for_log(
+        "Waiting for connection on tcp://127.0.0.1:8000",
+        Duration::from_secs(10),
+    );
     let output = run_with_timeout(&mut seed_program(&seed, "tcp_client.py"), Duration::from_secs(20));
     assert_eq!(stdout_of(&output), TCP_CLIENT_OUTPUT);
     server.wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
@@ -81,6 +88,9 @@ fn the_examples_talk_to_each_other_on_any_address() {
     let server = Running::start_merged(example("tcp_server"), ["[::1]:0"]);
     let line = server.wait_for_log("Waiting for connection on tcp://", Duration::from_secs(10));
     let endpoint = line.split("on tcp://").nth(1).unwrap().trim_end_matches("...");
-    let output = run_with_timeout(Command::new(example("tcp_client")).arg(endpoint), Duration::from_secs(20));
+    let output = run_with_timeout(
+        Command::new(example("tcp_client")).arg(endpoint),
+        Duration::from_secs(20),
+    );
     assert_eq!(stdout_of(&output), TCP_CLIENT_OUTPUT);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, run_with_timeout, seed_dir, seed_program, seed_ports, seed_server, sockit};
+use common::{Server, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server, sockit};
 
 const SEED_TCP_CLIENT_OUTPUT: &str = "接收到的服务端数据:Hello, I am server\n\
                                       服务端又返回来的数据:Hello, client1! \n\
@@ -32,8 +32,13 @@ fn seed_tcp_client_against_sockit_serve_on_its_defaults() {
     assert_eq!(server.endpoints, ["tcp://127.0.0.1:8000"]);
     let output = run_with_timeout(&mut seed_program(&seed, "tcp_client.py"), Duration::from_secs(20));
     assert_eq!(stdout_of(&output), SEED_TCP_CLIENT_OUTPUT);
-    server.process.wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
-    assert_eq!(server.process.count_log("Accept new connection from 127.0.0.1:"), 1);
+    server
+        .process
+        .wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
+    assert_eq!(
+        server.process.count_log("Accept new connection from 127.0.0.1:"),
+        1
+    );
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
@@ -43,7 +48,10 @@ fn seed_udp_client_against_sockit_serve() {
     let _ports = seed_ports();
     let server = Server::start(&["udp://127.0.0.1:9000"]);
     let output = run_with_timeout(&mut seed_program(&seed, "udp_client.py"), Duration::from_secs(20));
-    assert_eq!(stdout_of(&output), "Received Hello, client1\nReceived Hello, client2\n");
+    assert_eq!(
+        stdout_of(&output),
+        "Received Hello, client1\nReceived Hello, client2\n"
+    );
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
@@ -63,7 +71,12 @@ fn sockit_connect_against_the_seed_tcp_server() {
     );
     server.wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
     for message in ["client1", "client2", "client3"] {
-        assert_eq!(server.count_log(&format!("客户端发来的数据:{message}")), 1, "{}", server.log());
+        assert_eq!(
+            server.count_log(&format!("客户端发来的数据:{message}")),
+            1,
+            "{}",
+            server.log()
+        );
     }
 }
 
@@ -77,5 +90,10 @@ fn sockit_connect_against_the_seed_udp_server() {
         Duration::from_secs(20),
     );
     assert_eq!(stdout_of(&output), "Hello, client1\nHello, client2\n");
-    assert_eq!(server.count_log("Received from 127.0.0.1:"), 2, "{}", server.log());
+    assert_eq!(
+        server.count_log("Received from 127.0.0.1:"),
+        2,
+        "{}",
+        server.log()
+    );
 }

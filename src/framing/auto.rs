@@ -1,8 +1,8 @@
 //! `auto` framing: lines when the peer sends lines, one read as one message when not.
 //!
-//! A read that holds a `\n` is split into lines as [`line`](super::line) does,
+//! A read that holds a `\n` is split into lines as [`line`](mod@super::line) does,
 //! and a partial line after the last `\n` waits for its end. A read with no
-//! `\n` at all, arriving when nothing is waiting, is one [`raw`](super::raw)
+//! `\n` at all, arriving when nothing is waiting, is one [`raw`](mod@super::raw)
 //! message. So the seed's client (`client1`, no newline) and `nc` users
 //! (`bob\n`) both get the reply they expect from one server.
 

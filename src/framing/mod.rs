@@ -5,7 +5,7 @@
 //! framing; one module per framing holds its decoder:
 //!
 //! - [`raw`]: a message is exactly what one read returned (the seed's `recv(1024)`);
-//! - [`line`]: a message is the bytes up to `\n`, a trailing `\r` removed;
+//! - [`line`](mod@line): a message is the bytes up to `\n`, a trailing `\r` removed;
 //! - [`len32`]: a 4-byte big-endian length, then that many bytes;
 //! - [`auto`]: lines when the peer sends lines, `raw` when it does not.
 //!

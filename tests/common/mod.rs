@@ -74,7 +74,12 @@ runpy.run_path(path, run_name="__main__")
 
 /// The arguments that make python3 run the seed's `script`, unbuffered.
 pub fn seed_args(seed: &std::path::Path, script: &str) -> Vec<std::ffi::OsString> {
-    vec!["-u".into(), "-c".into(), REUSEADDR_WRAPPER.into(), seed.join(script).into()]
+    vec![
+        "-u".into(),
+        "-c".into(),
+        REUSEADDR_WRAPPER.into(),
+        seed.join(script).into(),
+    ]
 }
 
 /// A command running the seed's `script` with python3, unbuffered.
@@ -87,7 +92,11 @@ pub fn seed_program(seed: &std::path::Path, script: &str) -> Command {
 /// Starts one of the seed's servers and waits until it says it is ready.
 pub fn seed_server(seed: &std::path::Path, script: &str) -> Running {
     let server = Running::start_merged("python3", seed_args(seed, script));
-    let ready = if script.starts_with("udp") { "Bind udp on 9000" } else { "Waiting for connection" };
+    let ready = if script.starts_with("udp") {
+        "Bind udp on 9000"
+    } else {
+        "Waiting for connection"
+    };
     server.wait_for_log(ready, Duration::from_secs(10));
     server
 }
@@ -195,7 +204,12 @@ impl Running {
 
     /// How many logged lines contain `text`.
     pub fn count_log(&self, text: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
     }
 
     /// The process id.

@@ -7,7 +7,7 @@ mod serve;
 use std::io;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// A socket toolkit: a test server and client for any socket, speaking the
 /// greeting protocol of the Python socket tutorial (and echo, and discard).
@@ -91,9 +91,22 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
+    // clap's first paragraph says what is wrong, over one or more lines.
     let rendered = error.to_string();
-    let first = rendered.lines().next().unwrap_or_default();
-    let what = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("sockit: error: {what} (see 'sockit --help')");
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let paragraph = paragraph.join(" ");
+    let what = paragraph.strip_prefix("error: ").unwrap_or(&paragraph);
+    let subcommand = std::env::args()
+        .skip(1)
+        .find(|arg| Cli::command().find_subcommand(arg).is_some());
+    let help = match subcommand {
+        Some(subcommand) => format!("sockit {subcommand} --help"),
+        None => "sockit --help".to_owned(),
+    };
+    eprintln!("sockit: error: {what} (see '{help}')");
     ExitCode::from(2)
 }

@@ -17,7 +17,7 @@ use clap::{CommandFactory, Parser, Subcommand};
     version,
     propagate_version = true,
     after_help = "Examples:\n  \
-        sockit serve                                  greet on tcp://127.0.0.1:8000, as the tutorial's server\n  \
+        sockit serve                         the tutorial's server, on tcp://127.0.0.1:8000\n  \
         sockit serve tcp://127.0.0.1:8000 udp://127.0.0.1:9000\n  \
         sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
         sockit connect udp://127.0.0.1:9000 client1 client2"

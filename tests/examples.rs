@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Running, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server};
+use common::{Running, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server, stdout_of};
 
 /// An example binary, built by `cargo test` beside the `sockit` binary.
 fn example(name: &str) -> PathBuf {
@@ -20,16 +20,6 @@ fn example(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn stdout_of(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
 }
 
 /// What the seed's TCP client prints, and the tcp_client example too.

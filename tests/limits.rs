@@ -25,10 +25,18 @@ fn a_peer_past_the_limit_waits_until_a_connection_closes() {
     let mut byte = [0; 1];
     let waiting = third.read(&mut byte).expect_err("no greeting while at the limit");
     assert!(
-        matches!(waiting.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        matches!(
+            waiting.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
         "{waiting:?}"
     );
-    assert_eq!(server.process.count_log("Accept new connection"), 2, "{}", server.log());
+    assert_eq!(
+        server.process.count_log("Accept new connection"),
+        2,
+        "{}",
+        server.log()
+    );
 
     // The two served peers are still served normally.
     second.write_all(b"still here\n").unwrap();

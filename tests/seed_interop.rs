@@ -6,22 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server, sockit};
+use common::{Server, run_with_timeout, seed_dir, seed_ports, seed_program, seed_server, sockit, stdout_of};
 
 const SEED_TCP_CLIENT_OUTPUT: &str = "接收到的服务端数据:Hello, I am server\n\
                                       服务端又返回来的数据:Hello, client1! \n\
                                       服务端又返回来的数据:Hello, client2! \n\
                                       服务端又返回来的数据:Hello, client3! \n";
-
-fn stdout_of(output: &std::process::Output) -> &str {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::str::from_utf8(&output.stdout).expect("UTF-8 output")
-}
 
 #[test]
 fn seed_tcp_client_against_sockit_serve_on_its_defaults() {

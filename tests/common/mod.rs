@@ -134,6 +134,17 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// The stdout of a command that must have succeeded, as text.
+pub fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}; stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
+}
+
 /// A running process whose stderr is collected line by line.
 pub struct Running {
     child: Child,

@@ -123,7 +123,7 @@ fn answer<S: Service>(
         };
         match next {
             Ok(Some(message)) => {
-                debug!(%peer, message = %Escaped(&message.payload), "received");
+                debug!(%peer, data = %Escaped(&message.payload), "received");
                 let mut replies = Replies::new(output, message.framed, peer);
                 if service.message(&message.payload, &mut replies) == Flow::Close {
                     return Some(Ending::Finished);

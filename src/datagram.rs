@@ -39,7 +39,7 @@ pub(crate) async fn serve<S: Service>(
         };
         let peer = Peer::from(from);
         let datagram = &input[..len];
-        debug!(%peer, message = %Escaped(datagram), "received");
+        debug!(%peer, data = %Escaped(datagram), "received");
         output.clear();
         service.datagram(datagram, &mut Replies::new(&mut output, Framed::Raw, &peer));
         if output.is_empty() {

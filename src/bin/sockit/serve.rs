@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::RangedU64ValueParser;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Server};
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,12 +35,12 @@ pub struct Args {
 
     /// The most connections open at once; more wait in the backlog.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = parse_count)]
     max_connections: usize,
 
     /// The longest message in bytes; a longer one gets an error and its connection is closed.
     #[arg(long, value_name = "BYTES", default_value_t = sockit::framing::DEFAULT_MAX_MESSAGE,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=u64::from(u32::MAX)))]
+          value_parser = parse_count)]
     max_message: usize,
 
     /// How long to let open connections finish after SIGINT/SIGTERM (e.g. 10s, 500ms).
@@ -51,6 +50,15 @@ pub struct Args {
     /// The listen backlog of stream listeners.
     #[arg(long, value_name = "N", default_value_t = sockit::net::DEFAULT_BACKLOG)]
     backlog: u32,
+}
+
+/// Parses a count that must be at least 1.
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
 }
 
 /// Parses `10s`, `500ms`, `1m`; a bare number is seconds.

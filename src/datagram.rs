@@ -41,8 +41,9 @@ pub(crate) async fn serve<S: Service>(
         let datagram = &input[..len];
         debug!(%peer, data = %Escaped(datagram), "received");
         output.clear();
-        service.datagram(datagram, &mut Replies::new(&mut output, Framed::Raw, &peer));
-        if output.is_empty() {
+        let mut replies = Replies::new(&mut output, Framed::Raw, &peer);
+        service.datagram(datagram, &mut replies);
+        if replies.sent() == 0 {
             continue;
         }
         if output.len() > udp::max_payload(from) {

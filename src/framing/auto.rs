@@ -5,6 +5,13 @@
 //! `\n` at all, arriving when nothing is waiting, is one [`raw`](mod@super::raw)
 //! message. So the seed's client (`client1`, no newline) and `nc` users
 //! (`bob\n`) both get the reply they expect from one server.
+//!
+//! One exception keeps long lines whole: a read with no `\n` that filled the
+//! whole read window was cut short by the window, not by the sender, so it
+//! is the start of a line and waits for its `\n` (or grows past the maximum
+//! and is refused). The window is never smaller than a maximum message plus
+//! `\r\n` unless that is over 16 KiB, so no `raw` message that fits the
+//! maximum is mistaken for one.
 
 use bytes::BytesMut;
 
@@ -18,17 +25,29 @@ pub struct State {
 }
 
 impl State {
-    /// Takes the next message off `buf`; see the module docs for the rule.
+    /// Takes the next message off `buf`, which holds what was left over
+    /// plus the last read of at most `window` bytes; see the module docs for
+    /// the rule.
     ///
     /// # Errors
     ///
     /// [`FrameError::TooLong`] when a line is longer than `max` bytes.
-    pub fn decode(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+        window: usize,
+    ) -> Result<Option<Message>, FrameError> {
         if let Some(message) = line::decode(buf, max)? {
             self.partial_line = !buf.is_empty();
             return Ok(Some(message));
         }
         if buf.is_empty() || self.partial_line {
+            return Ok(None);
+        }
+        if buf.len() >= window {
+            // Cut short by the read window: the start of a long line.
+            self.partial_line = true;
             return Ok(None);
         }
         Ok(raw::decode(buf, max))
@@ -86,6 +105,40 @@ mod tests {
                 (b"raw".to_vec(), Framed::Raw),
             ]
         );
+    }
+
+    #[test]
+    fn a_read_that_fills_the_window_is_the_start_of_a_line() {
+        let long = vec![b'a'; 40_000];
+        let mut input = long.clone();
+        input.push(b'\n');
+        // Reads of 16 KiB, as a connection makes them.
+        let (messages, end, _) = decode_in_pieces(Framing::Auto, 64 * 1024, &input, &[16384, 32768]);
+        assert_eq!(end, Ok(()));
+        let messages: Vec<_> = messages
+            .into_iter()
+            .map(|m| (m.payload.to_vec(), m.framed))
+            .collect();
+        assert_eq!(messages, [(long, Framed::Line)]);
+    }
+
+    #[test]
+    fn a_long_line_without_newline_is_refused_not_cut() {
+        // With a maximum of 16 the window is 18: a full window is too long.
+        let (messages, end, _) = decode_in_pieces(Framing::Auto, 16, &[b'a'; 100], &[18, 36]);
+        assert!(messages.is_empty());
+        assert_eq!(
+            end,
+            Err(crate::framing::FrameError::TooLong {
+                limit: 16,
+                framed: Framed::Line
+            })
+        );
+        // A raw message of exactly the maximum is still a raw message.
+        let (messages, end, _) = decode_in_pieces(Framing::Auto, 16, &[b'b'; 16], &[]);
+        assert_eq!(end, Ok(()));
+        assert_eq!(messages[0].framed, Framed::Raw);
+        assert_eq!(&messages[0].payload[..], &[b'b'; 16]);
     }
 
     #[test]

@@ -229,10 +229,15 @@ impl Decoder {
         self.framing
     }
 
-    /// The most bytes one read should bring, so that one `raw` read is never
-    /// longer than a message may be.
+    /// The most bytes one read should bring: up to 16 KiB, and never more
+    /// than one maximum message (`raw`: one read is one message) or one
+    /// maximum line with its `\r\n` (the others).
     pub fn read_size(&self) -> usize {
-        self.max_message.clamp(1, 16 * 1024)
+        const WINDOW: usize = 16 * 1024;
+        match self.framing {
+            Framing::Raw => self.max_message.clamp(1, WINDOW),
+            _ => self.max_message.saturating_add(2).min(WINDOW),
+        }
     }
 
     /// Takes the next whole message off the front of `buf`.
@@ -246,7 +251,7 @@ impl Decoder {
             Framing::Raw => Ok(raw::decode(buf, self.max_message)),
             Framing::Line => line::decode(buf, self.max_message),
             Framing::Len32 => len32::decode(buf, self.max_message),
-            Framing::Auto => self.auto.decode(buf, self.max_message),
+            Framing::Auto => self.auto.decode(buf, self.max_message, self.read_size()),
         }
     }
 

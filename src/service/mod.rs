@@ -85,22 +85,35 @@ pub struct Replies<'a> {
     out: &'a mut BytesMut,
     framed: Framed,
     peer: &'a Peer,
+    sent: usize,
 }
 
 impl<'a> Replies<'a> {
     /// Replies into `out`, framed as `framed`, to `peer`.
     pub fn new(out: &'a mut BytesMut, framed: Framed, peer: &'a Peer) -> Self {
-        Replies { out, framed, peer }
+        Replies {
+            out,
+            framed,
+            peer,
+            sent: 0,
+        }
     }
 
     /// Sends one reply.
     pub fn send(&mut self, reply: &[u8]) {
-        self.framed.encode(&[reply], self.out);
+        self.send_parts(&[reply]);
     }
 
     /// Sends one reply made of `parts` back to back, without joining them first.
     pub fn send_parts(&mut self, parts: &[&[u8]]) {
         self.framed.encode(parts, self.out);
+        self.sent += 1;
+    }
+
+    /// How many replies were sent, empty ones included: an empty datagram
+    /// is a reply, not silence.
+    pub fn sent(&self) -> usize {
+        self.sent
     }
 
     /// The peer being answered.

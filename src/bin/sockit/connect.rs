@@ -27,6 +27,8 @@ pub struct Args {
     endpoint: Endpoint,
 
     /// The messages to send; with none, each line of stdin is one message.
+    /// Empty ones are skipped on streams in auto and raw framing, which
+    /// would send no bytes for them.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
 
@@ -69,6 +71,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         print_line(&mut out, &greeting)?;
     }
     while let Some(message) = messages.next().await? {
+        if message.is_empty() && matches!(args.framing, Framing::Auto | Framing::Raw) {
+            // Bare framing cannot send an empty message: it would be no bytes at all.
+            continue;
+        }
         client.send(&message).await?;
         if args.service == Builtin::Greet && message == Greet::EXIT {
             // The server closes without a reply; what it still sends is printed below.

@@ -7,12 +7,15 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, peer, read_exactly, read_to_close, run_with_timeout, sockit, tcp_client};
+use common::{
+    Running, Server, peer, read_exactly, read_to_close, run_with_input, run_with_timeout, sockit, stdout_of,
+    tcp_client,
+};
 
 /// What every stream connection is greeted with in `auto` and `raw` framing.
 const GREETING: &[u8] = b"Hello, I am server";
@@ -88,48 +91,6 @@ fn wait_received(server: &Server, escaped: &str) {
     assert!(line.contains("received"), "{line}");
 }
 
-/// Asserts the command succeeded and returns its stdout.
-fn stdout_of(output: &Output) -> &[u8] {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stdout {:?}; stderr {:?}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    &output.stdout
-}
-
-/// Runs `command` with `input` on its stdin (then closed), within `limit`.
-fn run_with_stdin(command: &mut Command, input: &[u8], limit: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input)
-        .expect("write stdin");
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("wait");
-            panic!(
-                "timed out after {limit:?}: stdout {:?} stderr {:?}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("wait")
-}
-
 /// Asserts the server is alive and a new client is greeted and answered.
 fn still_serves(server: &mut Server, greeting: &[u8], message: &[u8], reply: &[u8]) {
     assert!(
@@ -170,7 +131,7 @@ fn python_client_sending_two_lines_gets_greeting_and_two_replies() {
         WAIT,
     );
     assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
+        stdout_of(&output),
         "Hello, I am serverHello, bob!\nHello, alice!\n"
     );
     server.process.wait_for_log("closed.", WAIT);
@@ -195,7 +156,7 @@ fn nc_sending_two_lines_gets_greeting_and_two_replies() {
         WAIT,
     );
     assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
+        stdout_of(&output),
         "Hello, I am serverHello, bob!\nHello, alice!\n"
     );
 }
@@ -591,10 +552,7 @@ fn ipv6_loopback_serves_std_clients_and_sockit_connect() {
         sockit().args(["connect", &format!("tcp://{addr}"), "a", "b"]),
         WAIT,
     );
-    assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
-        "Hello, I am server\nHello, a!\nHello, b!\n"
-    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, a!\nHello, b!\n");
 }
 
 // sockit connect ---------------------------------------------------------
@@ -602,13 +560,13 @@ fn ipv6_loopback_serves_std_clients_and_sockit_connect() {
 #[test]
 fn sockit_connect_sends_each_stdin_line() {
     let server = Server::start(&["tcp://127.0.0.1:0"]);
-    let output = run_with_stdin(
+    let output = run_with_input(
         sockit().args(["connect", &format!("tcp://{}", server.addr(0))]),
         b"bob\nalice\n",
         WAIT,
     );
     assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
+        stdout_of(&output),
         "Hello, I am server\nHello, bob!\nHello, alice!\n"
     );
 }
@@ -616,13 +574,13 @@ fn sockit_connect_sends_each_stdin_line() {
 #[test]
 fn sockit_connect_skips_blank_stdin_lines_in_auto_framing() {
     let server = Server::start(&["tcp://127.0.0.1:0"]);
-    let output = run_with_stdin(
+    let output = run_with_input(
         sockit().args(["connect", &format!("tcp://{}", server.addr(0)), "--timeout", "2s"]),
         b"bob\n\nalice\n",
         WAIT,
     );
     assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
+        stdout_of(&output),
         "Hello, I am server\nHello, bob!\nHello, alice!\n"
     );
 }
@@ -641,10 +599,7 @@ fn sockit_connect_in_line_framing() {
         ]),
         WAIT,
     );
-    assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
-        "Hello, I am server\nHello, a!\nHello, b!\n"
-    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, a!\nHello, b!\n");
 }
 
 #[test]
@@ -654,10 +609,7 @@ fn sockit_connect_stops_at_exit() {
         sockit().args(["connect", &format!("tcp://{}", server.addr(0)), "a", "exit", "b"]),
         WAIT,
     );
-    assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
-        "Hello, I am server\nHello, a!\n"
-    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, a!\n");
     server.process.wait_for_log("closed.", WAIT);
     wait_received(&server, r#""exit""#);
 }
@@ -679,10 +631,7 @@ fn sockit_connect_sends_nothing_after_exit() {
         sockit().args(["connect", &format!("tcp://{addr}"), "a", "exit", "b"]),
         WAIT,
     );
-    assert_eq!(
-        String::from_utf8_lossy(stdout_of(&output)),
-        "Hello, I am server\nHello, a!\n"
-    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, a!\n");
     assert_eq!(recorder.join().expect("the recorder"), b"exit");
 }
 

@@ -6,10 +6,10 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Server, peer, run_with_timeout, sockit};
+use common::{Server, peer, run_with_timeout, sockit, stdout_of};
 
 /// How long any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -40,18 +40,6 @@ fn request(socket: &UdpSocket, message: &[u8]) -> Vec<u8> {
 /// `Hello, ` followed by `message`: the greet service's reply to a datagram.
 fn hello(message: &[u8]) -> Vec<u8> {
     [b"Hello, ", message].concat()
-}
-
-/// Asserts the command succeeded and returns its stdout as text.
-fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}; stdout {:?}; stderr {:?}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("UTF-8 output")
 }
 
 /// The greet service's replies, checked byte for byte on `server`.

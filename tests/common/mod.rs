@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -110,14 +110,36 @@ pub fn seed_ports() -> File {
     file
 }
 
-/// Runs `command` to completion within `limit`, killing it past that.
+/// Runs `command` to completion within `limit`, with stdin empty; kills it
+/// and fails past the limit.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    wait_within(child, limit)
+}
+
+/// Runs `command` with `input` on its stdin (then closed), within `limit`.
+pub fn run_with_input(command: &mut Command, input: &[u8], limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .expect("write stdin");
+    wait_within(child, limit)
+}
+
+fn wait_within(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
     while child.try_wait().expect("wait").is_none() {
         if start.elapsed() > limit {
@@ -138,8 +160,9 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
 pub fn stdout_of(output: &Output) -> String {
     assert!(
         output.status.success(),
-        "exit {:?}; stderr: {}",
+        "exit {:?}; stdout {:?}; stderr {:?}",
         output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout.clone()).expect("UTF-8 output")

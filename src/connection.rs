@@ -58,12 +58,13 @@ pub(crate) async fn serve<S, IO>(
         Ok(Ending::PeerClosed) => {
             let _ = io.shutdown().await;
         }
-        Ok(ending) => {
-            match &ending {
-                Ending::Refused(error) => warn!(%peer, %error, "closing the connection"),
-                Ending::Shutdown => debug!(%peer, "closing the connection for shutdown"),
-                _ => {}
-            }
+        Ok(Ending::Finished) => close_gracefully(&mut io, &mut input).await,
+        Ok(Ending::Shutdown) => {
+            debug!(%peer, "closing the connection for shutdown");
+            close_gracefully(&mut io, &mut input).await;
+        }
+        Ok(Ending::Refused(error)) => {
+            warn!(%peer, %error, "closing the connection");
             close_gracefully(&mut io, &mut input).await;
         }
         Err(error) => info!(%peer, %error, "connection failed"),

@@ -3,24 +3,31 @@
 
 use std::time::Duration;
 
+use std::io;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio_seqpacket::UnixSeqpacket;
+use tokio_util::either::Either;
 
 use crate::framing::{Decoder, Framed};
-use crate::net::{self, tcp, udp};
+use crate::net::unix::SocketFile;
+use crate::net::{self, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::{Endpoint, Error, Framing};
 
 /// The longest message a client accepts: replies are a little longer than
 /// the requests, which a server caps at 64 KiB by default.
 const MAX_REPLY: usize = 1 << 20;
 
-/// A conversation with a stream server: send messages, receive messages,
-/// in the framing both sides agreed on.
+/// A conversation with a connection-oriented server (TCP, Unix stream,
+/// seqpacket): send messages, receive messages, in the framing both sides
+/// agreed on.
 ///
 /// `auto` sends and receives like `raw`, as the seed's client does: a message
 /// is sent bare, and one read is one reply. So it waits for each reply
-/// before sending the next message.
+/// before sending the next message. On seqpacket every message is a packet
+/// and the framing is not used.
 ///
 /// # Examples
 ///
@@ -39,7 +46,7 @@ const MAX_REPLY: usize = 1 << 20;
 /// ```
 #[derive(Debug)]
 pub struct StreamClient {
-    stream: TcpStream,
+    link: Link,
     endpoint: Endpoint,
     framed: Framed,
     decoder: Decoder,
@@ -60,13 +67,25 @@ impl StreamClient {
     ///
     /// Cancel safe.
     pub async fn connect(endpoint: &Endpoint, framing: Framing, timeout: Duration) -> Result<Self, Error> {
-        let addrs = net::resolve(endpoint).await?;
-        let stream = tcp::connect(&addrs, timeout)
-            .await
-            .map_err(|source| Error::Connect {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+        let connect_error = |source| Error::Connect {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let link = match endpoint {
+            Endpoint::Tcp(_) => {
+                let addrs = net::resolve(endpoint).await?;
+                let stream = tcp::connect(&addrs, timeout).await.map_err(connect_error)?;
+                Link::Bytes(Either::Left(stream))
+            }
+            Endpoint::Unix(addr) => Link::Bytes(Either::Right(unix::connect(addr).map_err(connect_error)?)),
+            Endpoint::Seqpacket(addr) => Link::Packets(seqpacket::connect(addr).map_err(connect_error)?),
+            Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => {
+                return Err(connect_error(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a datagram endpoint has no connection: use DatagramClient",
+                )));
+            }
+        };
         // A client speaks first, so `auto` has nothing to adapt to: it is `raw`.
         let framing = if framing == Framing::Auto {
             Framing::Raw
@@ -74,7 +93,7 @@ impl StreamClient {
             framing
         };
         Ok(StreamClient {
-            stream,
+            link,
             endpoint: endpoint.clone(),
             framed: framing.sending(),
             decoder: Decoder::new(framing, MAX_REPLY),
@@ -94,15 +113,15 @@ impl StreamClient {
     ///
     /// Not cancel safe: part of the message may have been sent.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
-        self.output.clear();
-        self.framed.encode(&[message], &mut self.output);
-        self.stream
-            .write_all(&self.output)
-            .await
-            .map_err(|source| Error::Conversation {
-                endpoint: self.endpoint.clone(),
-                source,
-            })
+        let sent = match &mut self.link {
+            Link::Bytes(stream) => {
+                self.output.clear();
+                self.framed.encode(&[message], &mut self.output);
+                stream.write_all(&self.output).await
+            }
+            Link::Packets(socket) => socket.send(message).await.map(drop),
+        };
+        sent.map_err(|source| self.failed(source))
     }
 
     /// Receives the next message; `None` when the server closed the connection
@@ -119,36 +138,29 @@ impl StreamClient {
     /// Cancel safe: bytes already read stay buffered for the next call.
     pub async fn receive(&mut self) -> Result<Option<Bytes>, Error> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        loop {
-            if let Some(message) = self
-                .decoder
-                .decode(&mut self.input)
-                .map_err(|e| self.frame_error(e))?
-            {
-                return Ok(Some(message.payload));
+        let received = match &mut self.link {
+            Link::Bytes(stream) => {
+                tokio::time::timeout_at(
+                    deadline,
+                    receive_bytes(stream, &mut self.decoder, &mut self.input),
+                )
+                .await
             }
-            let read_size = self.decoder.read_size();
-            self.input.reserve(read_size);
-            let read = tokio::time::timeout_at(
-                deadline,
-                self.stream.read_buf(&mut (&mut self.input).limit(read_size)),
-            )
-            .await
-            .map_err(|_| Error::Timeout {
+            Link::Packets(socket) => {
+                tokio::time::timeout_at(deadline, receive_packet(socket, &mut self.input)).await
+            }
+        };
+        match received {
+            Err(_) => Err(Error::Timeout {
                 endpoint: self.endpoint.clone(),
                 waited: self.timeout,
-            })?
-            .map_err(|source| Error::Conversation {
+            }),
+            Ok(Err(Received::Io(source))) => Err(self.failed(source)),
+            Ok(Err(Received::Frame(source))) => Err(Error::Frame {
                 endpoint: self.endpoint.clone(),
                 source,
-            })?;
-            if read == 0 {
-                let last = self
-                    .decoder
-                    .decode_eof(&mut self.input)
-                    .map_err(|e| self.frame_error(e))?;
-                return Ok(last.map(|message| message.payload));
-            }
+            }),
+            Ok(Ok(message)) => Ok(message),
         }
     }
 
@@ -163,13 +175,11 @@ impl StreamClient {
     ///
     /// Not cancel safe.
     pub async fn finish(&mut self) -> Result<Vec<Bytes>, Error> {
-        self.stream
-            .shutdown()
-            .await
-            .map_err(|source| Error::Conversation {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?;
+        let shut = match &mut self.link {
+            Link::Bytes(stream) => stream.shutdown().await,
+            Link::Packets(socket) => socket.shutdown(std::net::Shutdown::Write),
+        };
+        shut.map_err(|source| self.failed(source))?;
         let mut rest = Vec::new();
         while let Some(message) = self.receive().await? {
             rest.push(message);
@@ -182,12 +192,63 @@ impl StreamClient {
         &self.endpoint
     }
 
-    fn frame_error(&self, source: crate::framing::FrameError) -> Error {
-        Error::Frame {
+    fn failed(&self, source: io::Error) -> Error {
+        Error::Conversation {
             endpoint: self.endpoint.clone(),
             source,
         }
     }
+}
+
+/// How a [`StreamClient`] is connected.
+#[derive(Debug)]
+enum Link {
+    /// A byte stream (TCP, Unix stream): messages are framed.
+    Bytes(Either<TcpStream, UnixStream>),
+    /// A seqpacket connection: a packet is a message.
+    Packets(UnixSeqpacket),
+}
+
+/// Why receiving failed.
+enum Received {
+    Io(io::Error),
+    Frame(crate::framing::FrameError),
+}
+
+/// The next message from a byte stream; `None` at a clean end of stream.
+async fn receive_bytes(
+    stream: &mut Either<TcpStream, UnixStream>,
+    decoder: &mut Decoder,
+    input: &mut BytesMut,
+) -> Result<Option<Bytes>, Received> {
+    loop {
+        if let Some(message) = decoder.decode(input).map_err(Received::Frame)? {
+            return Ok(Some(message.payload));
+        }
+        let read_size = decoder.read_size();
+        input.reserve(read_size);
+        let read = stream
+            .read_buf(&mut (&mut *input).limit(read_size))
+            .await
+            .map_err(Received::Io)?;
+        if read == 0 {
+            let last = decoder.decode_eof(input).map_err(Received::Frame)?;
+            return Ok(last.map(|message| message.payload));
+        }
+    }
+}
+
+/// The next packet; `None` at end of stream.
+async fn receive_packet(socket: &mut UnixSeqpacket, input: &mut BytesMut) -> Result<Option<Bytes>, Received> {
+    input.clear();
+    input.resize(MAX_REPLY, 0);
+    let received = socket.recv(input).await.map_err(Received::Io)?;
+    let len = received.bytes_read();
+    if len == 0 {
+        return Ok(None);
+    }
+    input.truncate(len);
+    Ok(Some(input.split().freeze()))
 }
 
 /// A datagram client: sends a datagram and waits for the one reply, trying
@@ -208,7 +269,7 @@ impl StreamClient {
 /// ```
 #[derive(Debug)]
 pub struct DatagramClient {
-    socket: UdpSocket,
+    link: DatagramLink,
     endpoint: Endpoint,
     timeout: Duration,
     retries: u32,
@@ -226,13 +287,31 @@ impl DatagramClient {
     ///
     /// Cancel safe.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration, retries: u32) -> Result<Self, Error> {
-        let addrs = net::resolve(endpoint).await?;
-        let socket = udp::connect(&addrs).await.map_err(|source| Error::Connect {
+        let connect_error = |source| Error::Connect {
             endpoint: endpoint.clone(),
             source,
-        })?;
+        };
+        let link = match endpoint {
+            Endpoint::Udp(_) => {
+                let addrs = net::resolve(endpoint).await?;
+                DatagramLink::Udp(udp::connect(&addrs).await.map_err(connect_error)?)
+            }
+            Endpoint::UnixDatagram(addr) => {
+                let (socket, file) = unix_datagram::connect(addr).map_err(connect_error)?;
+                DatagramLink::Unix {
+                    socket,
+                    _own_file: file,
+                }
+            }
+            _ => {
+                return Err(connect_error(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a connection endpoint is not a datagram endpoint: use StreamClient",
+                )));
+            }
+        };
         Ok(DatagramClient {
-            socket,
+            link,
             endpoint: endpoint.clone(),
             timeout,
             retries,
@@ -257,8 +336,8 @@ impl DatagramClient {
         };
         let mut reply = vec![0; 1 << 16];
         for _ in 0..=self.retries {
-            self.socket.send(message).await.map_err(failed)?;
-            if let Ok(received) = tokio::time::timeout(self.timeout, self.socket.recv(&mut reply)).await {
+            self.link.send(message).await.map_err(failed)?;
+            if let Ok(received) = tokio::time::timeout(self.timeout, self.link.recv(&mut reply)).await {
                 let len = received.map_err(failed)?;
                 reply.truncate(len);
                 return Ok(Bytes::from(reply));
@@ -268,5 +347,32 @@ impl DatagramClient {
             endpoint: self.endpoint.clone(),
             waited: self.timeout * (self.retries + 1),
         })
+    }
+}
+
+/// How a [`DatagramClient`] is connected.
+#[derive(Debug)]
+enum DatagramLink {
+    Udp(UdpSocket),
+    Unix {
+        socket: UnixDatagram,
+        /// Its own temporary socket file, kept until the client drops.
+        _own_file: SocketFile,
+    },
+}
+
+impl DatagramLink {
+    async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
+        match self {
+            DatagramLink::Udp(socket) => socket.send(datagram).await,
+            DatagramLink::Unix { socket, .. } => socket.send(datagram).await,
+        }
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DatagramLink::Udp(socket) => socket.recv(buf).await,
+            DatagramLink::Unix { socket, .. } => socket.recv(buf).await,
+        }
     }
 }

@@ -1,21 +1,75 @@
-//! The datagram loop: one receive loop per datagram socket, one reply
-//! datagram per datagram received.
+//! The datagram loop: one receive loop per datagram socket (UDP or Unix
+//! datagram), one reply datagram per datagram received.
 
 use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::UdpSocket;
+use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, warn};
 
+use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
-use crate::net::udp;
+use crate::net::{udp, unix_datagram};
 use crate::service::{Replies, Service};
 use crate::{Endpoint, Escaped, Peer};
 
+/// A bound datagram socket of either family.
+#[derive(Debug)]
+pub(crate) enum DatagramSocket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl DatagramSocket {
+    /// Receives one datagram and who sent it.
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+        match self {
+            DatagramSocket::Udp(socket) => {
+                let (len, from) = socket.recv_from(buf).await?;
+                Ok((len, Peer::from(from)))
+            }
+            DatagramSocket::Unix(socket) => {
+                let (len, from) = socket.recv_from(buf).await?;
+                let addr = match (from.as_pathname(), from.as_abstract_name()) {
+                    (Some(path), _) => Some(UnixAddr::Path(path.to_owned())),
+                    (None, Some(name)) => Some(UnixAddr::Abstract(name.to_vec())),
+                    (None, None) => None,
+                };
+                Ok((len, Peer::Unix { addr, cred: None }))
+            }
+        }
+    }
+
+    /// Sends one datagram back to `peer`.
+    async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
+        match (self, peer) {
+            (DatagramSocket::Udp(socket), Peer::Ip(addr)) => socket.send_to(reply, addr).await.map(drop),
+            (DatagramSocket::Unix(socket), Peer::Unix { addr: Some(addr), .. }) => {
+                unix_datagram::send_to(socket, reply, addr).await.map(drop)
+            }
+            (DatagramSocket::Unix(_), Peer::Unix { addr: None, .. }) => Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the sender has no address to reply to (it did not bind its socket)",
+            )),
+            _ => unreachable!("a socket only hears peers of its own family"),
+        }
+    }
+
+    /// The largest reply that fits in one datagram to `peer`.
+    fn max_payload(&self, peer: &Peer) -> usize {
+        match peer {
+            Peer::Ip(addr) => udp::max_payload(*addr),
+            // Bounded by the send buffer, not by a header: a reply too large
+            // for it fails to send (EMSGSIZE), and that is logged.
+            _ => usize::MAX,
+        }
+    }
+}
+
 /// Receives datagrams on `socket` and answers each until `shutdown` completes.
 pub(crate) async fn serve<S: Service>(
-    socket: UdpSocket,
+    socket: DatagramSocket,
     local: &Endpoint,
     service: &S,
     shutdown: impl Future<Output = ()>,
@@ -26,7 +80,7 @@ pub(crate) async fn serve<S: Service>(
     let mut output = BytesMut::with_capacity(1 << 16);
     let mut oversized: u64 = 0;
     loop {
-        let (len, from) = tokio::select! {
+        let (len, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             received = socket.recv_from(&mut input) => match received {
@@ -37,7 +91,6 @@ pub(crate) async fn serve<S: Service>(
                 }
             },
         };
-        let peer = Peer::from(from);
         let datagram = &input[..len];
         debug!(%peer, data = %Escaped(datagram), "received");
         output.clear();
@@ -46,7 +99,7 @@ pub(crate) async fn serve<S: Service>(
         if replies.sent() == 0 {
             continue;
         }
-        if output.len() > udp::max_payload(from) {
+        if output.len() > socket.max_payload(&peer) {
             oversized += 1;
             warn!(
                 %peer,
@@ -56,7 +109,7 @@ pub(crate) async fn serve<S: Service>(
             );
             continue;
         }
-        if let Err(error) = socket.send_to(&output, from).await {
+        if let Err(error) = socket.send_to(&output, &peer).await {
             warn!(%peer, %error, "could not send the reply");
         }
     }

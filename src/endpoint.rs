@@ -4,8 +4,11 @@
 //! gives back text that parses to the same endpoint, so logs and errors can be
 //! pasted back into a command line.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Where to listen or connect: a socket kind and an address.
@@ -17,6 +20,9 @@ use std::str::FromStr;
 /// | `tcp://127.0.0.1:8000`, `tcp://[::1]:8000`, `tcp://localhost:8000` | TCP |
 /// | `127.0.0.1:8000`, `localhost:8000`, `[::1]:8000` (no scheme) | TCP |
 /// | `udp://127.0.0.1:9000`, `udp://[::1]:9000` | UDP |
+/// | `unix:/run/app.sock`, `unix:@name` (Linux abstract namespace) | Unix stream |
+/// | `unix-dgram:/run/app.sock`, `unix-dgram:@name` | Unix datagram |
+/// | `seqpacket:/run/app.sock`, `seqpacket:@name` | Unix seqpacket |
 ///
 /// # Examples
 ///
@@ -39,16 +45,26 @@ pub enum Endpoint {
     Tcp(HostPort),
     /// A UDP datagram socket, IPv4 or IPv6.
     Udp(HostPort),
+    /// A Unix stream socket (`AF_UNIX`, `SOCK_STREAM`).
+    Unix(UnixAddr),
+    /// A Unix datagram socket (`AF_UNIX`, `SOCK_DGRAM`).
+    UnixDatagram(UnixAddr),
+    /// A Unix sequenced-packet socket (`AF_UNIX`, `SOCK_SEQPACKET`).
+    Seqpacket(UnixAddr),
 }
 
 /// How an endpoint carries messages, which decides how it is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
-    /// A byte stream with connections (TCP): messages are cut out by a framing.
+    /// A byte stream with connections (TCP, Unix stream): messages are cut
+    /// out by a framing.
     Stream,
-    /// Datagrams without connections (UDP): every datagram is one message.
+    /// Datagrams without connections (UDP, Unix datagram): every datagram is
+    /// one message.
     Datagram,
+    /// Packets on a connection (Unix seqpacket): every packet is one message.
+    Seqpacket,
 }
 
 impl Endpoint {
@@ -62,31 +78,45 @@ impl Endpoint {
         Endpoint::Udp(HostPort::from(addr))
     }
 
-    /// Whether this endpoint is served as a stream or as datagrams.
+    /// Whether this endpoint is served as a stream, as datagrams or as packets.
     pub fn transport(&self) -> Transport {
         match self {
-            Endpoint::Tcp(_) => Transport::Stream,
-            Endpoint::Udp(_) => Transport::Datagram,
+            Endpoint::Tcp(_) | Endpoint::Unix(_) => Transport::Stream,
+            Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => Transport::Datagram,
+            Endpoint::Seqpacket(_) => Transport::Seqpacket,
         }
     }
 
-    /// True for datagram endpoints (UDP).
+    /// True for datagram endpoints (UDP, Unix datagram).
     pub fn is_datagram(&self) -> bool {
         self.transport() == Transport::Datagram
     }
 
-    /// The host and port, for the endpoints that have them.
+    /// The host and port, for the network endpoints (TCP, UDP).
     pub fn host_port(&self) -> Option<&HostPort> {
         match self {
             Endpoint::Tcp(hp) | Endpoint::Udp(hp) => Some(hp),
+            _ => None,
         }
     }
 
-    /// The scheme this endpoint is written with (`tcp`, `udp`).
+    /// The Unix socket address, for the Unix endpoints.
+    pub fn unix_addr(&self) -> Option<&UnixAddr> {
+        match self {
+            Endpoint::Unix(addr) | Endpoint::UnixDatagram(addr) | Endpoint::Seqpacket(addr) => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// The scheme this endpoint is written with (`tcp`, `udp`, `unix`,
+    /// `unix-dgram`, `seqpacket`).
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp(_) => "tcp",
             Endpoint::Udp(_) => "udp",
+            Endpoint::Unix(_) => "unix",
+            Endpoint::UnixDatagram(_) => "unix-dgram",
+            Endpoint::Seqpacket(_) => "seqpacket",
         }
     }
 }
@@ -95,13 +125,16 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Tcp(hp) | Endpoint::Udp(hp) => write!(f, "{}://{hp}", self.scheme()),
+            Endpoint::Unix(addr) | Endpoint::UnixDatagram(addr) | Endpoint::Seqpacket(addr) => {
+                write!(f, "{}:{addr}", self.scheme())
+            }
         }
     }
 }
 
 /// The text every endpoint error repeats, so the user sees what is accepted.
-const EXPECTED: &str = "expected tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT \
-                        (for example tcp://127.0.0.1:8000 or udp://[::1]:9000)";
+const EXPECTED: &str = "expected tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT, unix:PATH, \
+                        unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, an abstract name)";
 
 /// Why a text is not an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -131,12 +164,29 @@ pub enum EndpointError {
         /// What is wrong with the host.
         reason: String,
     },
+    /// The path of a Unix endpoint is empty or too long.
+    #[error("bad path in endpoint {text:?}: {reason}; {EXPECTED}")]
+    BadPath {
+        /// The endpoint as the user wrote it.
+        text: String,
+        /// What is wrong with the path.
+        reason: String,
+    },
 }
 
 impl FromStr for Endpoint {
     type Err = EndpointError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        for (scheme, make) in [
+            ("unix-dgram:", Endpoint::UnixDatagram as fn(UnixAddr) -> Endpoint),
+            ("unix:", Endpoint::Unix),
+            ("seqpacket:", Endpoint::Seqpacket),
+        ] {
+            if text.len() >= scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme) {
+                return Ok(make(UnixAddr::parse(&text[scheme.len()..], text)?));
+            }
+        }
         let (scheme, rest) = match text.split_once("://") {
             Some((scheme, rest)) => (scheme, rest),
             None => ("tcp", text),
@@ -293,15 +343,122 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// The address of a Unix socket: a path in the file system, or a name in
+/// Linux's abstract namespace (written `@name`), which needs no file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UnixAddr {
+    /// A socket file at this path.
+    Path(PathBuf),
+    /// A name in the abstract namespace (without the leading `@`).
+    Abstract(Vec<u8>),
+}
+
+impl UnixAddr {
+    /// The longest path or abstract name the kernel takes (`sun_path` less
+    /// its terminating or leading zero byte).
+    pub const MAX_LEN: usize = 107;
+
+    fn parse(rest: &str, text: &str) -> Result<Self, EndpointError> {
+        let bad_path = |reason: &str| EndpointError::BadPath {
+            text: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        // `unix:///run/app.sock` is accepted as the URL form of `unix:/run/app.sock`.
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let addr = match rest.strip_prefix('@') {
+            Some(name) => UnixAddr::Abstract(name.as_bytes().to_vec()),
+            None => UnixAddr::Path(PathBuf::from(rest)),
+        };
+        match &addr {
+            UnixAddr::Path(path) if path.as_os_str().is_empty() => Err(bad_path("the path is empty")),
+            UnixAddr::Abstract(name) if name.is_empty() => {
+                Err(bad_path("the abstract name after '@' is empty"))
+            }
+            _ if addr.as_bytes().len() > Self::MAX_LEN => Err(bad_path(&format!(
+                "longer than the {} bytes a Unix socket address holds",
+                Self::MAX_LEN
+            ))),
+            _ => Ok(addr),
+        }
+    }
+
+    /// The path, for a socket file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            UnixAddr::Path(path) => Some(path),
+            UnixAddr::Abstract(_) => None,
+        }
+    }
+
+    /// The path or name as bytes, without any `@`.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            UnixAddr::Path(path) => path.as_os_str().as_bytes(),
+            UnixAddr::Abstract(name) => name,
+        }
+    }
+
+    /// The address as the kernel takes it: abstract names start with a zero byte.
+    pub fn to_sockaddr(&self) -> std::io::Result<socket2::SockAddr> {
+        match self {
+            UnixAddr::Path(path) => socket2::SockAddr::unix(path),
+            UnixAddr::Abstract(name) => {
+                let mut bytes = Vec::with_capacity(name.len() + 1);
+                bytes.push(0);
+                bytes.extend_from_slice(name);
+                socket2::SockAddr::unix(OsStr::from_bytes(&bytes))
+            }
+        }
+    }
+
+    /// The address of a kernel socket address, if it is a named Unix one.
+    pub fn from_sockaddr(addr: &socket2::SockAddr) -> Option<Self> {
+        if let Some(path) = addr.as_pathname() {
+            return Some(UnixAddr::Path(path.to_owned()));
+        }
+        addr.as_abstract_namespace()
+            .map(|name| UnixAddr::Abstract(name.to_vec()))
+    }
+}
+
+impl fmt::Display for UnixAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixAddr::Path(path) => write!(f, "{}", path.display()),
+            UnixAddr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
 /// Who is on the other end of a connection, or sent a datagram.
 ///
 /// Displays as the seed prints a peer: `IP:PORT`, with IPv4-mapped IPv6
-/// addresses shown as plain IPv4.
+/// addresses shown as plain IPv4. A Unix peer shows its address (most
+/// stream peers have none: `unnamed`) and, where the kernel reports them,
+/// its credentials: `unix:unnamed (pid 42, uid 1000, gid 1000)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Peer {
     /// An IPv4 or IPv6 peer.
     Ip(SocketAddr),
+    /// A Unix socket peer.
+    Unix {
+        /// Its address; `None` for an unnamed socket.
+        addr: Option<UnixAddr>,
+        /// The credentials of the process that connected, for connections.
+        cred: Option<Credentials>,
+    },
+}
+
+/// A Unix peer's process credentials, as the kernel reports them (`SO_PEERCRED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Credentials {
+    /// The process id, when known.
+    pub pid: Option<i32>,
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
 }
 
 impl From<SocketAddr> for Peer {
@@ -314,6 +471,23 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Ip(addr) => write!(f, "{addr}"),
+            Peer::Unix { addr, cred } => {
+                match addr {
+                    Some(addr) => write!(f, "unix:{addr}")?,
+                    None => f.write_str("unix:unnamed")?,
+                }
+                match cred {
+                    Some(Credentials {
+                        pid: Some(pid),
+                        uid,
+                        gid,
+                    }) => {
+                        write!(f, " (pid {pid}, uid {uid}, gid {gid})")
+                    }
+                    Some(Credentials { pid: None, uid, gid }) => write!(f, " (uid {uid}, gid {gid})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -336,6 +510,13 @@ mod tests {
             "tcp://localhost:80",
             "tcp://0.0.0.0:0",
             "tcp://[::]:65535",
+            "unix:/tmp/sockit.sock",
+            "unix:@sockit",
+            "unix:relative.sock",
+            "unix-dgram:/tmp/d.sock",
+            "unix-dgram:@d",
+            "seqpacket:/tmp/p.sock",
+            "seqpacket:@p",
         ] {
             assert_eq!(parse(text).to_string(), text);
         }
@@ -353,6 +534,59 @@ mod tests {
     fn transport_follows_the_scheme() {
         assert_eq!(parse("tcp://127.0.0.1:1").transport(), Transport::Stream);
         assert_eq!(parse("udp://127.0.0.1:1").transport(), Transport::Datagram);
+        assert_eq!(parse("unix:/x").transport(), Transport::Stream);
+        assert_eq!(parse("unix-dgram:/x").transport(), Transport::Datagram);
+        assert_eq!(parse("seqpacket:/x").transport(), Transport::Seqpacket);
+    }
+
+    #[test]
+    fn unix_addresses_parse_to_paths_and_abstract_names() {
+        assert_eq!(
+            parse("unix:/run/a.sock"),
+            Endpoint::Unix(UnixAddr::Path("/run/a.sock".into()))
+        );
+        assert_eq!(
+            parse("unix:///run/a.sock"),
+            Endpoint::Unix(UnixAddr::Path("/run/a.sock".into()))
+        );
+        assert_eq!(
+            parse("seqpacket:@x y"),
+            Endpoint::Seqpacket(UnixAddr::Abstract(b"x y".to_vec()))
+        );
+        assert_eq!(parse("UNIX-DGRAM:/d").to_string(), "unix-dgram:/d");
+        assert!(parse("unix:/a").host_port().is_none());
+        assert_eq!(
+            parse("unix:@n").unix_addr(),
+            Some(&UnixAddr::Abstract(b"n".to_vec()))
+        );
+    }
+
+    #[test]
+    fn unix_sockaddrs_round_trip() {
+        for addr in [
+            UnixAddr::Path("/tmp/x.sock".into()),
+            UnixAddr::Abstract(b"name".to_vec()),
+        ] {
+            let sockaddr = addr.to_sockaddr().unwrap();
+            assert_eq!(UnixAddr::from_sockaddr(&sockaddr), Some(addr));
+        }
+        let abstract_addr = UnixAddr::Abstract(b"ab".to_vec()).to_sockaddr().unwrap();
+        assert_eq!(abstract_addr.as_abstract_namespace(), Some(&b"ab"[..]));
+    }
+
+    #[test]
+    fn unix_peers_show_address_and_credentials() {
+        let cred = Some(Credentials {
+            pid: Some(42),
+            uid: 1000,
+            gid: 100,
+        });
+        assert_eq!(
+            Peer::Unix { addr: None, cred }.to_string(),
+            "unix:unnamed (pid 42, uid 1000, gid 100)"
+        );
+        let addr = Some(UnixAddr::Path("/tmp/c.sock".into()));
+        assert_eq!(Peer::Unix { addr, cred: None }.to_string(), "unix:/tmp/c.sock");
     }
 
     #[test]
@@ -372,6 +606,12 @@ mod tests {
                 "\"bad_host!\" is not an address or a host name",
             ),
             ("", "missing ':PORT'"),
+            ("unix:", "the path is empty"),
+            ("seqpacket:@", "the abstract name after '@' is empty"),
+            (
+                "unix-dgram:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "longer than the 107 bytes",
+            ),
         ];
         for (text, reason) in cases {
             let err = text.parse::<Endpoint>().unwrap_err().to_string();

@@ -32,7 +32,8 @@
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
 //! | [`server`] | [`Server`]: accept loop, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
-//! | `datagram` | the receive loop of a datagram socket |
+//! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram) |
+//! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
 //! | [`escape`] | bytes shown safely in logs |
 //!
@@ -49,11 +50,12 @@ mod error;
 pub mod escape;
 pub mod framing;
 pub mod net;
+mod packet;
 pub mod server;
 pub mod service;
 
 pub use client::{DatagramClient, StreamClient};
-pub use endpoint::{Endpoint, EndpointError, Peer, Transport};
+pub use endpoint::{Credentials, Endpoint, EndpointError, Peer, Transport, UnixAddr};
 pub use error::Error;
 pub use escape::Escaped;
 pub use framing::Framing;

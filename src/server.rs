@@ -5,17 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::io;
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::connection::{self, Settings};
+use crate::datagram::DatagramSocket;
 use crate::framing::DEFAULT_MAX_MESSAGE;
-use crate::net::{self, tcp, udp};
+use crate::net::unix::SocketFile;
+use crate::net::{self, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::service::Service;
-use crate::{Endpoint, Error, Framing, Peer, datagram};
+use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
 
 /// The default limit on open connections, across all of a server's listeners.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -55,6 +60,7 @@ pub struct Server<S> {
     max_message: usize,
     shutdown_timeout: Duration,
     backlog: u32,
+    unix_mode: Option<u32>,
     permits: Arc<Semaphore>,
 }
 
@@ -67,6 +73,7 @@ impl<S: Service> Server<S> {
             max_message: DEFAULT_MAX_MESSAGE,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             backlog: net::DEFAULT_BACKLOG,
+            unix_mode: None,
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
         }
     }
@@ -115,7 +122,19 @@ impl<S: Service> Server<S> {
         self.framing.unwrap_or_else(|| self.service.default_framing())
     }
 
+    /// The permissions of the socket files of Unix listeners, such as
+    /// `0o660` (by default the process's umask decides).
+    #[must_use]
+    pub fn unix_mode(mut self, mode: u32) -> Self {
+        self.unix_mode = Some(mode);
+        self
+    }
+
     /// Binds `endpoint`, ready to serve.
+    ///
+    /// A Unix socket file left behind by a server that is gone is replaced;
+    /// one a live server listens on, or a path that is not a socket, is not.
+    /// The socket file is removed when the listener stops.
     ///
     /// # Errors
     ///
@@ -130,27 +149,50 @@ impl<S: Service> Server<S> {
             endpoint: endpoint.clone(),
             source,
         };
-        let addrs = net::resolve(endpoint).await?;
+        let mut socket_file = None;
         let (socket, local) = match endpoint {
             Endpoint::Tcp(_) => {
+                let addrs = net::resolve(endpoint).await?;
                 let listener =
                     net::first_success(&addrs, |addr| async move { tcp::listen(addr, self.backlog) })
                         .await
                         .map_err(bind_error)?;
                 let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
-                (Socket::Stream(listener), local)
+                (Socket::Stream(StreamListener::Tcp(listener)), local)
             }
             Endpoint::Udp(_) => {
+                let addrs = net::resolve(endpoint).await?;
                 let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr) })
                     .await
                     .map_err(bind_error)?;
                 let local = Endpoint::udp(socket.local_addr().map_err(bind_error)?);
-                (Socket::Datagram(socket), local)
+                (Socket::Datagram(DatagramSocket::Udp(socket)), local)
+            }
+            Endpoint::Unix(addr) => {
+                let (listener, file) =
+                    unix::listen(addr, self.backlog, self.unix_mode).map_err(bind_error)?;
+                socket_file = file;
+                (Socket::Stream(StreamListener::Unix(listener)), endpoint.clone())
+            }
+            Endpoint::UnixDatagram(addr) => {
+                let (socket, file) = unix_datagram::bind(addr, self.unix_mode).map_err(bind_error)?;
+                socket_file = file;
+                (Socket::Datagram(DatagramSocket::Unix(socket)), endpoint.clone())
+            }
+            Endpoint::Seqpacket(addr) => {
+                let (listener, file) =
+                    seqpacket::listen(addr, self.backlog, self.unix_mode).map_err(bind_error)?;
+                socket_file = file;
+                (
+                    Socket::Stream(StreamListener::Seqpacket(listener)),
+                    endpoint.clone(),
+                )
             }
         };
         Ok(Listener {
             socket,
             local,
+            socket_file,
             service: Arc::clone(&self.service),
             settings: Settings {
                 framing: self.framing_in_use(),
@@ -165,8 +207,61 @@ impl<S: Service> Server<S> {
 /// A bound socket of any kind.
 #[derive(Debug)]
 enum Socket {
-    Stream(TcpListener),
-    Datagram(UdpSocket),
+    Stream(StreamListener),
+    Datagram(DatagramSocket),
+}
+
+/// A listening socket of a connection-oriented kind.
+#[derive(Debug)]
+enum StreamListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+    Seqpacket(UnixSeqpacketListener),
+}
+
+/// An accepted connection of any kind.
+enum Connection {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Seqpacket(UnixSeqpacket),
+}
+
+impl StreamListener {
+    /// Accepts one connection and says who the peer is.
+    async fn accept(&mut self) -> io::Result<(Connection, Peer)> {
+        match self {
+            StreamListener::Tcp(listener) => {
+                let (stream, addr) = listener.accept().await?;
+                if let Err(error) = stream.set_nodelay(true) {
+                    debug!(%addr, %error, "could not set TCP_NODELAY");
+                }
+                Ok((Connection::Tcp(stream), Peer::from(addr)))
+            }
+            StreamListener::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                let cred = unix::peer_credentials(&stream);
+                Ok((Connection::Unix(stream), Peer::Unix { addr: None, cred }))
+            }
+            StreamListener::Seqpacket(listener) => {
+                let socket = listener.accept().await?;
+                let cred = seqpacket::peer_credentials(&socket);
+                Ok((Connection::Seqpacket(socket), Peer::Unix { addr: None, cred }))
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Serves the connection until it ends.
+    async fn serve<S: Service>(self, peer: Peer, service: &S, settings: Settings, finish: CancellationToken) {
+        match self {
+            Connection::Tcp(stream) => connection::serve(stream, peer, service, settings, finish).await,
+            Connection::Unix(stream) => connection::serve(stream, peer, service, settings, finish).await,
+            Connection::Seqpacket(socket) => {
+                packet::serve(socket, peer, service, settings.max_message, finish).await;
+            }
+        }
+    }
 }
 
 /// One bound endpoint of a [`Server`], ready to serve.
@@ -174,6 +269,8 @@ enum Socket {
 pub struct Listener<S> {
     socket: Socket,
     local: Endpoint,
+    /// The Unix socket file, removed when the listener is dropped.
+    socket_file: Option<SocketFile>,
     service: Arc<S>,
     settings: Settings,
     shutdown_timeout: Duration,
@@ -209,6 +306,7 @@ impl<S: Service> Listener<S> {
         let Listener {
             socket,
             local,
+            socket_file,
             service,
             settings,
             shutdown_timeout,
@@ -243,6 +341,7 @@ impl<S: Service> Listener<S> {
             }
             Socket::Datagram(socket) => datagram::serve(socket, &local, &*service, shutdown).await,
         }
+        drop(socket_file);
         info!(listener = %local, "stopped");
         Ok(())
     }
@@ -250,7 +349,7 @@ impl<S: Service> Listener<S> {
 
 /// The accept loop of a stream listener.
 struct Accepting<'a, S> {
-    listener: TcpListener,
+    listener: StreamListener,
     service: Arc<S>,
     settings: Settings,
     permits: Arc<Semaphore>,
@@ -263,7 +362,7 @@ struct Accepting<'a, S> {
 
 impl<S: Service> Accepting<'_, S> {
     /// Accepts until `shutdown`, taking a connection permit before each accept.
-    async fn run(self, shutdown: impl Future<Output = ()>) {
+    async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = ACCEPT_BACKOFF.0;
         loop {
@@ -272,7 +371,7 @@ impl<S: Service> Accepting<'_, S> {
                 () = &mut shutdown => return,
                 permit = Arc::clone(&self.permits).acquire_owned() => permit.expect("the permits are never closed"),
             };
-            let (stream, addr) = tokio::select! {
+            let (connection, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
                 accepted = self.listener.accept() => match accepted {
@@ -293,17 +392,13 @@ impl<S: Service> Accepting<'_, S> {
                 },
             };
             backoff = ACCEPT_BACKOFF.0;
-            let peer = Peer::from(addr);
             info!("Accept new connection from {peer}");
-            if let Err(error) = stream.set_nodelay(true) {
-                debug!(%peer, %error, "could not set TCP_NODELAY");
-            }
             let service = Arc::clone(&self.service);
             let settings = self.settings;
             let finish = self.finish.clone();
             let abort = self.abort.clone();
             self.tracker.spawn(async move {
-                let conversation = connection::serve(stream, peer, &*service, settings, finish);
+                let conversation = connection.serve(peer, &*service, settings, finish);
                 if abort.run_until_cancelled(conversation).await.is_none() {
                     debug!("connection dropped at the shutdown timeout");
                 }

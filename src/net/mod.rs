@@ -2,10 +2,16 @@
 //! options. They know nothing of framing or services.
 //!
 //! - [`tcp`]: TCP over IPv4 and IPv6;
-//! - [`udp`]: UDP over IPv4 and IPv6.
+//! - [`udp`]: UDP over IPv4 and IPv6;
+//! - [`unix`]: Unix stream sockets, and the safe binding every Unix kind shares;
+//! - [`unix_datagram`]: Unix datagram sockets;
+//! - [`seqpacket`]: Unix seqpacket sockets.
 
+pub mod seqpacket;
 pub mod tcp;
 pub mod udp;
+pub mod unix;
+pub mod unix_datagram;
 
 use std::io;
 use std::net::SocketAddr;

@@ -86,6 +86,8 @@ pub struct Replies<'a> {
     framed: Framed,
     peer: &'a Peer,
     sent: usize,
+    /// Where each reply ends in `out`, for transports that send one packet a reply.
+    ends: Option<&'a mut Vec<usize>>,
 }
 
 impl<'a> Replies<'a> {
@@ -96,6 +98,16 @@ impl<'a> Replies<'a> {
             framed,
             peer,
             sent: 0,
+            ends: None,
+        }
+    }
+
+    /// Replies into `out` unframed, noting in `ends` where each one ends, for
+    /// a transport that sends each reply as a packet of its own.
+    pub(crate) fn packets(out: &'a mut BytesMut, peer: &'a Peer, ends: &'a mut Vec<usize>) -> Self {
+        Replies {
+            ends: Some(ends),
+            ..Replies::new(out, Framed::Raw, peer)
         }
     }
 
@@ -108,6 +120,9 @@ impl<'a> Replies<'a> {
     pub fn send_parts(&mut self, parts: &[&[u8]]) {
         self.framed.encode(parts, self.out);
         self.sent += 1;
+        if let Some(ends) = &mut self.ends {
+            ends.push(self.out.len());
+        }
     }
 
     /// How many replies were sent, empty ones included: an empty datagram

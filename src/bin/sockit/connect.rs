@@ -20,9 +20,12 @@ use crate::serve::parse_duration;
     sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
     sockit connect udp://127.0.0.1:9000 client1 client2\n  \
     printf 'bob\\nalice\\n' | sockit connect tcp://127.0.0.1:8000\n  \
-    sockit connect tcp://[::1]:7000 --service echo hello")]
+    sockit connect tcp://[::1]:7000 --service echo hello\n  \
+    sockit connect unix:/tmp/greet.sock client1\n  \
+    sockit connect unix-dgram:@greet client1")]
 pub struct Args {
-    /// Where to connect: tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT (TCP).
+    /// Where to connect: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
+    /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT")]
     endpoint: Endpoint,
 
@@ -46,7 +49,7 @@ pub struct Args {
     #[arg(short, long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// UDP only: how many times to send a datagram again when no reply comes.
+    /// Datagrams only: how many times to send a datagram again when no reply comes.
     #[arg(long, value_name = "N", default_value_t = 2)]
     retries: u32,
 }

@@ -18,9 +18,12 @@ use tracing::{info, warn};
     sockit serve                                   the tutorial's TCP server on 127.0.0.1:8000\n  \
     sockit serve udp://127.0.0.1:9000              the tutorial's UDP server\n  \
     sockit serve tcp://[::1]:7000 --service echo   an echo server on IPv6\n  \
+    sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
+    sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message")]
 pub struct Args {
-    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT (TCP).
+    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
+    /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:8000")]
     endpoints: Vec<Endpoint>,
 
@@ -47,6 +50,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
 
+    /// Permissions of Unix socket files, in octal (e.g. 0660); by default the umask decides.
+    #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
+    mode: Option<u32>,
+
     /// The listen backlog of stream listeners.
     #[arg(long, value_name = "N", default_value_t = sockit::net::DEFAULT_BACKLOG)]
     backlog: u32,
@@ -58,6 +65,15 @@ fn parse_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(count) => Ok(count),
         Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// Parses file permissions in octal: `0660`, `660`, `0o660`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("{text:?} is not a file mode in octal such as 0660")),
     }
 }
 
@@ -76,6 +92,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .max_message(args.max_message)
         .shutdown_timeout(args.shutdown_timeout)
         .backlog(args.backlog);
+    let server = match args.mode {
+        Some(mode) => server.unix_mode(mode),
+        None => server,
+    };
     let server = match args.framing {
         Some(framing) => server.framing(framing),
         None => server,

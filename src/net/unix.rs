@@ -1,0 +1,151 @@
+//! Unix stream sockets, and what every Unix socket kind shares: binding a
+//! path safely (a stale socket file is replaced, a live one or a file that is
+//! not a socket never is) and removing the socket file when done.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Socket, Type};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::info;
+
+use crate::endpoint::{Credentials, UnixAddr};
+
+/// A socket file this process created; removed when dropped, unless
+/// something else has replaced it meanwhile.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The path of the socket file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|meta| {
+            meta.file_type().is_socket() && meta.dev() == self.dev && meta.ino() == self.ino
+        });
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Creates a Unix socket of type `kind` bound to `addr`, non-blocking.
+///
+/// A socket file already at the path is probed with a connect first: if
+/// nothing answers (a server died without removing it), it is replaced; if a
+/// server answers, binding fails with `AddrInUse`; a path that is not a
+/// socket is never touched. `mode` (such as `0o660`) is applied to a new
+/// socket file.
+///
+/// # Errors
+///
+/// `AddrInUse` for a live socket, `AlreadyExists` for a file that is not a
+/// socket, and whatever `bind` reports (no such directory, permission denied).
+pub fn bind(addr: &UnixAddr, kind: Type, mode: Option<u32>) -> io::Result<(Socket, Option<SocketFile>)> {
+    if let Some(path) = addr.path() {
+        remove_if_stale(path, kind)?;
+    }
+    let socket = Socket::new(Domain::UNIX, kind, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.to_sockaddr()?)?;
+    let Some(path) = addr.path() else {
+        return Ok((socket, None));
+    };
+    if let Some(mode) = mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    let meta = fs::symlink_metadata(path)?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok((socket, Some(file)))
+}
+
+/// Removes a socket file at `path` that no server answers on.
+fn remove_if_stale(path: &Path, kind: Type) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket; not replacing it", path.display()),
+        ));
+    }
+    let probe = Socket::new(Domain::UNIX, kind, None)?;
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("a server is already listening on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            info!(path = %path.display(), "replacing a stale socket file left by a server that is gone");
+            fs::remove_file(path)
+        }
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use ({e})", path.display()),
+        )),
+    }
+}
+
+/// Listens on a Unix stream socket at `addr`; see [`bind`].
+///
+/// # Errors
+///
+/// As [`bind`], and `listen`'s errors.
+pub fn listen(
+    addr: &UnixAddr,
+    backlog: u32,
+    mode: Option<u32>,
+) -> io::Result<(UnixListener, Option<SocketFile>)> {
+    let (socket, file) = bind(addr, Type::STREAM, mode)?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    let listener = std::os::unix::net::UnixListener::from(OwnedFd::from(socket));
+    Ok((UnixListener::from_std(listener)?, file))
+}
+
+/// Connects a Unix stream socket to `addr`.
+///
+/// # Errors
+///
+/// `NotFound` when no socket file is there, `ConnectionRefused` when no
+/// server listens on it.
+pub fn connect(addr: &UnixAddr) -> io::Result<UnixStream> {
+    let socket = connect_socket(addr, Type::STREAM)?;
+    UnixStream::from_std(std::os::unix::net::UnixStream::from(OwnedFd::from(socket)))
+}
+
+/// A non-blocking Unix socket of type `kind` connected to `addr` (a Unix
+/// connect completes at once or fails; it does not wait on the network).
+pub(crate) fn connect_socket(addr: &UnixAddr, kind: Type) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, kind, None)?;
+    socket.connect(&addr.to_sockaddr()?)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// The credentials of the process that connected `stream`, if the kernel says.
+pub fn peer_credentials(stream: &UnixStream) -> Option<Credentials> {
+    stream.peer_cred().ok().map(|cred| Credentials {
+        pid: cred.pid(),
+        uid: cred.uid(),
+        gid: cred.gid(),
+    })
+}

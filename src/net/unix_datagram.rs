@@ -1,0 +1,67 @@
+//! Unix datagram sockets: binding a path or abstract name, and a client
+//! socket with its own temporary address, so that replies can find it.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use socket2::Type;
+use tokio::net::UnixDatagram;
+
+use super::unix::{SocketFile, bind as bind_unix};
+use crate::endpoint::UnixAddr;
+
+/// Binds a Unix datagram socket at `addr`; see [`super::unix::bind`].
+///
+/// # Errors
+///
+/// As [`super::unix::bind`].
+pub fn bind(addr: &UnixAddr, mode: Option<u32>) -> io::Result<(UnixDatagram, Option<SocketFile>)> {
+    let (socket, file) = bind_unix(addr, Type::DGRAM, mode)?;
+    Ok((into_tokio(socket)?, file))
+}
+
+fn into_tokio(socket: socket2::Socket) -> io::Result<UnixDatagram> {
+    UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)))
+}
+
+/// A client socket connected to `addr`, bound to a temporary socket file of
+/// its own (removed when the returned [`SocketFile`] drops), since a Unix
+/// datagram server can only reply to a sender with an address.
+///
+/// # Errors
+///
+/// Fails when the temporary file cannot be bound, or nothing is bound at `addr`.
+pub fn connect(addr: &UnixAddr) -> io::Result<(UnixDatagram, SocketFile)> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let own = UnixAddr::Path(temporary_path(NEXT.fetch_add(1, Ordering::Relaxed)));
+    let (socket, file) = bind_unix(&own, Type::DGRAM, None)?;
+    let file = file.expect("a path address has a socket file");
+    socket.connect(&addr.to_sockaddr()?)?;
+    Ok((into_tokio(socket)?, file))
+}
+
+/// Sends one datagram to `to`, a path or an abstract name.
+///
+/// # Errors
+///
+/// As `sendto`: no such socket, refused, or too long for the send buffer.
+///
+/// # Cancel safety
+///
+/// Cancel safe: the datagram is sent whole or not at all.
+pub async fn send_to(socket: &UnixDatagram, datagram: &[u8], to: &UnixAddr) -> io::Result<usize> {
+    let to = to.to_sockaddr()?;
+    socket
+        .async_io(tokio::io::Interest::WRITABLE, || {
+            socket2::SockRef::from(socket).send_to(datagram, &to)
+        })
+        .await
+}
+
+/// Where a client's temporary socket file goes: in `$TMPDIR`, named for
+/// this process.
+fn temporary_path(n: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("sockit-client-{}-{n}.sock", std::process::id()))
+}

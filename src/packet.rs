@@ -1,0 +1,83 @@
+//! One seqpacket connection: every packet is one message, and every reply
+//! is sent as a packet of its own. No framing is needed.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio_seqpacket::UnixSeqpacket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::framing::FrameError;
+use crate::service::{Flow, Replies, Service};
+use crate::{Escaped, Peer};
+
+/// Serves one seqpacket connection until it ends; logs but never fails.
+pub(crate) async fn serve<S: Service>(
+    socket: UnixSeqpacket,
+    peer: Peer,
+    service: &S,
+    max_message: usize,
+    finish: CancellationToken,
+) {
+    if let Err(error) = converse(&socket, &peer, service, max_message, &finish).await {
+        info!(%peer, %error, "connection failed");
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+    info!("Connection from {peer} closed.");
+}
+
+async fn converse<S: Service>(
+    socket: &UnixSeqpacket,
+    peer: &Peer,
+    service: &S,
+    max_message: usize,
+    finish: &CancellationToken,
+) -> io::Result<()> {
+    let mut output = BytesMut::new();
+    let mut ends = Vec::new();
+    service.greeting(&mut Replies::packets(&mut output, peer, &mut ends));
+    send_each(socket, &mut output, &mut ends).await?;
+    // One byte more than a message may have, to see a packet that is too long.
+    let mut input = vec![0; max_message + 1];
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = finish.cancelled() => return Ok(()),
+            received = socket.recv(&mut input) => received?,
+        };
+        let len = received.bytes_read();
+        if len == 0 {
+            // End of stream (an empty packet reads the same; it ends the conversation too).
+            return Ok(());
+        }
+        if len > max_message || received.truncated() {
+            let error = FrameError::TooLong {
+                limit: max_message,
+                framed: crate::framing::Framed::Raw,
+            };
+            warn!(%peer, %error, "closing the connection");
+            socket.send(FrameError::REPLY).await?;
+            return Ok(());
+        }
+        let message = &input[..len];
+        debug!(%peer, data = %Escaped(message), "received");
+        let flow = service.message(message, &mut Replies::packets(&mut output, peer, &mut ends));
+        send_each(socket, &mut output, &mut ends).await?;
+        if flow == Flow::Close {
+            return Ok(());
+        }
+    }
+}
+
+/// Sends each reply in `output` as one packet, then empties both.
+async fn send_each(socket: &UnixSeqpacket, output: &mut BytesMut, ends: &mut Vec<usize>) -> io::Result<()> {
+    let mut start = 0;
+    for &end in ends.iter() {
+        socket.send(&output[start..end]).await?;
+        start = end;
+    }
+    output.clear();
+    ends.clear();
+    Ok(())
+}

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio_seqpacket::UnixSeqpacket;
@@ -13,7 +15,7 @@ use tokio_util::either::Either;
 
 use crate::framing::{Decoder, Framed};
 use crate::net::unix::SocketFile;
-use crate::net::{self, seqpacket, tcp, udp, unix, unix_datagram};
+use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::{Endpoint, Error, Framing};
 
 /// The longest message a client accepts: replies are a little longer than
@@ -67,6 +69,25 @@ impl StreamClient {
     ///
     /// Cancel safe.
     pub async fn connect(endpoint: &Endpoint, framing: Framing, timeout: Duration) -> Result<Self, Error> {
+        Self::connect_with(endpoint, framing, timeout, &SocketOptions::default()).await
+    }
+
+    /// Connects as [`StreamClient::connect`] does, with socket `options`
+    /// (those that apply to the endpoint's kind).
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamClient::connect`]; also when an option cannot be set.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        framing: Framing,
+        timeout: Duration,
+        options: &SocketOptions,
+    ) -> Result<Self, Error> {
         let connect_error = |source| Error::Connect {
             endpoint: endpoint.clone(),
             source,
@@ -74,7 +95,9 @@ impl StreamClient {
         let link = match endpoint {
             Endpoint::Tcp(_) => {
                 let addrs = net::resolve(endpoint).await?;
-                let stream = tcp::connect(&addrs, timeout).await.map_err(connect_error)?;
+                let stream = tcp::connect(&addrs, timeout, options)
+                    .await
+                    .map_err(connect_error)?;
                 Link::Bytes(Either::Left(stream))
             }
             Endpoint::Unix(addr) => Link::Bytes(Either::Right(unix::connect(addr).map_err(connect_error)?)),
@@ -86,6 +109,11 @@ impl StreamClient {
                 )));
             }
         };
+        if endpoint.unix_addr().is_some() {
+            options
+                .apply_buffers(&SockRef::from(&link))
+                .map_err(connect_error)?;
+        }
         // A client speaks first, so `auto` has nothing to adapt to: it is `raw`.
         let framing = if framing == Framing::Auto {
             Framing::Raw
@@ -200,6 +228,23 @@ impl StreamClient {
     }
 }
 
+/// The connected socket, for `getsockopt` and other system calls.
+impl AsFd for StreamClient {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.link.as_fd()
+    }
+}
+
+impl AsFd for Link {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Link::Bytes(Either::Left(stream)) => stream.as_fd(),
+            Link::Bytes(Either::Right(stream)) => stream.as_fd(),
+            Link::Packets(socket) => socket.as_fd(),
+        }
+    }
+}
+
 /// How a [`StreamClient`] is connected.
 #[derive(Debug)]
 enum Link {
@@ -287,6 +332,25 @@ impl DatagramClient {
     ///
     /// Cancel safe.
     pub async fn connect(endpoint: &Endpoint, timeout: Duration, retries: u32) -> Result<Self, Error> {
+        Self::connect_with(endpoint, timeout, retries, &SocketOptions::default()).await
+    }
+
+    /// Connects as [`DatagramClient::connect`] does, with socket `options`
+    /// (those that apply to the endpoint's kind).
+    ///
+    /// # Errors
+    ///
+    /// As [`DatagramClient::connect`]; also when an option cannot be set.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        retries: u32,
+        options: &SocketOptions,
+    ) -> Result<Self, Error> {
         let connect_error = |source| Error::Connect {
             endpoint: endpoint.clone(),
             source,
@@ -294,10 +358,13 @@ impl DatagramClient {
         let link = match endpoint {
             Endpoint::Udp(_) => {
                 let addrs = net::resolve(endpoint).await?;
-                DatagramLink::Udp(udp::connect(&addrs).await.map_err(connect_error)?)
+                DatagramLink::Udp(udp::connect(&addrs, options).await.map_err(connect_error)?)
             }
             Endpoint::UnixDatagram(addr) => {
                 let (socket, file) = unix_datagram::connect(addr).map_err(connect_error)?;
+                options
+                    .apply_buffers(&SockRef::from(&socket))
+                    .map_err(connect_error)?;
                 DatagramLink::Unix {
                     socket,
                     _own_file: file,
@@ -347,6 +414,16 @@ impl DatagramClient {
             endpoint: self.endpoint.clone(),
             waited: self.timeout * (self.retries + 1),
         })
+    }
+}
+
+/// The socket, for `getsockopt` and other system calls.
+impl AsFd for DatagramClient {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.link {
+            DatagramLink::Udp(socket) => socket.as_fd(),
+            DatagramLink::Unix { socket, .. } => socket.as_fd(),
+        }
     }
 }
 

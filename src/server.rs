@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use socket2::SockRef;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -18,7 +21,7 @@ use crate::connection::{self, Settings};
 use crate::datagram::DatagramSocket;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::net::unix::SocketFile;
-use crate::net::{self, seqpacket, tcp, udp, unix, unix_datagram};
+use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::service::Service;
 use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
 
@@ -61,6 +64,7 @@ pub struct Server<S> {
     shutdown_timeout: Duration,
     backlog: u32,
     unix_mode: Option<u32>,
+    options: SocketOptions,
     permits: Arc<Semaphore>,
 }
 
@@ -74,6 +78,7 @@ impl<S: Service> Server<S> {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             backlog: net::DEFAULT_BACKLOG,
             unix_mode: None,
+            options: SocketOptions::default(),
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
         }
     }
@@ -130,6 +135,14 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// The socket options of listeners and their connections, each where it
+    /// applies (see [`SocketOptions::not_applying_to`]).
+    #[must_use]
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
     /// Binds `endpoint`, ready to serve.
     ///
     /// A Unix socket file left behind by a server that is gone is replaced;
@@ -153,16 +166,17 @@ impl<S: Service> Server<S> {
         let (socket, local) = match endpoint {
             Endpoint::Tcp(_) => {
                 let addrs = net::resolve(endpoint).await?;
-                let listener =
-                    net::first_success(&addrs, |addr| async move { tcp::listen(addr, self.backlog) })
-                        .await
-                        .map_err(bind_error)?;
+                let listener = net::first_success(&addrs, |addr| async move {
+                    tcp::listen(addr, self.backlog, &self.options)
+                })
+                .await
+                .map_err(bind_error)?;
                 let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
                 (Socket::Stream(StreamListener::Tcp(listener)), local)
             }
             Endpoint::Udp(_) => {
                 let addrs = net::resolve(endpoint).await?;
-                let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr) })
+                let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr, &self.options) })
                     .await
                     .map_err(bind_error)?;
                 let local = Endpoint::udp(socket.local_addr().map_err(bind_error)?);
@@ -189,10 +203,16 @@ impl<S: Service> Server<S> {
                 )
             }
         };
+        if endpoint.unix_addr().is_some() {
+            self.options
+                .apply_buffers(&SockRef::from(&socket))
+                .map_err(bind_error)?;
+        }
         Ok(Listener {
             socket,
             local,
             socket_file,
+            options: self.options.clone(),
             service: Arc::clone(&self.service),
             settings: Settings {
                 framing: self.framing_in_use(),
@@ -227,26 +247,59 @@ enum Connection {
 }
 
 impl StreamListener {
-    /// Accepts one connection and says who the peer is.
-    async fn accept(&mut self) -> io::Result<(Connection, Peer)> {
-        match self {
+    /// Accepts one connection, applies the connection's socket options, and
+    /// says who the peer is.
+    async fn accept(&mut self, options: &SocketOptions) -> io::Result<(Connection, Peer)> {
+        let (connection, peer) = match self {
             StreamListener::Tcp(listener) => {
                 let (stream, addr) = listener.accept().await?;
-                if let Err(error) = stream.set_nodelay(true) {
-                    debug!(%addr, %error, "could not set TCP_NODELAY");
-                }
-                Ok((Connection::Tcp(stream), Peer::from(addr)))
+                (Connection::Tcp(stream), Peer::from(addr))
             }
             StreamListener::Unix(listener) => {
                 let (stream, _) = listener.accept().await?;
                 let cred = unix::peer_credentials(&stream);
-                Ok((Connection::Unix(stream), Peer::Unix { addr: None, cred }))
+                (Connection::Unix(stream), Peer::Unix { addr: None, cred })
             }
             StreamListener::Seqpacket(listener) => {
                 let socket = listener.accept().await?;
                 let cred = seqpacket::peer_credentials(&socket);
-                Ok((Connection::Seqpacket(socket), Peer::Unix { addr: None, cred }))
+                (Connection::Seqpacket(socket), Peer::Unix { addr: None, cred })
             }
+        };
+        let socket = SockRef::from(&connection);
+        let applied = match connection {
+            Connection::Tcp(_) => options.apply_tcp(&socket),
+            _ => options.apply_buffers(&socket),
+        };
+        match applied {
+            Ok(()) if options != &SocketOptions::default() => {
+                debug!(%peer, options = options.read_back(&SockRef::from(&connection)), "connection options");
+            }
+            Ok(()) => {}
+            Err(error) => debug!(%peer, %error, "could not set the connection's socket options"),
+        }
+        Ok((connection, peer))
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Connection::Tcp(stream) => stream.as_fd(),
+            Connection::Unix(stream) => stream.as_fd(),
+            Connection::Seqpacket(socket) => socket.as_fd(),
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Stream(StreamListener::Tcp(listener)) => listener.as_fd(),
+            Socket::Stream(StreamListener::Unix(listener)) => listener.as_fd(),
+            Socket::Stream(StreamListener::Seqpacket(listener)) => listener.as_fd(),
+            Socket::Datagram(DatagramSocket::Udp(socket)) => socket.as_fd(),
+            Socket::Datagram(DatagramSocket::Unix(socket)) => socket.as_fd(),
         }
     }
 }
@@ -271,10 +324,18 @@ pub struct Listener<S> {
     local: Endpoint,
     /// The Unix socket file, removed when the listener is dropped.
     socket_file: Option<SocketFile>,
+    options: SocketOptions,
     service: Arc<S>,
     settings: Settings,
     shutdown_timeout: Duration,
     permits: Arc<Semaphore>,
+}
+
+/// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
+impl<S> AsFd for Listener<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
 }
 
 impl<S: Service> Listener<S> {
@@ -307,6 +368,7 @@ impl<S: Service> Listener<S> {
             socket,
             local,
             socket_file,
+            options,
             service,
             settings,
             shutdown_timeout,
@@ -319,6 +381,7 @@ impl<S: Service> Listener<S> {
                 let abort = CancellationToken::new();
                 let accepting = Accepting {
                     listener,
+                    options: &options,
                     service,
                     settings,
                     permits,
@@ -350,6 +413,7 @@ impl<S: Service> Listener<S> {
 /// The accept loop of a stream listener.
 struct Accepting<'a, S> {
     listener: StreamListener,
+    options: &'a SocketOptions,
     service: Arc<S>,
     settings: Settings,
     permits: Arc<Semaphore>,
@@ -374,7 +438,7 @@ impl<S: Service> Accepting<'_, S> {
             let (connection, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
+                accepted = self.listener.accept(self.options) => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) if is_one_peers_error(&error) => {
                         debug!(%error, "a connection failed before it was accepted");

@@ -5,8 +5,10 @@
 //! - [`udp`]: UDP over IPv4 and IPv6;
 //! - [`unix`]: Unix stream sockets, and the safe binding every Unix kind shares;
 //! - [`unix_datagram`]: Unix datagram sockets;
-//! - [`seqpacket`]: Unix seqpacket sockets.
+//! - [`seqpacket`]: Unix seqpacket sockets;
+//! - [`options`]: socket options, set where they apply and read back.
 
+pub mod options;
 pub mod seqpacket;
 pub mod tcp;
 pub mod udp;
@@ -15,6 +17,8 @@ pub mod unix_datagram;
 
 use std::io;
 use std::net::SocketAddr;
+
+pub use options::SocketOptions;
 
 use crate::{Endpoint, Error};
 

@@ -5,17 +5,21 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-/// Opens a listening socket on `addr` with `SO_REUSEADDR` set (so a restart
-/// does not wait out `TIME_WAIT`) and the given backlog.
+use super::options::{Role, SocketOptions};
+
+/// Opens a listening socket on `addr` with `options` (by default
+/// `SO_REUSEADDR`, so a restart does not wait out `TIME_WAIT`, and dual stack
+/// on `[::]`) and the given backlog.
 ///
 /// # Errors
 ///
-/// Fails when the address is in use, not local, or not permitted.
-pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// Fails when the address is in use, not local, or not permitted, or an
+/// option cannot be set.
+pub fn listen(addr: SocketAddr, backlog: u32, options: &SocketOptions) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
+    options.apply_ip(&socket, addr, Role::Listener)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
@@ -23,7 +27,8 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 }
 
 /// Connects to the first of `addrs` that accepts within `timeout` each, with
-/// `TCP_NODELAY` set: sockit's messages are small and wait for their replies.
+/// `options` applied (and `TCP_NODELAY` unless turned off: sockit's messages
+/// are small and wait for their replies).
 ///
 /// # Errors
 ///
@@ -32,13 +37,23 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// # Cancel safety
 ///
 /// Cancel safe: a connection in progress is dropped.
-pub async fn connect(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream> {
+pub async fn connect(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    options: &SocketOptions,
+) -> io::Result<TcpStream> {
     super::first_success(addrs, |addr| async move {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        options.apply_ip(&socket, addr, Role::Client)?;
+        options.apply_tcp(&socket)?;
+        if let Some(local) = options.bind {
+            socket.bind(&local.into())?;
+        }
+        socket.set_nonblocking(true)?;
+        let socket = TcpSocket::from_std_stream(socket.into());
+        tokio::time::timeout(timeout, socket.connect(addr))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out connecting"))??;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timed out connecting"))?
     })
     .await
 }

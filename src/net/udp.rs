@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::options::{Role, SocketOptions};
+
 /// The largest UDP payload one IPv4 datagram can carry.
 pub const MAX_PAYLOAD_V4: usize = 65_507;
 /// The largest UDP payload one IPv6 datagram can carry (without jumbograms).
@@ -19,21 +21,25 @@ pub fn max_payload(peer: SocketAddr) -> usize {
     }
 }
 
-/// Binds a datagram socket on `addr` with `SO_REUSEADDR` set.
+/// Binds a datagram socket on `addr` with `options` (by default
+/// `SO_REUSEADDR`), joining the multicast groups they name.
 ///
 /// # Errors
 ///
-/// Fails when the address is in use, not local, or not permitted.
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// Fails when the address is in use, not local, or not permitted, or an
+/// option cannot be set.
+pub fn bind(addr: SocketAddr, options: &SocketOptions) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
+    options.apply_ip(&socket, addr, Role::Listener)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    options.apply_udp(&socket, addr)?;
     UdpSocket::from_std(socket.into())
 }
 
-/// A socket on an ephemeral port, connected to the first of `addrs`, so that
-/// only its replies are received and a closed port is reported as refused.
+/// A socket on an ephemeral port (or `options.bind`), connected to the first
+/// of `addrs`, so that only its replies are received and a closed port is
+/// reported as refused.
 ///
 /// # Errors
 ///
@@ -42,15 +48,21 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// # Cancel safety
 ///
 /// Cancel safe.
-pub async fn connect(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
+pub async fn connect(addrs: &[SocketAddr], options: &SocketOptions) -> io::Result<UdpSocket> {
     super::first_success(addrs, |addr| async move {
         let any: IpAddr = match addr {
             SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
             SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
         };
-        let socket = UdpSocket::bind((any, 0)).await?;
-        socket.connect(addr).await?;
-        Ok(socket)
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        options.apply_ip(&socket, addr, Role::Client)?;
+        if options.broadcast {
+            socket.set_broadcast(true)?;
+        }
+        socket.bind(&options.bind.unwrap_or(SocketAddr::new(any, 0)).into())?;
+        socket.connect(&addr.into())?;
+        socket.set_nonblocking(true)?;
+        UdpSocket::from_std(socket.into())
     })
     .await
 }

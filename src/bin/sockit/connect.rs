@@ -4,10 +4,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, bail};
+use socket2::SockRef;
 use sockit::{Builtin, DatagramClient, Endpoint, Framing, Greet, StreamClient};
 use tokio::io::AsyncBufReadExt;
 
+use tracing::debug;
+
+use crate::options::{self, SocketFlags};
 use crate::serve::parse_duration;
 
 /// Connect, send each MESSAGE (or each line of stdin) and print every reply.
@@ -52,13 +58,30 @@ pub struct Args {
     /// Datagrams only: how many times to send a datagram again when no reply comes.
     #[arg(long, value_name = "N", default_value_t = 2)]
     retries: u32,
+
+    /// The local address to send from (IP:PORT; port 0 lets the system choose).
+    #[arg(long, value_name = "ADDR", help_heading = "Socket options")]
+    bind: Option<SocketAddr>,
+
+    #[command(flatten)]
+    socket: SocketFlags,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut messages = Messages::new(args.messages.clone());
     let mut out = std::io::stdout().lock();
+    let mut options = args.socket.options();
+    if let Some(local) = args.bind {
+        options = options.bind(local);
+    }
+    options::warn_unused(&options, &args.endpoint);
     if args.endpoint.is_datagram() {
-        let client = DatagramClient::connect(&args.endpoint, args.timeout, args.retries).await?;
+        let client =
+            DatagramClient::connect_with(&args.endpoint, args.timeout, args.retries, &options).await?;
+        debug!(
+            options = options.read_back(&SockRef::from(&client)),
+            "socket options"
+        );
         while let Some(message) = messages.next().await? {
             let reply = client.request(&message).await?;
             print_line(&mut out, &reply)?;
@@ -66,7 +89,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut client = StreamClient::connect(&args.endpoint, args.framing, args.timeout).await?;
+    let mut client = StreamClient::connect_with(&args.endpoint, args.framing, args.timeout, &options).await?;
+    debug!(
+        options = options.read_back(&SockRef::from(&client)),
+        "socket options"
+    );
     if args.service == Builtin::Greet {
         let Some(greeting) = client.receive().await? else {
             bail!("{} closed the connection without a greeting", args.endpoint);

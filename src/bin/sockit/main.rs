@@ -2,6 +2,7 @@
 
 mod connect;
 mod logging;
+mod options;
 mod serve;
 
 use std::io;

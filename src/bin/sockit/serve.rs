@@ -4,13 +4,19 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::net::IpAddr;
+
 use anyhow::Context;
+use socket2::SockRef;
+use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Server};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::options::{self, SocketFlags};
 
 /// Serve a service (the tutorial's greeting by default) on endpoints.
 #[derive(Debug, clap::Args)]
@@ -57,6 +63,13 @@ pub struct Args {
     /// The listen backlog of stream listeners.
     #[arg(long, value_name = "N", default_value_t = sockit::net::DEFAULT_BACKLOG)]
     backlog: u32,
+
+    /// Join this multicast group on UDP listeners (repeatable).
+    #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
+    multicast: Vec<IpAddr>,
+
+    #[command(flatten)]
+    socket: SocketFlags,
 }
 
 /// Parses a count that must be at least 1.
@@ -87,7 +100,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let options = options::with_multicast(args.socket.options(), &args.multicast);
     let server = Server::new(args.service)
+        .options(options.clone())
         .max_connections(args.max_connections)
         .max_message(args.max_message)
         .shutdown_timeout(args.shutdown_timeout)
@@ -103,18 +118,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Bind everything first, so a bad endpoint fails before anything is served.
     let mut listeners = Vec::with_capacity(args.endpoints.len());
     for endpoint in &args.endpoints {
+        options::warn_unused(&options, endpoint);
         let listener = server.bind(endpoint).await?;
         listeners.push(listener);
     }
     let stop = CancellationToken::new();
     let mut serving = JoinSet::new();
+    let options_set = options != SocketOptions::default();
     for listener in listeners {
         let endpoint = listener.local_endpoint();
-        if endpoint.is_datagram() {
-            info!(service = %args.service, "listening on {endpoint}");
-        } else {
-            info!(service = %args.service, framing = %listener.framing(), "listening on {endpoint}");
+        let mut details = format!("{} service", args.service);
+        if !endpoint.is_datagram() {
+            details.push_str(&format!(", {} framing", listener.framing()));
         }
+        if options_set {
+            details.push_str(&format!(", {}", options.read_back(&SockRef::from(&listener))));
+        }
+        info!("listening on {endpoint} ({details})");
         serving.spawn(listener.serve(stop.clone().cancelled_owned()));
     }
 

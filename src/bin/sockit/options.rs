@@ -1,0 +1,93 @@
+//! The socket option flags `serve` and `connect` share, and what they become.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use sockit::Endpoint;
+use sockit::net::SocketOptions;
+use tracing::warn;
+
+use crate::serve::parse_duration;
+
+/// Socket options (the tutorial's `setsockopt`), each applied where it fits.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Socket options")]
+pub struct SocketFlags {
+    /// SO_REUSEADDR [default: on for listeners, off for clients].
+    #[arg(long, overrides_with = "no_reuseaddr")]
+    reuseaddr: bool,
+    /// Turn SO_REUSEADDR off.
+    #[arg(long, overrides_with = "reuseaddr")]
+    no_reuseaddr: bool,
+    /// SO_REUSEPORT: several processes may share the port.
+    #[arg(long)]
+    reuseport: bool,
+    /// TCP_NODELAY: send small messages at once [default: on].
+    #[arg(long, overrides_with = "no_nodelay")]
+    nodelay: bool,
+    /// Turn TCP_NODELAY off (Nagle's algorithm batches small writes).
+    #[arg(long, overrides_with = "nodelay")]
+    no_nodelay: bool,
+    /// TCP keepalive: probe a connection idle this long (e.g. 30s).
+    #[arg(long, value_name = "IDLE", value_parser = parse_duration)]
+    keepalive: Option<Duration>,
+    /// SO_RCVBUF in bytes (Linux reports double).
+    #[arg(long, value_name = "BYTES")]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF in bytes (Linux reports double).
+    #[arg(long, value_name = "BYTES")]
+    sndbuf: Option<usize>,
+    /// IP_TTL, or IPV6_UNICAST_HOPS on IPv6.
+    #[arg(long, value_name = "HOPS", value_parser = clap::value_parser!(u32).range(1..=255))]
+    ttl: Option<u32>,
+    /// IPV6_V6ONLY: an IPv6 listener on [::] takes no IPv4 peers [default: dual stack].
+    #[arg(long)]
+    ipv6_only: bool,
+    /// SO_BROADCAST on UDP sockets.
+    #[arg(long)]
+    broadcast: bool,
+}
+
+impl SocketFlags {
+    /// The options these flags set.
+    pub fn options(&self) -> SocketOptions {
+        let mut options = SocketOptions::default()
+            .reuse_port(self.reuseport)
+            .ipv6_only(self.ipv6_only)
+            .broadcast(self.broadcast);
+        if self.reuseaddr || self.no_reuseaddr {
+            options = options.reuse_address(self.reuseaddr);
+        }
+        if self.nodelay || self.no_nodelay {
+            options = options.nodelay(self.nodelay);
+        }
+        if let Some(idle) = self.keepalive {
+            options = options.keepalive(idle);
+        }
+        if let Some(bytes) = self.rcvbuf {
+            options = options.recv_buffer(bytes);
+        }
+        if let Some(bytes) = self.sndbuf {
+            options = options.send_buffer(bytes);
+        }
+        if let Some(ttl) = self.ttl {
+            options = options.ttl(ttl);
+        }
+        options
+    }
+}
+
+/// Adds multicast groups to join to `options`.
+pub fn with_multicast(mut options: SocketOptions, groups: &[IpAddr]) -> SocketOptions {
+    for group in groups {
+        options = options.join_multicast(*group);
+    }
+    options
+}
+
+/// Warns about each option set that `endpoint` cannot use.
+pub fn warn_unused(options: &SocketOptions, endpoint: &Endpoint) {
+    for option in options.not_applying_to(endpoint) {
+        warn!("--{option} does not apply to {endpoint}; ignored there");
+    }
+}

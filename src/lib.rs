@@ -29,6 +29,7 @@
 //! | [`endpoint`] | [`Endpoint`]: where to listen or connect, parsed once from the user's text |
 //! | [`framing`] | pure: cuts messages out of bytes (`raw`, `line`, `len32`, `auto`) and frames replies |
 //! | [`service`] | pure: [`Service`] and the built-ins [`Greet`], [`Echo`], [`Discard`] |
+//! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
 //! | [`server`] | [`Server`]: accept loop, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
@@ -49,6 +50,7 @@ pub mod endpoint;
 mod error;
 pub mod escape;
 pub mod framing;
+pub mod icmp;
 pub mod net;
 mod packet;
 pub mod server;

@@ -6,8 +6,10 @@
 //! - [`unix`]: Unix stream sockets, and the safe binding every Unix kind shares;
 //! - [`unix_datagram`]: Unix datagram sockets;
 //! - [`seqpacket`]: Unix seqpacket sockets;
+//! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
 //! - [`options`]: socket options, set where they apply and read back.
 
+pub mod icmp;
 pub mod options;
 pub mod seqpacket;
 pub mod tcp;

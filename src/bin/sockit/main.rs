@@ -3,6 +3,7 @@
 mod connect;
 mod logging;
 mod options;
+mod ping;
 mod serve;
 
 use std::io;
@@ -21,7 +22,8 @@ use clap::{CommandFactory, Parser, Subcommand};
         sockit serve                         the tutorial's server, on tcp://127.0.0.1:8000\n  \
         sockit serve tcp://127.0.0.1:8000 udp://127.0.0.1:9000\n  \
         sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
-        sockit connect udp://127.0.0.1:9000 client1 client2"
+        sockit connect udp://127.0.0.1:9000 client1 client2\n  \
+        sockit ping 127.0.0.1 -c 3           ICMP echo, as iputils ping does"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,6 +37,7 @@ struct Cli {
 enum Command {
     Serve(serve::Args),
     Connect(connect::Args),
+    Ping(ping::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
+            Command::Ping(args) => ping::run(args).await,
         }
     });
     // Do not wait for tasks still blocked on stdin.

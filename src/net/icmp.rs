@@ -1,0 +1,541 @@
+//! ICMP echo sockets over IPv4 and IPv6: raw when privileged, ICMP datagram
+//! sockets (`net.ipv4.ping_group_range`) when not.
+//!
+//! The two kinds differ in what the kernel does for the caller:
+//!
+//! - a **raw** socket (`SOCK_RAW`, root or `CAP_NET_RAW`) sends the ICMP
+//!   message as given and receives every ICMP packet from the peer, our own
+//!   echo requests too when the peer is this host; over IPv4 it receives the
+//!   IP header as well, and can be told to send one it did not build
+//!   (`IP_HDRINCL`);
+//! - an **ICMP datagram** socket (`SOCK_DGRAM`, open to the groups in the
+//!   sysctl `net.ipv4.ping_group_range`, which covers IPv6 too) sets the
+//!   echo identifier to its own "port" and receives only the replies that
+//!   carry it.
+//!
+//! Either way the kernel fills in the ICMPv6 checksum. The messages are built
+//! and parsed by the pure [`crate::icmp`].
+//!
+//! The socket is carried by a [`tokio::net::UdpSocket`], which only ever
+//! calls `send(2)` and `recv(2)` on it, as valid on an ICMP socket as on a UDP
+//! one: tokio 1.54 deprecates the safe `AsyncFd::new`, and its replacement
+//! `AsyncFd::register` is `unsafe`, which this crate denies.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::debug;
+
+use crate::icmp::{self, Echo, EchoKind, IcmpError, Ipv4Header, Message, Version};
+
+/// Where Linux keeps the groups that may open ICMP datagram sockets.
+const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+/// Which kind of socket carries the echo messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `SOCK_RAW`: needs root or `CAP_NET_RAW`.
+    Raw,
+    /// `SOCK_DGRAM` with protocol ICMP: needs a group in
+    /// `net.ipv4.ping_group_range`.
+    Datagram,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Raw => "raw",
+            Kind::Datagram => "datagram",
+        })
+    }
+}
+
+/// How to open an [`EchoSocket`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The kind of socket; `None` tries raw, then datagram when raw is not
+    /// permitted.
+    pub kind: Option<Kind>,
+    /// The time to live (IPv4) or hop limit (IPv6) of the requests; `None`
+    /// keeps the system's default.
+    pub ttl: Option<u8>,
+    /// Build the IPv4 header here and send it with the message
+    /// (`IP_HDRINCL`); raw IPv4 sockets only, so with `kind: None` it means
+    /// raw.
+    pub header_included: bool,
+}
+
+/// Why an [`EchoSocket`] could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A raw socket was asked for, and this process may not open one.
+    #[error("a raw ICMP socket needs root or CAP_NET_RAW")]
+    RawNotPermitted(#[source] io::Error),
+    /// A datagram socket was asked for, and no group of this process is in
+    /// `net.ipv4.ping_group_range`.
+    #[error(
+        "an ICMP datagram socket needs one of this process's groups in sysctl \
+         net.ipv4.ping_group_range (now \"{range}\")"
+    )]
+    DatagramNotPermitted {
+        /// The range, as the kernel gives it.
+        range: String,
+        /// The kernel's refusal.
+        #[source]
+        source: io::Error,
+    },
+    /// Neither kind is permitted.
+    #[error(
+        "no ICMP socket is permitted: a raw one needs root or CAP_NET_RAW, and a datagram one \
+         needs one of this process's groups in sysctl net.ipv4.ping_group_range (now \"{range}\"; \
+         'sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"' opens it to all)"
+    )]
+    NotPermitted {
+        /// The range, as the kernel gives it.
+        range: String,
+    },
+    /// `IP_HDRINCL` was asked for on an IPv6 or a datagram socket.
+    #[error("building the IP header (IP_HDRINCL) needs a raw IPv4 socket")]
+    HeaderIncluded,
+    /// The socket could not be made or set up.
+    #[error("cannot open an ICMP socket")]
+    Io(#[from] io::Error),
+}
+
+/// A socket that sends ICMP echo requests to one host and receives its
+/// replies.
+///
+/// ```no_run
+/// use std::time::Instant;
+/// use sockit::icmp::Session;
+/// use sockit::net::icmp::{EchoSocket, Options, Received};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let socket = EchoSocket::open("127.0.0.1".parse()?, &Options::default())?;
+/// let mut session = Session::new(56);
+/// let (seq, payload) = session.probe(Instant::now(), std::time::UNIX_EPOCH.elapsed()?);
+/// socket.send(seq, &payload).await?;
+/// let mut buf = vec![0; 65_536];
+/// loop {
+///     if let Received::Reply(reply) = socket.recv(&mut buf).await? {
+///         println!("{:?}", session.reply(reply.seq, reply.payload, Instant::now()));
+///         break;
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct EchoSocket {
+    /// The ICMP socket (see the module's doc for why a `UdpSocket`).
+    socket: UdpSocket,
+    kind: Kind,
+    target: IpAddr,
+    local: IpAddr,
+    id: u16,
+    /// With `IP_HDRINCL`: the TTL to write in the header built here.
+    header_ttl: Option<u8>,
+}
+
+/// What one datagram received turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// An echo reply carrying this socket's identifier, its checksum right.
+    Reply(Reply<'a>),
+    /// Any other ICMP message: an echo request (ours, looped back to a raw
+    /// socket), a reply to another pinger, an error message.
+    Other(Message<'a>),
+    /// A packet that could not be parsed, or whose checksum is wrong.
+    Invalid(IcmpError),
+}
+
+/// An echo reply to this socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// Its sequence number.
+    pub seq: u16,
+    /// The length of the ICMP message: header and payload.
+    pub len: usize,
+    /// The time to live it arrived with, where the socket shows it (raw
+    /// IPv4 sockets, which receive the IP header).
+    pub ttl: Option<u8>,
+    /// The payload, to compare with what was sent.
+    pub payload: &'a [u8],
+}
+
+impl EchoSocket {
+    /// Opens a socket for pinging `target`, of the kind `options` asks for
+    /// (raw, falling back to datagram when raw is not permitted, by default).
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError::RawNotPermitted`], [`OpenError::DatagramNotPermitted`]
+    /// or [`OpenError::NotPermitted`] when the kernel refuses the kind asked
+    /// for; [`OpenError::HeaderIncluded`] for `IP_HDRINCL` on anything but a
+    /// raw IPv4 socket; [`OpenError::Io`] when the system has no ICMP
+    /// sockets for the family or setting an option fails.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled.
+    pub fn open(target: IpAddr, options: &Options) -> Result<EchoSocket, OpenError> {
+        if options.header_included && (target.is_ipv6() || options.kind == Some(Kind::Datagram)) {
+            return Err(OpenError::HeaderIncluded);
+        }
+        let kind = match options.kind {
+            None if options.header_included => Some(Kind::Raw),
+            kind => kind,
+        };
+        let (socket, kind) = match kind {
+            Some(Kind::Raw) => match new_socket(target, Kind::Raw) {
+                Ok(socket) => (socket, Kind::Raw),
+                Err(e) if not_permitted(&e) => return Err(OpenError::RawNotPermitted(e)),
+                Err(e) => return Err(e.into()),
+            },
+            Some(Kind::Datagram) => match new_socket(target, Kind::Datagram) {
+                Ok(socket) => (socket, Kind::Datagram),
+                Err(source) if not_permitted(&source) => {
+                    return Err(OpenError::DatagramNotPermitted {
+                        range: ping_group_range(),
+                        source,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => match new_socket(target, Kind::Raw) {
+                Ok(socket) => (socket, Kind::Raw),
+                Err(raw) if not_permitted(&raw) => match new_socket(target, Kind::Datagram) {
+                    Ok(socket) => {
+                        debug!(error = %raw, "no raw ICMP socket; using an ICMP datagram socket");
+                        (socket, Kind::Datagram)
+                    }
+                    Err(e) if not_permitted(&e) => {
+                        return Err(OpenError::NotPermitted {
+                            range: ping_group_range(),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Self::set_up(socket, kind, target, options).map_err(OpenError::Io)
+    }
+
+    /// Sets the options, binds and connects `socket`.
+    fn set_up(socket: Socket, kind: Kind, target: IpAddr, options: &Options) -> io::Result<EchoSocket> {
+        socket.set_nonblocking(true)?;
+        let mut header_ttl = None;
+        if options.header_included {
+            socket.set_header_included_v4(true)?;
+            header_ttl = Some(match options.ttl {
+                Some(ttl) => ttl,
+                None => u8::try_from(socket.ttl_v4()?).unwrap_or(64),
+            });
+        } else if let Some(ttl) = options.ttl {
+            match target {
+                IpAddr::V4(_) => socket.set_ttl_v4(ttl.into())?,
+                IpAddr::V6(_) => socket.set_unicast_hops_v6(ttl.into())?,
+            }
+        }
+        if kind == Kind::Datagram {
+            // Port 0: the kernel picks the identifier.
+            let any: IpAddr = match target {
+                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            socket.bind(&SocketAddr::new(any, 0).into())?;
+        }
+        // Connected, a socket receives only from the target, and knows its
+        // own address (for the IPv4 header and the ICMPv6 checksum).
+        socket.connect(&SocketAddr::new(target, 0).into())?;
+        let local = socket_addr(&socket.local_addr()?)?;
+        let id = match kind {
+            Kind::Datagram => local.port(),
+            Kind::Raw => raw_id(),
+        };
+        debug!(%kind, %target, local = %local.ip(), id, "ICMP socket open");
+        Ok(EchoSocket {
+            socket: UdpSocket::from_std(socket.into())?,
+            kind,
+            target,
+            local: local.ip(),
+            id,
+            header_ttl,
+        })
+    }
+
+    /// The kind of socket in use.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether this socket sends the IPv4 header it builds (`IP_HDRINCL`).
+    pub fn header_included(&self) -> bool {
+        self.header_ttl.is_some()
+    }
+
+    /// The echo identifier: chosen here for a raw socket, the kernel's
+    /// "port" for a datagram socket.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The host pinged.
+    pub fn target(&self) -> IpAddr {
+        self.target
+    }
+
+    /// This end's address, as the kernel chose it for the target.
+    pub fn local_ip(&self) -> IpAddr {
+        self.local
+    }
+
+    fn version(&self) -> Version {
+        match self.target {
+            IpAddr::V4(_) => Version::V4,
+            IpAddr::V6(_) => Version::V6,
+        }
+    }
+
+    /// Sends the echo request `seq` carrying `payload`.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] when the payload does not fit one
+    /// packet; whatever the kernel reports (no route, buffer full, …).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the request is sent whole or not at all.
+    pub async fn send(&self, seq: u16, payload: &[u8]) -> io::Result<()> {
+        let packet = self
+            .request(seq, payload)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.socket.send(&packet).await?;
+        Ok(())
+    }
+
+    /// The bytes to send for request `seq`: the ICMP message, after the
+    /// IPv4 header with `IP_HDRINCL`.
+    fn request(&self, seq: u16, payload: &[u8]) -> Result<Vec<u8>, IcmpError> {
+        icmp::check_payload_size(self.version(), payload.len())?;
+        let echo = Echo {
+            id: self.id,
+            seq,
+            payload,
+        };
+        let message = echo.encode(self.version(), EchoKind::Request);
+        match (self.header_ttl, self.local, self.target) {
+            (Some(ttl), IpAddr::V4(src), IpAddr::V4(dst)) => {
+                // The IP identification is the sequence number: visible on
+                // the wire, where the kernel would fill in its own.
+                let header = Ipv4Header::icmp(src, dst, seq, ttl, message.len())?;
+                let mut packet = header.encode().to_vec();
+                packet.extend_from_slice(&message);
+                Ok(packet)
+            }
+            _ => Ok(message),
+        }
+    }
+
+    /// Receives one datagram into `buf` and says what it is. Use a buffer of
+    /// 65535 bytes or more: a longer datagram is cut short and then fails to
+    /// parse.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the kernel reports, such as an ICMP error for an earlier
+    /// request (host unreachable) on a connected raw socket.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is either received and returned, or left
+    /// queued.
+    pub async fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Received<'b>> {
+        let len = self.socket.recv(buf).await?;
+        let buf: &'b [u8] = buf;
+        Ok(self.classify(&buf[..len]))
+    }
+
+    /// Parses a datagram as this kind of socket receives it, and keeps the
+    /// replies that carry this socket's identifier.
+    fn classify<'a>(&self, packet: &'a [u8]) -> Received<'a> {
+        classify(self.kind, self.target, self.local, self.id, packet)
+    }
+}
+
+/// Parses a datagram as a socket of `kind` connected from `local` to
+/// `target` receives it, and keeps the echo replies that carry `id`.
+fn classify(kind: Kind, target: IpAddr, local: IpAddr, id: u16, packet: &[u8]) -> Received<'_> {
+    let parsed = match (target, local) {
+        (IpAddr::V4(_), _) if kind == Kind::Raw => {
+            icmp::parse_ipv4_icmp(packet).map(|(header, message)| (Some(header.ttl), message))
+        }
+        (IpAddr::V4(_), _) => icmp::parse_icmpv4(packet).map(|message| (None, message)),
+        (IpAddr::V6(target), local) => {
+            let addresses = match local {
+                IpAddr::V6(local) if !local.is_unspecified() => Some((target, local)),
+                _ => None,
+            };
+            icmp::parse_icmpv6(packet, addresses).map(|message| (None, message))
+        }
+    };
+    match parsed {
+        Ok((ttl, Message::EchoReply(echo))) if echo.id == id => Received::Reply(Reply {
+            seq: echo.seq,
+            len: icmp::ECHO_HEADER_LEN + echo.payload.len(),
+            ttl,
+            payload: echo.payload,
+        }),
+        Ok((_, message)) => Received::Other(message),
+        Err(error) => Received::Invalid(error),
+    }
+}
+
+/// A new socket of `kind` for the family of `target`.
+fn new_socket(target: IpAddr, kind: Kind) -> io::Result<Socket> {
+    let (domain, protocol) = match target {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
+    };
+    let ty = match kind {
+        Kind::Raw => Type::RAW,
+        Kind::Datagram => Type::DGRAM,
+    };
+    Socket::new(domain, ty, Some(protocol))
+}
+
+/// Whether the kernel refused for want of privilege (`EPERM`, `EACCES`).
+fn not_permitted(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::PermissionDenied
+}
+
+/// The sysctl `net.ipv4.ping_group_range`, as "FIRST LAST".
+fn ping_group_range() -> String {
+    match std::fs::read_to_string(PING_GROUP_RANGE) {
+        Ok(text) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        Err(_) => "unreadable".to_owned(),
+    }
+}
+
+/// An identifier for a raw socket: the process id, plus one for each raw
+/// socket opened before in this process.
+fn raw_id() -> u16 {
+    static OPENED: AtomicU16 = AtomicU16::new(0);
+    (std::process::id() as u16).wrapping_add(OPENED.fetch_add(1, Ordering::Relaxed))
+}
+
+fn socket_addr(addr: &SockAddr) -> io::Result<SocketAddr> {
+    addr.as_socket()
+        .ok_or_else(|| io::Error::other("the ICMP socket has no IP address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    const PAYLOAD: &[u8] = b"abcdefgh";
+
+    fn message(version: Version, kind: EchoKind, id: u16) -> Vec<u8> {
+        Echo {
+            id,
+            seq: 7,
+            payload: PAYLOAD,
+        }
+        .encode(version, kind)
+    }
+
+    /// `message` after an IPv4 header with TTL 63, as a raw socket gets it.
+    fn with_header(message: &[u8]) -> Vec<u8> {
+        let header =
+            Ipv4Header::icmp(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 1, 63, message.len()).unwrap();
+        [&header.encode()[..], message].concat()
+    }
+
+    fn reply(ttl: Option<u8>) -> Received<'static> {
+        Received::Reply(Reply {
+            seq: 7,
+            len: 16,
+            ttl,
+            payload: PAYLOAD,
+        })
+    }
+
+    #[test]
+    fn a_raw_ipv4_socket_keeps_replies_with_its_id_and_reads_their_ttl() {
+        let ours = with_header(&message(Version::V4, EchoKind::Reply, 0x1234));
+        assert_eq!(classify(Kind::Raw, V4, V4, 0x1234, &ours), reply(Some(63)));
+        let theirs = with_header(&message(Version::V4, EchoKind::Reply, 0x4321));
+        assert!(matches!(
+            classify(Kind::Raw, V4, V4, 0x1234, &theirs),
+            Received::Other(Message::EchoReply(Echo { id: 0x4321, .. }))
+        ));
+        // Its own request, looped back to it.
+        let request = with_header(&message(Version::V4, EchoKind::Request, 0x1234));
+        assert!(matches!(
+            classify(Kind::Raw, V4, V4, 0x1234, &request),
+            Received::Other(Message::EchoRequest(_))
+        ));
+        // Without the IP header it is not what a raw socket receives.
+        assert_eq!(
+            classify(Kind::Raw, V4, V4, 0x1234, &ours[20..]),
+            Received::Invalid(IcmpError::NotIpv4 { version: 0 })
+        );
+    }
+
+    #[test]
+    fn an_ipv4_datagram_socket_gets_the_message_alone() {
+        let ours = message(Version::V4, EchoKind::Reply, 40_000);
+        assert_eq!(classify(Kind::Datagram, V4, V4, 40_000, &ours), reply(None));
+        assert!(matches!(
+            classify(Kind::Datagram, V4, V4, 40_001, &ours),
+            Received::Other(Message::EchoReply(_))
+        ));
+        let mut corrupt = ours;
+        corrupt[9] ^= 0x20;
+        assert!(matches!(
+            classify(Kind::Datagram, V4, V4, 40_000, &corrupt),
+            Received::Invalid(IcmpError::BadChecksum { what: "ICMP", .. })
+        ));
+    }
+
+    #[test]
+    fn ipv6_sockets_check_the_checksum_against_both_addresses() {
+        let mut ours = message(Version::V6, EchoKind::Reply, 0x1234);
+        icmp::set_icmpv6_checksum(&mut ours, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
+        for kind in [Kind::Raw, Kind::Datagram] {
+            assert_eq!(classify(kind, V6, V6, 0x1234, &ours), reply(None));
+            assert!(matches!(
+                classify(kind, V6, V6, 0x1235, &ours),
+                Received::Other(Message::EchoReply(_))
+            ));
+        }
+        // Addressed to another local address: the checksum does not add up.
+        let other: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(matches!(
+            classify(Kind::Raw, V6, other, 0x1234, &ours),
+            Received::Invalid(IcmpError::BadChecksum { what: "ICMPv6", .. })
+        ));
+        // Not knowing this end's address, the kernel's check is the check.
+        let any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        assert_eq!(classify(Kind::Raw, V6, any, 0x1234, &ours), reply(None));
+    }
+
+    #[test]
+    fn the_ping_group_range_reads_as_first_and_last() {
+        let range = ping_group_range();
+        let numbers: Vec<&str> = range.split(' ').collect();
+        assert!(
+            range == "unreadable" || numbers.len() == 2 && numbers.iter().all(|n| n.parse::<u32>().is_ok()),
+            "{range:?}"
+        );
+    }
+}

@@ -68,17 +68,21 @@ impl DatagramSocket {
 }
 
 /// Receives datagrams on `socket` and answers each until `shutdown` completes.
+/// A datagram longer than `max_message` is dropped, logged and counted.
 pub(crate) async fn serve<S: Service>(
     socket: DatagramSocket,
     local: &Endpoint,
     service: &S,
+    max_message: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    // Big enough for any UDP payload, so nothing is cut short.
-    let mut input = vec![0; 1 << 16];
+    // At least any UDP payload, and one byte more than a message may have, so
+    // a datagram too long (cut short by the kernel to fit) is seen as such.
+    let mut input = vec![0; max_message.saturating_add(1).max(1 << 16)];
     let mut output = BytesMut::with_capacity(1 << 16);
     let mut oversized: u64 = 0;
+    let mut too_long: u64 = 0;
     loop {
         let (len, peer) = tokio::select! {
             biased;
@@ -91,6 +95,11 @@ pub(crate) async fn serve<S: Service>(
                 }
             },
         };
+        if len > max_message {
+            too_long += 1;
+            warn!(%peer, limit = max_message, datagrams_dropped = too_long, "datagram too long; dropped");
+            continue;
+        }
         let datagram = &input[..len];
         debug!(%peer, data = %Escaped(datagram), "received");
         output.clear();

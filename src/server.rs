@@ -99,8 +99,9 @@ impl<S: Service> Server<S> {
         self
     }
 
-    /// The longest message accepted (default 64 KiB); a longer one gets an
-    /// error reply and its connection is closed.
+    /// The longest message accepted (default 64 KiB). On a connection a
+    /// longer one gets an error reply and the connection is closed; a longer
+    /// datagram is dropped, logged and counted.
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(1);
@@ -402,7 +403,9 @@ impl<S: Service> Listener<S> {
                     tracker.wait().await;
                 }
             }
-            Socket::Datagram(socket) => datagram::serve(socket, &local, &*service, shutdown).await,
+            Socket::Datagram(socket) => {
+                datagram::serve(socket, &local, &*service, settings.max_message, shutdown).await;
+            }
         }
         drop(socket_file);
         info!(listener = %local, "stopped");

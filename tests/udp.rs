@@ -256,3 +256,22 @@ fn python_udp_client() {
     );
     assert_eq!(stdout_of(&output), "Hello, client1");
 }
+
+#[test]
+fn a_datagram_over_the_maximum_is_dropped_and_logged() {
+    let server = Server::start(&["udp://127.0.0.1:0", "--max-message", "16"]);
+    let client = client_for(server.addr(0), Duration::from_millis(300));
+    client.send(&[b'x'; 17]).unwrap();
+    let mut buf = [0; 64];
+    let silence = client.recv(&mut buf).unwrap_err();
+    assert!(
+        matches!(
+            silence.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{silence:?}"
+    );
+    server.process.wait_for_log("datagram too long; dropped", WAIT);
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(request(&client, &[b'y'; 16]), hello(&[b'y'; 16]));
+}

@@ -89,6 +89,9 @@ fn remove_if_stale(path: &Path, kind: Type) -> io::Result<()> {
         ));
     }
     let probe = Socket::new(Domain::UNIX, kind, None)?;
+    // Non-blocking, so a live server with a full accept queue answers
+    // `WouldBlock` (in use) instead of making us wait.
+    probe.set_nonblocking(true)?;
     match probe.connect(&socket2::SockAddr::unix(path)?) {
         Ok(()) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,

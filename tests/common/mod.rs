@@ -374,3 +374,128 @@ pub fn read_to_close(stream: &mut impl std::io::Read) -> Vec<u8> {
     stream.read_to_end(&mut buf).expect("read until close");
     buf
 }
+
+// Unix sockets ------------------------------------------------------------
+
+/// A directory of one test's own for socket files, removed when dropped.
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates `$TMPDIR/sockit-PID-TEST`, short enough for socket paths.
+    pub fn new(test: &str) -> TestDir {
+        let path = std::env::temp_dir().join(format!("sockit-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create the test directory");
+        TestDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// A path in the directory, as text, checked to fit a socket address.
+    pub fn socket(&self, name: &str) -> String {
+        let path = self
+            .path
+            .join(name)
+            .into_os_string()
+            .into_string()
+            .expect("a UTF-8 path");
+        assert!(path.len() < 100, "{path} is too long for a socket address");
+        path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A name in the abstract namespace that no other test uses.
+pub fn abstract_name(test: &str) -> String {
+    format!("sockit-{}-{test}", std::process::id())
+}
+
+/// Whether `path` is a socket file (not following a symbolic link).
+pub fn is_socket(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket())
+}
+
+/// The effective user and group ids of this process.
+pub fn effective_ids() -> (u32, u32) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    // `Uid:` and `Gid:` list the real, effective, saved and file-system ids.
+    let effective = |field: &str| -> u32 {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+    };
+    (effective("Uid:"), effective("Gid:"))
+}
+
+/// A server sockit did not write, that prints `ready` on stdout once it
+/// listens, and may print more after.
+pub struct PeerServer {
+    pub process: Running,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl PeerServer {
+    /// Starts `command` and waits for its `ready` line.
+    pub fn start(command: &mut Command) -> PeerServer {
+        let mut process = Running::start_with_stdout(command, Stdio::piped());
+        let mut stdout = BufReader::new(process.child().stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read the server's stdout");
+        if line != "ready\n" {
+            let _ = process.wait(Duration::from_secs(10));
+            panic!("the server said {line:?}, not ready; stderr:\n{}", process.log());
+        }
+        PeerServer { process, stdout }
+    }
+
+    /// Waits for the server to exit successfully; returns what it printed
+    /// after `ready`.
+    pub fn finish(mut self) -> String {
+        let status = self.process.wait(Duration::from_secs(15));
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).expect("read the server's stdout");
+        assert!(
+            status.success(),
+            "the server failed ({status}); stdout {rest:?}; stderr:\n{}",
+            self.process.log()
+        );
+        rest
+    }
+}
+
+/// Waits until at least `count` lines `process` logged contain `text`.
+pub fn wait_for_count(process: &Running, text: &str, count: usize, limit: Duration) {
+    let start = Instant::now();
+    while process.count_log(text) < count {
+        assert!(
+            start.elapsed() < limit,
+            "fewer than {count} lines with {text:?} within {limit:?}; log:\n{}",
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `sockit serve ENDPOINT` failing at once: asserts exit status 1 and one
+/// line on stderr, and returns that line.
+pub fn serve_fails(endpoint: &str) -> String {
+    let output = run_with_timeout(sockit().args(["serve", endpoint]), Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "stderr {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    stderr
+}

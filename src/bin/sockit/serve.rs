@@ -10,7 +10,7 @@ use anyhow::Context;
 use socket2::SockRef;
 use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
-use sockit::{Builtin, Endpoint, Framing, Server};
+use sockit::{Builtin, Endpoint, Framing, Server, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,8 @@ pub struct Args {
           value_parser = parse_count)]
     max_connections: usize,
 
-    /// The longest message in bytes; a longer one gets an error and its connection is closed.
+    /// The longest message in bytes; a longer one gets an error and its connection is
+    /// closed (a longer datagram is dropped).
     #[arg(long, value_name = "BYTES", default_value_t = sockit::framing::DEFAULT_MAX_MESSAGE,
           value_parser = parse_count)]
     max_message: usize,
@@ -128,7 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for listener in listeners {
         let endpoint = listener.local_endpoint();
         let mut details = format!("{} service", args.service);
-        if !endpoint.is_datagram() {
+        if endpoint.transport() == Transport::Stream {
             details.push_str(&format!(", {} framing", listener.framing()));
         }
         if options_set {

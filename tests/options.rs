@@ -271,3 +271,76 @@ fn the_library_sets_options_that_getsockopt_reads_back() {
         assert!(socket.reuse_address().unwrap());
     });
 }
+
+#[test]
+fn backlog_is_what_the_listening_socket_holds() {
+    let Some(ss) = common::peer("ss", "reads a listening socket's backlog (iproute2)") else {
+        return;
+    };
+    assert_ne!(sockit::net::DEFAULT_BACKLOG, 7);
+    let server = Server::start(&["tcp://127.0.0.1:0", "--backlog", "7"]);
+    let port = server.addr(0).port();
+    // For a listening socket, ss shows the backlog as Send-Q.
+    let output = run_with_timeout(
+        std::process::Command::new(ss).args(["-Hltn", &format!("sport = :{port}")]),
+        WAIT,
+    );
+    let line = stdout_of(&output);
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns.get(2), Some(&"7"), "{line:?}");
+}
+
+/// Sends a datagram to a multicast group from inside the namespace, on `lo`,
+/// and prints the reply.
+const MULTICAST_SENDER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+s.settimeout(10)
+s.sendto(b"group", (sys.argv[1], int(sys.argv[2])))
+sys.stdout.buffer.write(s.recv(1024))
+"#;
+
+#[test]
+fn a_udp_listener_joins_its_multicast_group() {
+    let Some(python) = common::peer("python3", "sends to the multicast group") else {
+        return;
+    };
+    // In a namespace of the test's own, so the group's traffic (and the
+    // kernel's IGMP reports) stay on its loopback.
+    let Some(namespace) = common::Namespace::new("multicast") else {
+        return;
+    };
+    common::run_ok(
+        namespace
+            .exec("ip")
+            .args(["link", "set", "lo", "multicast", "on"]),
+    );
+    common::run_ok(
+        namespace
+            .exec("ip")
+            .args(["route", "add", "224.0.0.0/4", "dev", "lo"]),
+    );
+    let server = common::Running::start(&mut namespace.sockit(&[
+        "serve",
+        "udp://0.0.0.0:9999",
+        "--multicast",
+        "239.1.2.3",
+    ]));
+    server.wait_for_log("listening on udp://0.0.0.0:9999", WAIT);
+
+    // 239.1.2.3 as /proc/net/igmp writes it: the address's bytes, little-endian, in hex.
+    let igmp = stdout_of(&run_with_timeout(
+        namespace.exec("cat").arg("/proc/net/igmp"),
+        WAIT,
+    ));
+    assert!(igmp.contains("030201EF"), "not a member of 239.1.2.3:\n{igmp}");
+
+    let output = run_with_timeout(
+        namespace
+            .exec(python)
+            .args(["-c", MULTICAST_SENDER, "239.1.2.3", "9999"]),
+        WAIT,
+    );
+    assert_eq!(stdout_of(&output), "Hello, group");
+}

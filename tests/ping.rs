@@ -13,10 +13,10 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::{CAP_SYS_ADMIN, Namespace, capabilities};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// How long any one `sockit ping` run may take here.
@@ -90,92 +90,6 @@ fn default_ttl() -> u8 {
         .ok()
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(64)
-}
-
-/// The effective capabilities of this process, from /proc.
-fn capabilities() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0)
-}
-
-const CAP_SYS_ADMIN: u64 = 1 << 21;
-
-/// Only one `ip netns add` or `del` at a time: the first one sets up
-/// `/run/netns`, which two at once can trip over.
-static NETNS: Mutex<()> = Mutex::new(());
-
-/// A network namespace of this test's own, with `lo` up; deleted on drop,
-/// however the test ends.
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    /// Creates `sockit-ping-PID-TAG`; `None`, saying SKIP (a failure under
-    /// `CI=true`), without root or `ip`.
-    fn new(tag: &str) -> Option<Namespace> {
-        if capabilities() & CAP_SYS_ADMIN == 0 {
-            common::skip("creating a network namespace needs root (CAP_SYS_ADMIN)");
-            return None;
-        }
-        common::peer("ip", "creates the network namespace (iproute2)")?;
-        let name = format!("sockit-ping-{}-{tag}", std::process::id());
-        {
-            let _one_at_a_time = NETNS.lock().unwrap_or_else(|e| e.into_inner());
-            // Left over from a run that was killed: start afresh.
-            let _ = Command::new("ip").args(["netns", "del", &name]).output();
-            run_ok(Command::new("ip").args(["netns", "add", &name]));
-        }
-        let namespace = Namespace { name };
-        run_ok(namespace.exec("ip").args(["link", "set", "lo", "up"]));
-        Some(namespace)
-    }
-
-    /// `program` run inside the namespace.
-    fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name]).arg(program);
-        command
-    }
-
-    /// `sockit ARGS` run inside the namespace.
-    fn sockit(&self, args: &[&str]) -> Command {
-        let mut command = self.exec(env!("CARGO_BIN_EXE_sockit"));
-        command.args(args);
-        command
-    }
-
-    /// Sets the sysctl `key` (`net.ipv4.icmp_echo_ignore_all`) inside the
-    /// namespace, by writing its file under /proc/sys, as `sysctl -w` does.
-    fn sysctl(&self, key: &str, value: &str) {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        run_ok(
-            self.exec("sh")
-                .args(["-c", "echo \"$1\" > \"$2\"", "sh", value, &path]),
-        );
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _one_at_a_time = NETNS.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
-
-/// Runs `command`, which must succeed.
-fn run_ok(command: &mut Command) {
-    let output = common::run_with_timeout(command, LIMIT);
-    assert!(
-        output.status.success(),
-        "{command:?}: {:?}; stderr {:?}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Runs `sockit ping ARGS` here.

@@ -499,3 +499,91 @@ pub fn serve_fails(endpoint: &str) -> String {
     assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
     stderr
 }
+
+// Network namespaces --------------------------------------------------------
+
+/// The effective capabilities of this process, from /proc.
+pub fn capabilities() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0)
+}
+
+pub const CAP_SYS_ADMIN: u64 = 1 << 21;
+
+/// Only one `ip netns add` or `del` at a time: the first one sets up
+/// `/run/netns`, which two at once can trip over.
+static NETNS: Mutex<()> = Mutex::new(());
+
+/// A network namespace of this test's own, with `lo` up; deleted on drop,
+/// however the test ends.
+pub struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    /// Creates `sockit-PID-TAG`; `None`, saying SKIP (a failure under
+    /// `CI=true`), without root or `ip`.
+    pub fn new(tag: &str) -> Option<Namespace> {
+        if capabilities() & CAP_SYS_ADMIN == 0 {
+            skip("creating a network namespace needs root (CAP_SYS_ADMIN)");
+            return None;
+        }
+        peer("ip", "creates the network namespace (iproute2)")?;
+        let name = format!("sockit-{}-{tag}", std::process::id());
+        {
+            let _one_at_a_time = NETNS.lock().unwrap_or_else(|e| e.into_inner());
+            // Left over from a run that was killed: start afresh.
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            run_ok(Command::new("ip").args(["netns", "add", &name]));
+        }
+        let namespace = Namespace { name };
+        run_ok(namespace.exec("ip").args(["link", "set", "lo", "up"]));
+        Some(namespace)
+    }
+
+    /// `program` run inside the namespace.
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// `sockit ARGS` run inside the namespace.
+    pub fn sockit(&self, args: &[&str]) -> Command {
+        let mut command = self.exec(env!("CARGO_BIN_EXE_sockit"));
+        command.args(args);
+        command
+    }
+
+    /// Sets the sysctl `key` (`net.ipv4.icmp_echo_ignore_all`) inside the
+    /// namespace, by writing its file under /proc/sys, as `sysctl -w` does.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        run_ok(
+            self.exec("sh")
+                .args(["-c", "echo \"$1\" > \"$2\"", "sh", value, &path]),
+        );
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _one_at_a_time = NETNS.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Runs `command`, which must succeed within a few seconds.
+pub fn run_ok(command: &mut Command) {
+    let output = run_with_timeout(command, Duration::from_secs(20));
+    assert!(
+        output.status.success(),
+        "{command:?}: {:?}; stderr {:?}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

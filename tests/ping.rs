@@ -1,7 +1,8 @@
 //! `sockit ping`: ICMP echo to loopback over IPv4 and IPv6, on raw and ICMP
-//! datagram sockets; the requests' TTL and `--hdrincl`'s header as seen on
-//! the wire; and pings that get no answer, in a network namespace of the
-//! test's own where echo requests are ignored.
+//! datagram sockets, each reply with its TTL or hop limit; the requests' TTL
+//! and `--hdrincl`'s header as seen on the wire; and pings that get no
+//! answer, in a network namespace of the test's own where echo requests are
+//! ignored.
 //!
 //! The kernel decides which sockets this process may open: raw ones need root
 //! or `CAP_NET_RAW`, datagram ones a group in `net.ipv4.ping_group_range`. A
@@ -84,12 +85,25 @@ fn has_ipv6_loopback() -> bool {
     false
 }
 
-/// The TTL this host's replies carry.
-fn default_ttl() -> u8 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(64)
+/// The TTL (IPv4) or hop limit (IPv6) that the kernel gives its echo replies
+/// to `host`, a loopback address: read inside `namespace`, or here.
+fn reply_ttl(host: &str, namespace: Option<&Namespace>) -> u8 {
+    let path = if host.contains(':') {
+        "/proc/sys/net/ipv6/conf/lo/hop_limit"
+    } else {
+        "/proc/sys/net/ipv4/ip_default_ttl"
+    };
+    let text = match namespace {
+        None => std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}")),
+        Some(namespace) => {
+            let output = common::run_with_timeout(namespace.exec("cat").arg(path), LIMIT);
+            assert!(output.status.success(), "cat {path}: {:?}", text(&output.stderr));
+            text(&output.stdout)
+        }
+    };
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{path} is {text:?}"))
 }
 
 /// Runs `sockit ping ARGS` here.
@@ -112,10 +126,10 @@ fn milliseconds(text: &str) -> f64 {
 }
 
 /// Asserts a run of `sockit ping HOST -c COUNT` printed, exactly: the first
-/// line naming `socket`, one reply per request in order (with `ttl`, where
-/// the socket shows it), and the statistics of `count` of `count` received.
-/// Returns the summary's total time in ms.
-fn assert_all_replied(output: &Output, host: &str, count: u16, socket: &str, ttl: Option<u8>) -> u64 {
+/// line naming `socket`, one reply per request in order, each with `ttl`,
+/// and the statistics of `count` of `count` received. Returns the summary's
+/// total time in ms.
+fn assert_all_replied(output: &Output, host: &str, count: u16, socket: &str, ttl: u8) -> u64 {
     let stdout = text(&output.stdout);
     let stderr = text(&output.stderr);
     assert!(
@@ -131,10 +145,9 @@ fn assert_all_replied(output: &Output, host: &str, count: u16, socket: &str, ttl
         format!("PING {host} ({host}) 56(84) bytes of data, {socket}.")
     };
     assert_eq!(lines[0], header);
-    let ttl = ttl.map(|ttl| format!(" ttl={ttl}")).unwrap_or_default();
     for seq in 1..=count {
         let line = lines[usize::from(seq)];
-        let prefix = format!("64 bytes from {host}: icmp_seq={seq}{ttl} time=");
+        let prefix = format!("64 bytes from {host}: icmp_seq={seq} ttl={ttl} time=");
         let time = line
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(" ms"))
@@ -170,12 +183,6 @@ fn assert_all_replied(output: &Output, host: &str, count: u16, socket: &str, ttl
     total
 }
 
-/// The TTL the replies show on a socket of `mode` to `host`: only raw IPv4
-/// sockets receive the IP header that carries it.
-fn shown_ttl(mode: Mode, host: &str) -> Option<u8> {
-    (mode == Mode::Raw && !host.contains(':')).then(default_ttl)
-}
-
 /// Pings `host` three times in `mode`: here, where the kernel permits it;
 /// for a datagram socket it does not permit here, in a namespace whose
 /// `ping_group_range` admits every group; or SKIP.
@@ -184,8 +191,11 @@ fn three_replies(mode: Mode, host: &str) {
         return;
     }
     let args = ["ping", host, "-c", "3", "-i", "200ms", "--mode", mode.flag()];
-    let output = match permitted(mode, host) {
-        Ok(()) => common::run_with_timeout(common::sockit().args(args), LIMIT),
+    let (output, ttl) = match permitted(mode, host) {
+        Ok(()) => (
+            common::run_with_timeout(common::sockit().args(args), LIMIT),
+            reply_ttl(host, None),
+        ),
         Err(reason) if mode == Mode::Dgram && capabilities() & CAP_SYS_ADMIN != 0 => {
             eprintln!("{reason}; widening it in a namespace of this test's own");
             let tag = if host.contains(':') { "dgram6" } else { "dgram4" };
@@ -193,14 +203,17 @@ fn three_replies(mode: Mode, host: &str) {
                 return;
             };
             namespace.sysctl("net.ipv4.ping_group_range", "0 2147483647");
-            common::run_with_timeout(&mut namespace.sockit(&args), LIMIT)
+            (
+                common::run_with_timeout(&mut namespace.sockit(&args), LIMIT),
+                reply_ttl(host, Some(&namespace)),
+            )
         }
         Err(reason) => {
             eprintln!("SKIP: {reason}");
             return;
         }
     };
-    let total = assert_all_replied(&output, host, 3, mode.words(), shown_ttl(mode, host));
+    let total = assert_all_replied(&output, host, 3, mode.words(), ttl);
     assert!(
         (400..2_000).contains(&total),
         "3 pings 200ms apart took {total}ms"
@@ -227,6 +240,30 @@ fn datagram_ipv6_gets_three_replies() {
     three_replies(Mode::Dgram, "::1");
 }
 
+/// In a namespace whose kernel sends its echo replies with TTL 77 and hop
+/// limit 88 rather than the usual 64, every socket kind shows those: raw
+/// IPv4 from the IP header, the others from the control message.
+#[test]
+fn replies_show_the_ttl_they_arrived_with_on_every_socket() {
+    let Some(namespace) = Namespace::new("ttl") else {
+        return;
+    };
+    namespace.sysctl("net.ipv4.ping_group_range", "0 2147483647");
+    let mut hosts = vec![("127.0.0.1", "net.ipv4.ip_default_ttl", 77)];
+    if has_ipv6_loopback() {
+        hosts.push(("::1", "net.ipv6.conf.lo.hop_limit", 88));
+    }
+    for (host, key, ttl) in hosts {
+        namespace.sysctl(key, &ttl.to_string());
+        assert_eq!(reply_ttl(host, Some(&namespace)), ttl, "{key}");
+        for mode in [Mode::Raw, Mode::Dgram] {
+            let args = ["ping", host, "-c", "1", "--mode", mode.flag()];
+            let output = common::run_with_timeout(&mut namespace.sockit(&args), LIMIT);
+            assert_all_replied(&output, host, 1, mode.words(), ttl);
+        }
+    }
+}
+
 /// With the defaults (one request a second, `--mode auto`), as a user runs it.
 #[test]
 fn auto_mode_pings_once_a_second_on_the_permitted_socket() {
@@ -251,7 +288,7 @@ fn auto_mode_pings_once_a_second_on_the_permitted_socket() {
         }
     };
     let output = ping(&[host, "-c", "3"]);
-    let total = assert_all_replied(&output, host, 3, mode.words(), shown_ttl(mode, host));
+    let total = assert_all_replied(&output, host, 3, mode.words(), reply_ttl(host, None));
     assert!(
         (2_000..3_000).contains(&total),
         "3 pings a second apart took {total}ms"
@@ -280,9 +317,10 @@ fn auto_mode_falls_back_to_datagram_without_cap_net_raw() {
 
     namespace.sysctl("net.ipv4.ping_group_range", "0 2147483647");
     let output = common::run_with_timeout(&mut namespace.sockit(&args), LIMIT);
-    assert_all_replied(&output, host, 2, "raw socket", Some(64));
+    let ttl = reply_ttl(host, Some(&namespace));
+    assert_all_replied(&output, host, 2, "raw socket", ttl);
     let output = common::run_with_timeout(&mut without_cap_net_raw(), LIMIT);
-    assert_all_replied(&output, host, 2, "datagram socket", None);
+    assert_all_replied(&output, host, 2, "datagram socket", ttl);
 
     namespace.sysctl("net.ipv4.ping_group_range", "1 0");
     let output = common::run_with_timeout(&mut without_cap_net_raw(), LIMIT);
@@ -395,7 +433,11 @@ fn captured_requests(size: usize, args: &[&str]) -> Option<(Vec<Request>, Output
 
 #[test]
 fn ttl_sets_the_requests_time_to_live() {
-    assert_ne!(default_ttl(), 5, "the test needs a default other than 5");
+    assert_ne!(
+        reply_ttl("127.0.0.1", None),
+        5,
+        "the test needs a default other than 5"
+    );
     let Some((requests, output)) = captured_requests(345, &["--ttl", "5", "--mode", "raw"]) else {
         return;
     };
@@ -423,7 +465,7 @@ fn hdrincl_sends_the_ipv4_header_sockit_built() {
         ),
         "{stdout:?}"
     );
-    let ttl = default_ttl();
+    let ttl = reply_ttl("127.0.0.1", None);
     for seq in 1..=2 {
         let line = format!("354 bytes from 127.0.0.1: icmp_seq={seq} ttl={ttl} time=");
         assert!(stdout.contains(&line), "{stdout:?} lacks {line:?}");

@@ -16,17 +16,26 @@
 //! Either way the kernel fills in the ICMPv6 checksum. The messages are built
 //! and parsed by the pure [`crate::icmp`].
 //!
-//! The socket is carried by a [`tokio::net::UdpSocket`], which only ever
-//! calls `send(2)` and `recv(2)` on it, as valid on an ICMP socket as on a UDP
-//! one: tokio 1.54 deprecates the safe `AsyncFd::new`, and its replacement
+//! Every reply comes with the time to live (IPv4) or hop limit (IPv6) it
+//! arrived with: a raw IPv4 socket reads it in the IP header, the others in
+//! the `IP_TTL` or `IPV6_HOPLIMIT` control message of `recvmsg(2)`, which
+//! `IP_RECVTTL` and `IPV6_RECVHOPLIMIT` ask the kernel for.
+//!
+//! The socket is carried by a [`tokio::net::UdpSocket`], which calls
+//! `send(2)` on it, and waits for it to be readable before `recvmsg(2)` is
+//! called here, as valid on an ICMP socket as on a UDP one: tokio 1.54
+//! deprecates the safe `AsyncFd::new`, and its replacement
 //! `AsyncFd::register` is `unsafe`, which this crate denies.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
@@ -161,8 +170,8 @@ pub struct Reply<'a> {
     pub seq: u16,
     /// The length of the ICMP message: header and payload.
     pub len: usize,
-    /// The time to live it arrived with, where the socket shows it (raw
-    /// IPv4 sockets, which receive the IP header).
+    /// The time to live (IPv4) or hop limit (IPv6) it arrived with, where
+    /// the kernel tells it (see the module's doc).
     pub ttl: Option<u8>,
     /// The payload, to compare with what was sent.
     pub payload: &'a [u8],
@@ -230,6 +239,14 @@ impl EchoSocket {
     /// Sets the options, binds and connects `socket`.
     fn set_up(socket: Socket, kind: Kind, target: IpAddr, options: &Options) -> io::Result<EchoSocket> {
         socket.set_nonblocking(true)?;
+        // Each reply's TTL or hop limit comes in a control message, but on a
+        // raw IPv4 socket, which receives the IP header that carries it.
+        // socket2 has no setter for IP_RECVTTL.
+        match target {
+            IpAddr::V4(_) if kind == Kind::Raw => {}
+            IpAddr::V4(_) => setsockopt(&socket, sockopt::Ipv4RecvTtl, &true)?,
+            IpAddr::V6(_) => socket.set_recv_hoplimit_v6(true)?,
+        }
         let mut header_ttl = None;
         if options.header_included {
             socket.set_header_included_v4(true)?;
@@ -358,32 +375,76 @@ impl EchoSocket {
     /// Cancel safe: a datagram is either received and returned, or left
     /// queued.
     pub async fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Received<'b>> {
-        let len = self.socket.recv(buf).await?;
+        let (len, hops) = self
+            .socket
+            .async_io(Interest::READABLE, || recv_with_hops(&self.socket, buf))
+            .await?;
         let buf: &'b [u8] = buf;
-        Ok(self.classify(&buf[..len]))
+        Ok(self.classify(&buf[..len], hops))
     }
 
     /// Parses a datagram as this kind of socket receives it, and keeps the
     /// replies that carry this socket's identifier.
-    fn classify<'a>(&self, packet: &'a [u8]) -> Received<'a> {
-        classify(self.kind, self.target, self.local, self.id, packet)
+    fn classify<'a>(&self, packet: &'a [u8], hops: Option<u8>) -> Received<'a> {
+        classify(self.kind, self.target, self.local, self.id, packet, hops)
+    }
+}
+
+/// Receives one datagram into `buf` without blocking: its length, and the
+/// TTL or hop limit of its control message where there is one.
+fn recv_with_hops(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u8>)> {
+    let mut control = nix::cmsg_space!(std::ffi::c_int);
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut control),
+        MsgFlags::empty(),
+    )?;
+    // Cut short (`MSG_CTRUNC`), the control messages are not to be read;
+    // the datagram still is.
+    let hops = message
+        .cmsgs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(ttl_or_hop_limit);
+    Ok((message.bytes, hops))
+}
+
+/// The TTL or hop limit a control message carries, if it is one of those.
+fn ttl_or_hop_limit(message: ControlMessageOwned) -> Option<u8> {
+    match message {
+        ControlMessageOwned::Ipv4Ttl(hops) | ControlMessageOwned::Ipv6HopLimit(hops) => {
+            u8::try_from(hops).ok()
+        }
+        _ => None,
     }
 }
 
 /// Parses a datagram as a socket of `kind` connected from `local` to
-/// `target` receives it, and keeps the echo replies that carry `id`.
-fn classify(kind: Kind, target: IpAddr, local: IpAddr, id: u16, packet: &[u8]) -> Received<'_> {
+/// `target` receives it, and keeps the echo replies that carry `id`. `hops`
+/// is the TTL or hop limit of its control message: the reply's, except on a
+/// raw IPv4 socket, which reads it in the IP header.
+fn classify(
+    kind: Kind,
+    target: IpAddr,
+    local: IpAddr,
+    id: u16,
+    packet: &[u8],
+    hops: Option<u8>,
+) -> Received<'_> {
     let parsed = match (target, local) {
         (IpAddr::V4(_), _) if kind == Kind::Raw => {
             icmp::parse_ipv4_icmp(packet).map(|(header, message)| (Some(header.ttl), message))
         }
-        (IpAddr::V4(_), _) => icmp::parse_icmpv4(packet).map(|message| (None, message)),
+        (IpAddr::V4(_), _) => icmp::parse_icmpv4(packet).map(|message| (hops, message)),
         (IpAddr::V6(target), local) => {
             let addresses = match local {
                 IpAddr::V6(local) if !local.is_unspecified() => Some((target, local)),
                 _ => None,
             };
-            icmp::parse_icmpv6(packet, addresses).map(|message| (None, message))
+            icmp::parse_icmpv6(packet, addresses).map(|message| (hops, message))
         }
     };
     match parsed {
@@ -472,61 +533,88 @@ mod tests {
     #[test]
     fn a_raw_ipv4_socket_keeps_replies_with_its_id_and_reads_their_ttl() {
         let ours = with_header(&message(Version::V4, EchoKind::Reply, 0x1234));
-        assert_eq!(classify(Kind::Raw, V4, V4, 0x1234, &ours), reply(Some(63)));
+        assert_eq!(classify(Kind::Raw, V4, V4, 0x1234, &ours, None), reply(Some(63)));
+        // The header's TTL is the one read.
+        assert_eq!(
+            classify(Kind::Raw, V4, V4, 0x1234, &ours, Some(9)),
+            reply(Some(63))
+        );
         let theirs = with_header(&message(Version::V4, EchoKind::Reply, 0x4321));
         assert!(matches!(
-            classify(Kind::Raw, V4, V4, 0x1234, &theirs),
+            classify(Kind::Raw, V4, V4, 0x1234, &theirs, None),
             Received::Other(Message::EchoReply(Echo { id: 0x4321, .. }))
         ));
         // Its own request, looped back to it.
         let request = with_header(&message(Version::V4, EchoKind::Request, 0x1234));
         assert!(matches!(
-            classify(Kind::Raw, V4, V4, 0x1234, &request),
+            classify(Kind::Raw, V4, V4, 0x1234, &request, None),
             Received::Other(Message::EchoRequest(_))
         ));
         // Without the IP header it is not what a raw socket receives.
         assert_eq!(
-            classify(Kind::Raw, V4, V4, 0x1234, &ours[20..]),
+            classify(Kind::Raw, V4, V4, 0x1234, &ours[20..], None),
             Received::Invalid(IcmpError::NotIpv4 { version: 0 })
         );
     }
 
     #[test]
-    fn an_ipv4_datagram_socket_gets_the_message_alone() {
+    fn an_ipv4_datagram_socket_gets_the_message_alone_and_the_ttl_aside() {
         let ours = message(Version::V4, EchoKind::Reply, 40_000);
-        assert_eq!(classify(Kind::Datagram, V4, V4, 40_000, &ours), reply(None));
+        assert_eq!(
+            classify(Kind::Datagram, V4, V4, 40_000, &ours, Some(61)),
+            reply(Some(61))
+        );
+        assert_eq!(classify(Kind::Datagram, V4, V4, 40_000, &ours, None), reply(None));
         assert!(matches!(
-            classify(Kind::Datagram, V4, V4, 40_001, &ours),
+            classify(Kind::Datagram, V4, V4, 40_001, &ours, Some(61)),
             Received::Other(Message::EchoReply(_))
         ));
         let mut corrupt = ours;
         corrupt[9] ^= 0x20;
         assert!(matches!(
-            classify(Kind::Datagram, V4, V4, 40_000, &corrupt),
+            classify(Kind::Datagram, V4, V4, 40_000, &corrupt, Some(61)),
             Received::Invalid(IcmpError::BadChecksum { what: "ICMP", .. })
         ));
     }
 
     #[test]
-    fn ipv6_sockets_check_the_checksum_against_both_addresses() {
+    fn ipv6_sockets_check_the_checksum_against_both_addresses_and_take_the_hop_limit_aside() {
         let mut ours = message(Version::V6, EchoKind::Reply, 0x1234);
         icmp::set_icmpv6_checksum(&mut ours, Ipv6Addr::LOCALHOST, Ipv6Addr::LOCALHOST);
         for kind in [Kind::Raw, Kind::Datagram] {
-            assert_eq!(classify(kind, V6, V6, 0x1234, &ours), reply(None));
+            assert_eq!(classify(kind, V6, V6, 0x1234, &ours, Some(255)), reply(Some(255)));
+            assert_eq!(classify(kind, V6, V6, 0x1234, &ours, None), reply(None));
             assert!(matches!(
-                classify(kind, V6, V6, 0x1235, &ours),
+                classify(kind, V6, V6, 0x1235, &ours, Some(255)),
                 Received::Other(Message::EchoReply(_))
             ));
         }
         // Addressed to another local address: the checksum does not add up.
         let other: IpAddr = "2001:db8::2".parse().unwrap();
         assert!(matches!(
-            classify(Kind::Raw, V6, other, 0x1234, &ours),
+            classify(Kind::Raw, V6, other, 0x1234, &ours, None),
             Received::Invalid(IcmpError::BadChecksum { what: "ICMPv6", .. })
         ));
         // Not knowing this end's address, the kernel's check is the check.
         let any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-        assert_eq!(classify(Kind::Raw, V6, any, 0x1234, &ours), reply(None));
+        assert_eq!(
+            classify(Kind::Raw, V6, any, 0x1234, &ours, Some(1)),
+            reply(Some(1))
+        );
+    }
+
+    #[test]
+    fn the_ttl_and_the_hop_limit_are_read_from_their_control_messages_alone() {
+        assert_eq!(ttl_or_hop_limit(ControlMessageOwned::Ipv4Ttl(63)), Some(63));
+        assert_eq!(
+            ttl_or_hop_limit(ControlMessageOwned::Ipv6HopLimit(255)),
+            Some(255)
+        );
+        assert_eq!(ttl_or_hop_limit(ControlMessageOwned::Ipv6HopLimit(0)), Some(0));
+        // Out of a header field's range: not a TTL the kernel could give.
+        assert_eq!(ttl_or_hop_limit(ControlMessageOwned::Ipv4Ttl(256)), None);
+        assert_eq!(ttl_or_hop_limit(ControlMessageOwned::Ipv6HopLimit(-1)), None);
+        assert_eq!(ttl_or_hop_limit(ControlMessageOwned::Ipv4Tos(64)), None);
     }
 
     #[test]

@@ -948,7 +948,7 @@ mod tests {
         );
         // Too small for the timestamp: only the counting bytes.
         assert_eq!(echo_payload(15, sent), (0..15).collect::<Vec<u8>>());
-        assert_eq!(echo_payload(0, sent), []);
+        assert_eq!(echo_payload(0, sent), Vec::<u8>::new());
         assert_eq!(echo_payload(300, sent)[256..258], [0, 1]);
     }
 

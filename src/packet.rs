@@ -2,29 +2,33 @@
 //! is sent as a packet of its own. No framing is needed.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio_seqpacket::UnixSeqpacket;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::connection::Stop;
 use crate::framing::FrameError;
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Peer};
 
 /// Serves one seqpacket connection until it ends; logs but never fails.
-pub(crate) async fn serve<S: Service>(
+/// `held` (the connection's permit) is dropped when it is done.
+pub(crate) async fn serve<S: Service, H: Send>(
     socket: UnixSeqpacket,
     peer: Peer,
-    service: &S,
+    service: Arc<S>,
     max_message: usize,
-    finish: CancellationToken,
+    stop: Stop,
+    held: H,
 ) {
-    if let Err(error) = converse(&socket, &peer, service, max_message, &finish).await {
+    if let Err(error) = converse(&socket, &peer, &*service, max_message, &stop).await {
         info!(%peer, %error, "connection failed");
     }
     let _ = socket.shutdown(std::net::Shutdown::Both);
     info!("Connection from {peer} closed.");
+    drop(held);
 }
 
 async fn converse<S: Service>(
@@ -32,18 +36,18 @@ async fn converse<S: Service>(
     peer: &Peer,
     service: &S,
     max_message: usize,
-    finish: &CancellationToken,
+    stop: &Stop,
 ) -> io::Result<()> {
     let mut output = BytesMut::new();
     let mut ends = Vec::new();
     service.greeting(&mut Replies::packets(&mut output, peer, &mut ends));
-    send_each(socket, &mut output, &mut ends).await?;
+    stop.or_abort(send_each(socket, &mut output, &mut ends)).await?;
     // One byte more than a message may have, to see a packet that is too long.
     let mut input = vec![0; max_message + 1];
     loop {
         let received = tokio::select! {
             biased;
-            () = finish.cancelled() => return Ok(()),
+            () = stop.finish.cancelled() => return Ok(()),
             received = socket.recv(&mut input) => received?,
         };
         let len = received.bytes_read();
@@ -57,13 +61,13 @@ async fn converse<S: Service>(
                 framed: crate::framing::Framed::Raw,
             };
             warn!(%peer, %error, "closing the connection");
-            socket.send(FrameError::REPLY).await?;
+            stop.or_abort(socket.send(FrameError::REPLY)).await?;
             return Ok(());
         }
         let message = &input[..len];
         debug!(%peer, data = %Escaped(message), "received");
         let flow = service.message(message, &mut Replies::packets(&mut output, peer, &mut ends));
-        send_each(socket, &mut output, &mut ends).await?;
+        stop.or_abort(send_each(socket, &mut output, &mut ends)).await?;
         if flow == Flow::Close {
             return Ok(());
         }

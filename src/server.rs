@@ -11,13 +11,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 use socket2::SockRef;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::connection::{self, Settings};
+use crate::connection::{self, Settings, Stop};
 use crate::datagram::DatagramSocket;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::net::unix::SocketFile;
@@ -306,14 +307,34 @@ impl AsFd for Socket {
 }
 
 impl Connection {
-    /// Serves the connection until it ends.
-    async fn serve<S: Service>(self, peer: Peer, service: &S, settings: Settings, finish: CancellationToken) {
+    /// Serves the connection until it ends. Not an `async fn`, which would
+    /// keep a copy of its arguments beside the future it awaits: the future
+    /// returned is just the conversation of the connection's kind.
+    fn serve<S: Service>(
+        self,
+        peer: Peer,
+        service: Arc<S>,
+        settings: Settings,
+        stop: Stop,
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
         match self {
-            Connection::Tcp(stream) => connection::serve(stream, peer, service, settings, finish).await,
-            Connection::Unix(stream) => connection::serve(stream, peer, service, settings, finish).await,
-            Connection::Seqpacket(socket) => {
-                packet::serve(socket, peer, service, settings.max_message, finish).await;
+            Connection::Tcp(stream) => {
+                Either::Left(connection::serve(stream, peer, service, settings, stop, permit))
             }
+            Connection::Unix(stream) => Either::Right(Either::Left(connection::serve(
+                stream, peer, service, settings, stop, permit,
+            ))),
+            // Boxed, so that TCP and Unix connections, the many, do not
+            // carry the packet loop's larger state.
+            Connection::Seqpacket(socket) => Either::Right(Either::Right(Box::pin(packet::serve(
+                socket,
+                peer,
+                service,
+                settings.max_message,
+                stop,
+                permit,
+            )))),
         }
     }
 }
@@ -460,17 +481,18 @@ impl<S: Service> Accepting<'_, S> {
             };
             backoff = ACCEPT_BACKOFF.0;
             info!("Accept new connection from {peer}");
-            let service = Arc::clone(&self.service);
-            let settings = self.settings;
-            let finish = self.finish.clone();
-            let abort = self.abort.clone();
-            self.tracker.spawn(async move {
-                let conversation = connection.serve(peer, &*service, settings, finish);
-                if abort.run_until_cancelled(conversation).await.is_none() {
-                    debug!("connection dropped at the shutdown timeout");
-                }
-                drop(permit);
-            });
+            let stop = Stop {
+                finish: self.finish.clone(),
+                abort: self.abort.clone(),
+            };
+            // What every open connection costs, so it is kept small (tested).
+            self.tracker.spawn(connection.serve(
+                peer,
+                Arc::clone(&self.service),
+                self.settings,
+                stop,
+                permit,
+            ));
         }
     }
 }
@@ -482,4 +504,37 @@ fn is_one_peers_error(error: &std::io::Error) -> bool {
         error.kind(),
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Greet;
+
+    #[test]
+    fn a_connection_task_is_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let (stream, _peer_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let connection = Connection::Unix(UnixStream::from_std(stream).unwrap());
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let settings = Settings {
+            framing: Framing::Auto,
+            max_message: 1024,
+        };
+        let peer = Peer::Unix {
+            addr: None,
+            cred: None,
+        };
+        let task = connection.serve(peer, Arc::new(Greet), settings, Stop::default(), permit);
+        // Every open connection costs this much, plus tokio's task header and
+        // the socket's registration: the whole must stay near 1 KiB. (784
+        // bytes when written.)
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 800, "a connection task is {size} bytes");
+    }
 }

@@ -36,6 +36,7 @@
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram) |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
+//! | [`load`] | the load generator of `sockit bench`: pure messages, schedule, statistics and reports; connections on one event loop |
 //! | [`escape`] | bytes shown safely in logs |
 //!
 //! The `sockit` command lives in `src/bin/sockit/`, one module per subcommand.
@@ -51,6 +52,7 @@ mod error;
 pub mod escape;
 pub mod framing;
 pub mod icmp;
+pub mod load;
 pub mod net;
 mod packet;
 pub mod server;

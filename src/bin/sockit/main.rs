@@ -1,5 +1,6 @@
 //! `sockit`: serve, connect to and poke at sockets.
 
+mod bench;
 mod connect;
 mod logging;
 mod options;
@@ -23,6 +24,7 @@ use clap::{CommandFactory, Parser, Subcommand};
         sockit serve tcp://127.0.0.1:8000 udp://127.0.0.1:9000\n  \
         sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
         sockit connect udp://127.0.0.1:9000 client1 client2\n  \
+        sockit bench 127.0.0.1:8000 -d 5s    load: msgs/s, errors, latency percentiles\n  \
         sockit ping 127.0.0.1 -c 3           ICMP echo, as iputils ping does"
 )]
 struct Cli {
@@ -37,6 +39,7 @@ struct Cli {
 enum Command {
     Serve(serve::Args),
     Connect(connect::Args),
+    Bench(bench::Args),
     Ping(ping::Args),
 }
 
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,
         }
     });

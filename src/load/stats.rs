@@ -1,0 +1,208 @@
+//! What a run counted: requests, correct replies, errors by kind, bytes, and
+//! every reply's latency in an HDR histogram.
+
+use std::io;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// The longest latency the histogram tells apart (longer ones count as this).
+const MAX_LATENCY: Duration = Duration::from_secs(100);
+
+/// The counts of a run, and the latency of every correct reply.
+///
+/// Requests, replies, bytes and latencies count the measured part of a run
+/// (after the warmup); errors count the whole run, warmup included, so no
+/// wrong reply ever goes unreported.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Requests sent (or, at a fixed rate, due to be sent).
+    pub requests: u64,
+    /// Correct replies: byte for byte what the request was owed.
+    pub replies: u64,
+    /// Replies that came but were not what any request was owed: corrupt,
+    /// too long or short, for another request, duplicated, or too late.
+    pub wrong: u64,
+    /// Requests that never got a reply: lost datagrams, and the requests in
+    /// flight on a connection that failed or stalled, or never sent.
+    pub missing: u64,
+    /// Connections that stalled: a request waited longer than the timeout.
+    pub timeouts: u64,
+    /// Connections that failed (could not connect, reset, closed by the
+    /// server, sent something that is not a message), by the kind of error.
+    pub connection_errors: ConnectionErrors,
+    /// Bytes of requests written, framing included.
+    pub bytes_sent: u64,
+    /// Bytes of replies read, framing included.
+    pub bytes_received: u64,
+    pub(super) latency: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            requests: 0,
+            replies: 0,
+            wrong: 0,
+            missing: 0,
+            timeouts: 0,
+            connection_errors: ConnectionErrors::default(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            latency: Histogram::new_with_bounds(1, MAX_LATENCY.as_nanos() as u64, 3)
+                .expect("valid histogram bounds"),
+        }
+    }
+}
+
+impl Tally {
+    /// Counts a correct reply that took `latency`.
+    pub fn reply(&mut self, latency: Duration) {
+        self.replies += 1;
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.latency.saturating_record(ns);
+    }
+
+    /// Counts a connection that failed with `kind`.
+    pub fn connection_error(&mut self, kind: io::ErrorKind) {
+        self.connection_errors.add(kind, 1);
+    }
+
+    /// Every error counted: wrong, missing, timeouts and connection errors.
+    pub fn errors(&self) -> u64 {
+        self.wrong + self.missing + self.timeouts + self.connection_errors.total()
+    }
+
+    /// The latency of every correct reply, in nanoseconds.
+    pub fn latency(&self) -> &Histogram<u64> {
+        &self.latency
+    }
+
+    /// The latency percentiles, or `None` before the first correct reply.
+    pub fn percentiles(&self) -> Option<Percentiles> {
+        Percentiles::of(&self.latency)
+    }
+}
+
+/// Failed connections by the kind of error, in the order first seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionErrors(Vec<(io::ErrorKind, u64)>);
+
+impl ConnectionErrors {
+    /// Adds `count` errors of `kind`.
+    pub fn add(&mut self, kind: io::ErrorKind, count: u64) {
+        match self.0.iter_mut().find(|(seen, _)| *seen == kind) {
+            Some((_, seen)) => *seen += count,
+            None => self.0.push((kind, count)),
+        }
+    }
+
+    /// How many connections failed, of every kind.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|(_, count)| count).sum()
+    }
+
+    /// Each kind with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (io::ErrorKind, u64)> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// Latency percentiles, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percentiles {
+    /// The fastest reply.
+    pub min: u64,
+    /// The mean.
+    pub mean: f64,
+    /// The median.
+    pub p50: u64,
+    /// The 90th percentile.
+    pub p90: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The 99.9th percentile.
+    pub p99_9: u64,
+    /// The slowest reply.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// The percentiles of `histogram`, or `None` if it is empty.
+    pub fn of(histogram: &Histogram<u64>) -> Option<Self> {
+        if histogram.is_empty() {
+            return None;
+        }
+        // Report what was recorded: the histogram's buckets are 0.1% wide, and
+        // the smallest and largest values are kept at that precision too.
+        let at = |quantile| histogram.value_at_quantile(quantile);
+        Some(Percentiles {
+            min: histogram.min(),
+            mean: histogram.mean(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p99_9: at(0.999),
+            max: histogram.max(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Duration = Duration::from_micros(1);
+
+    #[test]
+    fn percentiles_of_a_known_distribution() {
+        let mut tally = Tally::default();
+        assert_eq!(tally.percentiles(), None);
+        // 1 µs … 1000 µs, one reply each.
+        for us in 1..=1000 {
+            tally.reply(us * US);
+        }
+        let p = tally.percentiles().unwrap();
+        assert_eq!(tally.replies, 1000);
+        assert_eq!(p.min, 1000);
+        // Within the histogram's three significant digits.
+        assert_eq!(
+            (p.p50, p.p90, p.p99, p.p99_9),
+            (500_223, 900_095, 990_207, 999_423)
+        );
+        assert_eq!(p.max, 1_000_447);
+        assert!((p.mean - 500_500.0).abs() < 500.0, "{}", p.mean);
+    }
+
+    #[test]
+    fn latencies_past_the_histogram_saturate_and_zero_counts_as_one_nanosecond() {
+        let mut tally = Tally::default();
+        tally.reply(Duration::from_secs(1000));
+        tally.reply(Duration::ZERO);
+        let p = tally.percentiles().unwrap();
+        assert_eq!(p.min, 1);
+        assert!(p.max >= MAX_LATENCY.as_nanos() as u64, "{}", p.max);
+        assert_eq!(tally.replies, 2);
+    }
+
+    #[test]
+    fn errors_add_up_by_kind() {
+        let mut tally = Tally {
+            wrong: 2,
+            missing: 3,
+            timeouts: 1,
+            ..Tally::default()
+        };
+        tally.connection_error(io::ErrorKind::ConnectionReset);
+        tally.connection_error(io::ErrorKind::ConnectionRefused);
+        tally.connection_error(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            tally.connection_errors.iter().collect::<Vec<_>>(),
+            [
+                (io::ErrorKind::ConnectionReset, 2),
+                (io::ErrorKind::ConnectionRefused, 1)
+            ]
+        );
+        assert_eq!(tally.errors(), 2 + 3 + 1 + 3);
+    }
+}

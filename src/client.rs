@@ -152,6 +152,28 @@ impl StreamClient {
         sent.map_err(|source| self.failed(source))
     }
 
+    /// Receives the server's greeting: like [`StreamClient::receive`], but in
+    /// `line` framing a greeting that comes bare (no `\n`: a server in `auto`
+    /// framing greets that way, before it knows its peer sends lines) is
+    /// taken whole, as one read.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamClient::receive`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn receive_greeting(&mut self) -> Result<Option<Bytes>, Error> {
+        if self.decoder.framing() != Framing::Line {
+            return self.receive().await;
+        }
+        let lines = std::mem::replace(&mut self.decoder, Decoder::new(Framing::Auto, MAX_REPLY));
+        let greeting = self.receive().await;
+        self.decoder = lines;
+        greeting
+    }
+
     /// Receives the next message; `None` when the server closed the connection
     /// cleanly with nothing left.
     ///

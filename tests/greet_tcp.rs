@@ -586,6 +586,24 @@ fn sockit_connect_skips_blank_stdin_lines_in_auto_framing() {
 }
 
 #[test]
+fn sockit_connect_in_line_framing_takes_a_bare_greeting_whole() {
+    // The default server (auto framing) greets bare, before it sees lines.
+    let server = Server::start(&["tcp://127.0.0.1:0"]);
+    let output = run_with_timeout(
+        sockit().args([
+            "connect",
+            &format!("tcp://{}", server.addr(0)),
+            "--framing",
+            "line",
+            "a",
+            "b",
+        ]),
+        WAIT,
+    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, a!\nHello, b!\n");
+}
+
+#[test]
 fn sockit_connect_in_line_framing() {
     let server = Server::start(&["tcp://127.0.0.1:0", "--framing", "line"]);
     let output = run_with_timeout(

@@ -14,7 +14,9 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let address = args.next().unwrap_or_else(|| "127.0.0.1:7000".to_owned());
     let runtime = if args.any(|arg| arg == "--current-thread") {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };

@@ -95,7 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "socket options"
     );
     if args.service == Builtin::Greet {
-        let Some(greeting) = client.receive().await? else {
+        let Some(greeting) = client.receive_greeting().await? else {
             bail!("{} closed the connection without a greeting", args.endpoint);
         };
         print_line(&mut out, &greeting)?;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use socket2::SockRef;
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -96,6 +97,12 @@ pub(crate) trait ByteStream: Send + Sync {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Sends end-of-stream (`shutdown(SHUT_WR)`).
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Forgets that the stream is readable, without a system call: after a
+    /// read that did not fill the room it was given, the socket is drained,
+    /// and the next read would only say `WouldBlock`. (tokio's own `read`
+    /// does the same; its readiness ticks keep an event that arrives
+    /// meanwhile from being lost.)
+    fn drained(&self);
 }
 
 macro_rules! byte_stream {
@@ -115,6 +122,11 @@ macro_rules! byte_stream {
             }
             fn shutdown_write(&self) -> io::Result<()> {
                 SockRef::from(self).shutdown(Shutdown::Write)
+            }
+            fn drained(&self) {
+                let _ = <$stream>::try_io(self, Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
             }
         }
     };
@@ -260,6 +272,10 @@ impl<S: Service> Conversation<'_, S> {
             input.reserve(read_size);
             // At most one read window, so one `raw` read is never longer than a message may be.
             let read = match io.try_read_buf(&mut (&mut *input).limit(read_size)) {
+                Ok(read) if read > 0 && read < read_size => {
+                    io.drained();
+                    read
+                }
                 Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
                 Err(e) => return Err(e),
@@ -560,6 +576,7 @@ mod tests {
         fn shutdown_write(&self) -> io::Result<()> {
             Ok(())
         }
+        fn drained(&self) {}
     }
 
     #[tokio::test]

@@ -31,6 +31,12 @@ fn a_peer_past_the_limit_waits_until_a_connection_closes() {
         ),
         "{waiting:?}"
     );
+    common::wait_for_count(
+        &server.process,
+        "Accept new connection",
+        2,
+        Duration::from_secs(10),
+    );
     assert_eq!(
         server.process.count_log("Accept new connection"),
         2,
@@ -49,5 +55,12 @@ fn a_peer_past_the_limit_waits_until_a_connection_closes() {
     assert_eq!(read_exactly(&mut third, GREETING.len()), GREETING);
     third.write_all(b"third\n").unwrap();
     assert_eq!(read_exactly(&mut third, 14), b"Hello, third!\n");
+    // The log is read by another thread: wait for the line rather than race it.
+    common::wait_for_count(
+        &server.process,
+        "Accept new connection",
+        3,
+        Duration::from_secs(10),
+    );
     assert_eq!(server.process.count_log("Accept new connection"), 3);
 }

@@ -80,6 +80,8 @@ fn sockit_connect_against_the_seed_udp_server() {
         Duration::from_secs(20),
     );
     assert_eq!(stdout_of(&output), "Hello, client1\nHello, client2\n");
+    // The server's output is read by another thread: wait for it, do not race it.
+    common::wait_for_count(&server, "Received from 127.0.0.1:", 2, Duration::from_secs(5));
     assert_eq!(
         server.count_log("Received from 127.0.0.1:"),
         2,

@@ -173,16 +173,6 @@ struct Conversation<'a, S> {
     pending_output: BytesMut,
 }
 
-/// What one read led to.
-enum Step {
-    /// Keep going.
-    Continue,
-    /// Nothing was there after all (a spurious wake-up).
-    WouldBlock,
-    /// The conversation ends, once the pending replies are written.
-    End(Ending),
-}
-
 /// Serves one connection until it ends, then closes it; logs but never
 /// fails. `held` (the connection's permit) is dropped when it is done.
 pub(crate) async fn serve<S, IO, H>(
@@ -236,12 +226,9 @@ impl<S: Service> Conversation<'_, S> {
                 () = stop.finish.cancelled() => return Ok(Ending::Shutdown),
                 readable = io.readable() => readable?,
             }
-            match self.read_and_answer(io)? {
-                Step::Continue | Step::WouldBlock => {}
-                Step::End(ending) => {
-                    self.flush(io, stop).await?;
-                    return Ok(ending);
-                }
+            if let Some(ending) = self.read_and_answer(io)? {
+                self.flush(io, stop).await?;
+                return Ok(ending);
             }
         }
     }
@@ -257,8 +244,9 @@ impl<S: Service> Conversation<'_, S> {
     }
 
     /// Reads what is there and answers every whole message in it, writing
-    /// the replies at once; all without waiting.
-    fn read_and_answer(&mut self, io: &impl ByteStream) -> io::Result<Step> {
+    /// the replies at once; all without waiting. Returns how the
+    /// conversation ends, if it does (once the pending replies are written).
+    fn read_and_answer(&mut self, io: &impl ByteStream) -> io::Result<Option<Ending>> {
         let read_size = self.decoder.read_size();
         with_scratch(|scratch| {
             // A message that started in an earlier read continues in the
@@ -277,7 +265,8 @@ impl<S: Service> Conversation<'_, S> {
                     read
                 }
                 Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+                // Nothing there after all: a spurious wake-up.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             };
             let ending = answer(
@@ -295,7 +284,7 @@ impl<S: Service> Conversation<'_, S> {
                 self.pending_input = BytesMut::new();
             }
             write_now(io, &mut scratch.output, &mut self.pending_output)?;
-            Ok(ending.map_or(Step::Continue, Step::End))
+            Ok(ending)
         })
     }
 

@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio_seqpacket::UnixSeqpacket;
@@ -100,8 +99,12 @@ impl StreamClient {
                     .map_err(connect_error)?;
                 Link::Bytes(Either::Left(stream))
             }
-            Endpoint::Unix(addr) => Link::Bytes(Either::Right(unix::connect(addr).map_err(connect_error)?)),
-            Endpoint::Seqpacket(addr) => Link::Packets(seqpacket::connect(addr).map_err(connect_error)?),
+            Endpoint::Unix(addr) => Link::Bytes(Either::Right(
+                unix::connect(addr, options).map_err(connect_error)?,
+            )),
+            Endpoint::Seqpacket(addr) => {
+                Link::Packets(seqpacket::connect(addr, options).map_err(connect_error)?)
+            }
             Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => {
                 return Err(connect_error(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -109,11 +112,6 @@ impl StreamClient {
                 )));
             }
         };
-        if endpoint.unix_addr().is_some() {
-            options
-                .apply_buffers(&SockRef::from(&link))
-                .map_err(connect_error)?;
-        }
         // A client speaks first, so `auto` has nothing to adapt to: it is `raw`.
         let framing = if framing == Framing::Auto {
             Framing::Raw
@@ -383,10 +381,7 @@ impl DatagramClient {
                 DatagramLink::Udp(udp::connect(&addrs, options).await.map_err(connect_error)?)
             }
             Endpoint::UnixDatagram(addr) => {
-                let (socket, file) = unix_datagram::connect(addr).map_err(connect_error)?;
-                options
-                    .apply_buffers(&SockRef::from(&socket))
-                    .map_err(connect_error)?;
+                let (socket, file) = unix_datagram::connect(addr, options).map_err(connect_error)?;
                 DatagramLink::Unix {
                     socket,
                     _own_file: file,

@@ -186,18 +186,19 @@ impl<S: Service> Server<S> {
             }
             Endpoint::Unix(addr) => {
                 let (listener, file) =
-                    unix::listen(addr, self.backlog, self.unix_mode).map_err(bind_error)?;
+                    unix::listen(addr, self.backlog, self.unix_mode, &self.options).map_err(bind_error)?;
                 socket_file = file;
                 (Socket::Stream(StreamListener::Unix(listener)), endpoint.clone())
             }
             Endpoint::UnixDatagram(addr) => {
-                let (socket, file) = unix_datagram::bind(addr, self.unix_mode).map_err(bind_error)?;
+                let (socket, file) =
+                    unix_datagram::bind(addr, self.unix_mode, &self.options).map_err(bind_error)?;
                 socket_file = file;
                 (Socket::Datagram(DatagramSocket::Unix(socket)), endpoint.clone())
             }
             Endpoint::Seqpacket(addr) => {
-                let (listener, file) =
-                    seqpacket::listen(addr, self.backlog, self.unix_mode).map_err(bind_error)?;
+                let (listener, file) = seqpacket::listen(addr, self.backlog, self.unix_mode, &self.options)
+                    .map_err(bind_error)?;
                 socket_file = file;
                 (
                     Socket::Stream(StreamListener::Seqpacket(listener)),
@@ -205,11 +206,6 @@ impl<S: Service> Server<S> {
                 )
             }
         };
-        if endpoint.unix_addr().is_some() {
-            self.options
-                .apply_buffers(&SockRef::from(&socket))
-                .map_err(bind_error)?;
-        }
         Ok(Listener {
             socket,
             local,

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use socket2::SockRef;
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
 use tokio::task::{JoinHandle, LocalSet, spawn_local};
 use tokio::time::Instant;
@@ -380,19 +379,10 @@ impl Link {
         let link = match endpoint {
             Endpoint::Tcp(_) => Link::Tcp(tcp::connect(addrs, timeout, options).await?),
             Endpoint::Udp(_) => Link::Udp(udp::connect(addrs, options).await?),
-            Endpoint::Unix(addr) => {
-                let stream = unix::connect(addr)?;
-                options.apply_buffers(&SockRef::from(&stream))?;
-                Link::Unix(stream)
-            }
-            Endpoint::Seqpacket(addr) => {
-                let socket = seqpacket::connect(addr)?;
-                options.apply_buffers(&SockRef::from(&socket))?;
-                Link::Seqpacket(socket)
-            }
+            Endpoint::Unix(addr) => Link::Unix(unix::connect(addr, options)?),
+            Endpoint::Seqpacket(addr) => Link::Seqpacket(seqpacket::connect(addr, options)?),
             Endpoint::UnixDatagram(addr) => {
-                let (socket, file) = unix_datagram::connect(addr)?;
-                options.apply_buffers(&SockRef::from(&socket))?;
+                let (socket, file) = unix_datagram::connect(addr, options)?;
                 Link::UnixDatagram(socket, file)
             }
         };

@@ -12,6 +12,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::info;
 
+use super::SocketOptions;
 use crate::endpoint::{Credentials, UnixAddr};
 
 /// A socket file this process created; removed when dropped, unless
@@ -47,17 +48,23 @@ impl Drop for SocketFile {
 /// nothing answers (a server died without removing it), it is replaced; if a
 /// server answers, binding fails with `AddrInUse`; a path that is not a
 /// socket is never touched. `mode` (such as `0o660`) is applied to a new
-/// socket file.
+/// socket file, and the buffer sizes of `options` to the socket.
 ///
 /// # Errors
 ///
 /// `AddrInUse` for a live socket, `AlreadyExists` for a file that is not a
 /// socket, and whatever `bind` reports (no such directory, permission denied).
-pub fn bind(addr: &UnixAddr, kind: Type, mode: Option<u32>) -> io::Result<(Socket, Option<SocketFile>)> {
+pub fn bind(
+    addr: &UnixAddr,
+    kind: Type,
+    mode: Option<u32>,
+    options: &SocketOptions,
+) -> io::Result<(Socket, Option<SocketFile>)> {
     if let Some(path) = addr.path() {
         remove_if_stale(path, kind)?;
     }
     let socket = Socket::new(Domain::UNIX, kind, None)?;
+    options.apply_buffers(&socket)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.to_sockaddr()?)?;
     let Some(path) = addr.path() else {
@@ -117,28 +124,31 @@ pub fn listen(
     addr: &UnixAddr,
     backlog: u32,
     mode: Option<u32>,
+    options: &SocketOptions,
 ) -> io::Result<(UnixListener, Option<SocketFile>)> {
-    let (socket, file) = bind(addr, Type::STREAM, mode)?;
+    let (socket, file) = bind(addr, Type::STREAM, mode, options)?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     let listener = std::os::unix::net::UnixListener::from(OwnedFd::from(socket));
     Ok((UnixListener::from_std(listener)?, file))
 }
 
-/// Connects a Unix stream socket to `addr`.
+/// Connects a Unix stream socket to `addr`, with the buffer sizes of `options`.
 ///
 /// # Errors
 ///
 /// `NotFound` when no socket file is there, `ConnectionRefused` when no
 /// server listens on it.
-pub fn connect(addr: &UnixAddr) -> io::Result<UnixStream> {
-    let socket = connect_socket(addr, Type::STREAM)?;
+pub fn connect(addr: &UnixAddr, options: &SocketOptions) -> io::Result<UnixStream> {
+    let socket = connect_socket(addr, Type::STREAM, options)?;
     UnixStream::from_std(std::os::unix::net::UnixStream::from(OwnedFd::from(socket)))
 }
 
-/// A non-blocking Unix socket of type `kind` connected to `addr` (a Unix
-/// connect completes at once or fails; it does not wait on the network).
-pub(crate) fn connect_socket(addr: &UnixAddr, kind: Type) -> io::Result<Socket> {
+/// A non-blocking Unix socket of type `kind`, with the buffer sizes of
+/// `options`, connected to `addr` (a Unix connect completes at once or
+/// fails; it does not wait on the network).
+pub(crate) fn connect_socket(addr: &UnixAddr, kind: Type, options: &SocketOptions) -> io::Result<Socket> {
     let socket = Socket::new(Domain::UNIX, kind, None)?;
+    options.apply_buffers(&socket)?;
     socket.connect(&addr.to_sockaddr()?)?;
     socket.set_nonblocking(true)?;
     Ok(socket)

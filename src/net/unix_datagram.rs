@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::Type;
 use tokio::net::UnixDatagram;
 
+use super::SocketOptions;
 use super::unix::{SocketFile, bind as bind_unix};
 use crate::endpoint::UnixAddr;
 
@@ -17,8 +18,12 @@ use crate::endpoint::UnixAddr;
 /// # Errors
 ///
 /// As [`super::unix::bind`].
-pub fn bind(addr: &UnixAddr, mode: Option<u32>) -> io::Result<(UnixDatagram, Option<SocketFile>)> {
-    let (socket, file) = bind_unix(addr, Type::DGRAM, mode)?;
+pub fn bind(
+    addr: &UnixAddr,
+    mode: Option<u32>,
+    options: &SocketOptions,
+) -> io::Result<(UnixDatagram, Option<SocketFile>)> {
+    let (socket, file) = bind_unix(addr, Type::DGRAM, mode, options)?;
     Ok((into_tokio(socket)?, file))
 }
 
@@ -28,15 +33,16 @@ fn into_tokio(socket: socket2::Socket) -> io::Result<UnixDatagram> {
 
 /// A client socket connected to `addr`, bound to a temporary socket file of
 /// its own (removed when the returned [`SocketFile`] drops), since a Unix
-/// datagram server can only reply to a sender with an address.
+/// datagram server can only reply to a sender with an address. The buffer
+/// sizes of `options` are applied.
 ///
 /// # Errors
 ///
 /// Fails when the temporary file cannot be bound, or nothing is bound at `addr`.
-pub fn connect(addr: &UnixAddr) -> io::Result<(UnixDatagram, SocketFile)> {
+pub fn connect(addr: &UnixAddr, options: &SocketOptions) -> io::Result<(UnixDatagram, SocketFile)> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let own = UnixAddr::Path(temporary_path(NEXT.fetch_add(1, Ordering::Relaxed)));
-    let (socket, file) = bind_unix(&own, Type::DGRAM, None)?;
+    let (socket, file) = bind_unix(&own, Type::DGRAM, None, options)?;
     let file = file.expect("a path address has a socket file");
     socket.connect(&addr.to_sockaddr()?)?;
     Ok((into_tokio(socket)?, file))

@@ -2,15 +2,17 @@
 //! datagram), one reply datagram per datagram received.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use nix::sys::socket::{SockaddrStorage, UnixAddr as SockaddrUnix};
+use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, warn};
 
-use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
-use crate::net::{udp, unix_datagram};
+use crate::net::batch::{Address, Datagram, Inbox, Outbox};
+use crate::net::udp;
 use crate::service::{Replies, Service};
 use crate::{Endpoint, Escaped, Peer};
 
@@ -22,37 +24,12 @@ pub(crate) enum DatagramSocket {
 }
 
 impl DatagramSocket {
-    /// Receives one datagram and who sent it.
-    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+    /// Runs `io` on the socket's descriptor when it is ready for `interest`,
+    /// again each time it says `WouldBlock`.
+    async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
         match self {
-            DatagramSocket::Udp(socket) => {
-                let (len, from) = socket.recv_from(buf).await?;
-                Ok((len, Peer::from(from)))
-            }
-            DatagramSocket::Unix(socket) => {
-                let (len, from) = socket.recv_from(buf).await?;
-                let addr = match (from.as_pathname(), from.as_abstract_name()) {
-                    (Some(path), _) => Some(UnixAddr::Path(path.to_owned())),
-                    (None, Some(name)) => Some(UnixAddr::Abstract(name.to_vec())),
-                    (None, None) => None,
-                };
-                Ok((len, Peer::Unix { addr, cred: None }))
-            }
-        }
-    }
-
-    /// Sends one datagram back to `peer`.
-    async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
-        match (self, peer) {
-            (DatagramSocket::Udp(socket), Peer::Ip(addr)) => socket.send_to(reply, addr).await.map(drop),
-            (DatagramSocket::Unix(socket), Peer::Unix { addr: Some(addr), .. }) => {
-                unix_datagram::send_to(socket, reply, addr).await.map(drop)
-            }
-            (DatagramSocket::Unix(_), Peer::Unix { addr: None, .. }) => Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "the sender has no address to reply to (it did not bind its socket)",
-            )),
-            _ => unreachable!("a socket only hears peers of its own family"),
+            DatagramSocket::Udp(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
+            DatagramSocket::Unix(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
         }
     }
 
@@ -69,57 +46,125 @@ impl DatagramSocket {
 
 /// Receives datagrams on `socket` and answers each until `shutdown` completes.
 /// A datagram longer than `max_message` is dropped, logged and counted.
+///
+/// Up to `batch` datagrams arrive per system call (`recvmmsg`) and their
+/// replies leave together (`sendmmsg`); a batch of 1 is one `recvmsg` and
+/// one `sendto` per datagram.
 pub(crate) async fn serve<S: Service>(
     socket: DatagramSocket,
     local: &Endpoint,
     service: &S,
     max_message: usize,
+    batch: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    match socket {
+        DatagramSocket::Udp(_) => {
+            serve_from::<S, SockaddrStorage>(socket, local, service, max_message, batch, shutdown).await;
+        }
+        DatagramSocket::Unix(_) => {
+            serve_from::<S, SockaddrUnix>(socket, local, service, max_message, batch, shutdown).await;
+        }
+    }
+}
+
+/// [`serve`], with senders' addresses of type `A`.
+async fn serve_from<S: Service, A: Address>(
+    socket: DatagramSocket,
+    local: &Endpoint,
+    service: &S,
+    max_message: usize,
+    batch: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    // At least any UDP payload, and one byte more than a message may have, so
-    // a datagram too long (cut short by the kernel to fit) is seen as such.
-    let mut input = vec![0; max_message.saturating_add(1).max(1 << 16)];
-    let mut output = BytesMut::with_capacity(1 << 16);
-    let mut oversized: u64 = 0;
-    let mut too_long: u64 = 0;
+    // Slots hold any UDP payload, and longer messages when they are allowed;
+    // a datagram too long for its slot is cut short and marked so.
+    let mut inbox = Inbox::<A>::new(max_message.saturating_add(1).max(1 << 16), batch);
+    let mut outbox = Outbox::<A>::with_capacity(1 << 16);
+    let mut counts = Dropped::default();
     loop {
-        let (len, peer) = tokio::select! {
+        let received = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            received = socket.recv_from(&mut input) => match received {
-                Ok(received) => received,
-                Err(error) => {
-                    receive_failed(local, &error).await;
-                    continue;
-                }
-            },
+            received = socket.io(Interest::READABLE, |fd| inbox.receive(fd)) => received,
         };
-        if len > max_message {
-            too_long += 1;
-            warn!(%peer, limit = max_message, datagrams_dropped = too_long, "datagram too long; dropped");
+        if let Err(error) = received {
+            receive_failed(local, &error).await;
             continue;
         }
-        let datagram = &input[..len];
-        debug!(%peer, data = %Escaped(datagram), "received");
-        output.clear();
-        let mut replies = Replies::new(&mut output, Framed::Raw, &peer);
-        service.datagram(datagram, &mut replies);
-        if replies.sent() == 0 {
-            continue;
+        outbox.clear();
+        for datagram in inbox.datagrams() {
+            answer(datagram, &socket, service, max_message, &mut outbox, &mut counts);
         }
-        if output.len() > socket.max_payload(&peer) {
-            oversized += 1;
-            warn!(
-                %peer,
-                reply_bytes = output.len(),
-                replies_not_sent = oversized,
-                "the reply would not fit in one datagram; not sent"
-            );
-            continue;
+        while !outbox.is_empty() {
+            if let Err(error) = socket.io(Interest::WRITABLE, |fd| outbox.send(fd)).await {
+                let peer = peer_of(outbox.next_destination());
+                warn!(%peer, %error, "could not send the reply");
+                outbox.skip();
+            }
         }
-        if let Err(error) = socket.send_to(&output, &peer).await {
-            warn!(%peer, %error, "could not send the reply");
+    }
+}
+
+/// The peer behind a sender's address; an unnamed Unix peer when there is
+/// none.
+fn peer_of<A: Address>(from: Option<&A>) -> Peer {
+    from.map_or(
+        Peer::Unix {
+            addr: None,
+            cred: None,
+        },
+        A::peer,
+    )
+}
+
+/// What the loop has dropped so far, for its log lines.
+#[derive(Debug, Default)]
+struct Dropped {
+    too_long: u64,
+    oversized: u64,
+}
+
+/// Lets `service` answer one datagram into `outbox`.
+fn answer<S: Service, A: Address>(
+    datagram: Datagram<'_, A>,
+    socket: &DatagramSocket,
+    service: &S,
+    max_message: usize,
+    outbox: &mut Outbox<A>,
+    counts: &mut Dropped,
+) {
+    let peer = peer_of(datagram.from.as_ref());
+    if datagram.truncated || datagram.data.len() > max_message {
+        counts.too_long += 1;
+        warn!(%peer, limit = max_message, datagrams_dropped = counts.too_long, "datagram too long; dropped");
+        return;
+    }
+    debug!(%peer, data = %Escaped(datagram.data), "received");
+    let start = outbox.buffer().len();
+    let mut replies = Replies::new(outbox.buffer(), Framed::Raw, &peer);
+    service.datagram(datagram.data, &mut replies);
+    if replies.sent() == 0 {
+        return;
+    }
+    let reply_bytes = outbox.buffer().len() - start;
+    if reply_bytes > socket.max_payload(&peer) {
+        counts.oversized += 1;
+        warn!(
+            %peer,
+            reply_bytes,
+            replies_not_sent = counts.oversized,
+            "the reply would not fit in one datagram; not sent"
+        );
+        outbox.buffer().truncate(start);
+        return;
+    }
+    match datagram.from {
+        Some(to) => outbox.seal(start, to),
+        None => {
+            warn!(%peer, "could not send the reply: the sender has no address to reply to (it did not bind its socket)");
+            outbox.buffer().truncate(start);
         }
     }
 }

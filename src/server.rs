@@ -28,6 +28,8 @@ use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
 
 /// The default limit on open connections, across all of a server's listeners.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How many datagrams a datagram listener takes per system call unless told.
+pub const DEFAULT_DATAGRAM_BATCH: usize = 64;
 /// How long shutdown waits for open connections by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +69,7 @@ pub struct Server<S> {
     unix_mode: Option<u32>,
     options: SocketOptions,
     permits: Arc<Semaphore>,
+    datagram_batch: usize,
 }
 
 impl<S: Service> Server<S> {
@@ -81,6 +84,7 @@ impl<S: Service> Server<S> {
             unix_mode: None,
             options: SocketOptions::default(),
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
+            datagram_batch: DEFAULT_DATAGRAM_BATCH,
         }
     }
 
@@ -106,6 +110,15 @@ impl<S: Service> Server<S> {
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(1);
+        self
+    }
+
+    /// How many datagrams a datagram listener takes in one system call
+    /// (`recvmmsg`), answering them all with one more (`sendmmsg`); default
+    /// 64. At 1 it reads and answers one datagram per call.
+    #[must_use]
+    pub fn datagram_batch(mut self, datagrams: usize) -> Self {
+        self.datagram_batch = datagrams.max(1);
         self
     }
 
@@ -218,6 +231,7 @@ impl<S: Service> Server<S> {
             },
             shutdown_timeout: self.shutdown_timeout,
             permits: Arc::clone(&self.permits),
+            datagram_batch: self.datagram_batch,
         })
     }
 }
@@ -347,6 +361,7 @@ pub struct Listener<S> {
     settings: Settings,
     shutdown_timeout: Duration,
     permits: Arc<Semaphore>,
+    datagram_batch: usize,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -391,6 +406,7 @@ impl<S: Service> Listener<S> {
             settings,
             shutdown_timeout,
             permits,
+            datagram_batch,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -421,7 +437,8 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, settings.max_message, shutdown).await;
+                let max_message = settings.max_message;
+                datagram::serve(socket, &local, &*service, max_message, datagram_batch, shutdown).await;
             }
         }
         drop(socket_file);

@@ -144,6 +144,41 @@ fn fifty_senders_two_hundred_requests_each() {
     );
 }
 
+/// Ten senders each send a window of 16 datagrams before reading: the server
+/// takes many per system call (recvmmsg) and answers them together (sendmmsg),
+/// or one at a time with `--batch 1`; either way each sender gets its own
+/// replies, byte for byte, in order.
+#[test]
+fn windows_of_datagrams_batched_and_one_at_a_time() {
+    const SENDERS: usize = 10;
+    const WINDOW: usize = 16;
+    for batch in ["64", "1"] {
+        let server = Server::start(&["udp://127.0.0.1:0", "--batch", batch]);
+        let addr = server.addr(0);
+        let clients: Vec<UdpSocket> = (0..SENDERS).map(|_| client_for(addr, WAIT)).collect();
+        for round in 0..3 {
+            for (sender, client) in clients.iter().enumerate() {
+                for i in 0..WINDOW {
+                    client
+                        .send(format!("{round}-{sender}-{i}").as_bytes())
+                        .expect("send");
+                }
+            }
+            for (sender, client) in clients.iter().enumerate() {
+                let mut buf = [0; 64];
+                for i in 0..WINDOW {
+                    let len = client.recv(&mut buf).expect("every reply within the timeout");
+                    assert_eq!(
+                        String::from_utf8_lossy(&buf[..len]),
+                        format!("Hello, {round}-{sender}-{i}"),
+                        "--batch {batch}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_reply_too_big_for_one_datagram_is_logged_not_sent() {
     let server = Server::start(&["udp://127.0.0.1:0"]);

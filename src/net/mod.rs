@@ -6,9 +6,11 @@
 //! - [`unix`]: Unix stream sockets, and the safe binding every Unix kind shares;
 //! - [`unix_datagram`]: Unix datagram sockets;
 //! - [`seqpacket`]: Unix seqpacket sockets;
+//! - `batch`: many datagrams per system call (`recvmmsg`, `sendmmsg`);
 //! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
 //! - [`options`]: socket options, set where they apply and read back.
 
+pub(crate) mod batch;
 pub mod icmp;
 pub mod options;
 pub mod seqpacket;

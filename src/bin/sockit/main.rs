@@ -43,13 +43,27 @@ enum Command {
     Ping(ping::Args),
 }
 
+/// The runtime every subcommand runs on: a single thread when the process
+/// may use only one core (under `taskset -c 0`, say), where a multi-thread
+/// runtime's one worker would still pay for cross-thread wake-ups; otherwise
+/// a worker per core.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
     logging::init(&cli.verbosity);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
     };

@@ -65,6 +65,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = sockit::net::DEFAULT_BACKLOG)]
     backlog: u32,
 
+    /// Datagrams read (recvmmsg) and answered (sendmmsg) per system call on datagram
+    /// listeners; 1 reads and answers one at a time.
+    #[arg(long, value_name = "N", default_value_t = sockit::server::DEFAULT_DATAGRAM_BATCH,
+          value_parser = parse_count)]
+    batch: usize,
+
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
     multicast: Vec<IpAddr>,
@@ -107,7 +113,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .max_connections(args.max_connections)
         .max_message(args.max_message)
         .shutdown_timeout(args.shutdown_timeout)
-        .backlog(args.backlog);
+        .backlog(args.backlog)
+        .datagram_batch(args.batch);
     let server = match args.mode {
         Some(mode) => server.unix_mode(mode),
         None => server,

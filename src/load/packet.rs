@@ -4,66 +4,51 @@
 //! told apart; a request unanswered for the timeout is missing.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::io;
-use std::task::{Context, Poll};
+use std::os::fd::{AsRawFd, RawFd};
 
-use tokio::io::ReadBuf;
+use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_seqpacket::UnixSeqpacket;
 
 use super::Id;
 use super::run::{Ending, Sender, Sent, Shared};
+use crate::net::batch::{Inbox, Outbox};
 
-/// A socket that sends and receives whole packets.
+/// A connected socket that sends and receives whole packets, many per
+/// system call (`sendmmsg`, `recvmmsg`).
 pub(super) trait Packets {
     /// Whether receiving no bytes means the peer closed (seqpacket), rather
     /// than an empty datagram.
     const EMPTY_IS_END: bool;
 
-    /// Sends `packet`.
-    fn poll_send(&self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<usize>>;
-
-    /// Receives one packet into `buf`; returns its length (cut to `buf`'s).
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Runs `io` on the socket's descriptor when it is ready for `interest`,
+    /// again each time it says `WouldBlock`.
+    async fn io<R>(&self, interest: Interest, io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R>;
 }
 
 impl Packets for UdpSocket {
     const EMPTY_IS_END: bool = false;
 
-    fn poll_send(&self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<usize>> {
-        UdpSocket::poll_send(self, cx, packet)
-    }
-
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        UdpSocket::poll_recv(self, cx, &mut buf).map_ok(|()| buf.filled().len())
+    async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.async_io(interest, || io(self.as_raw_fd())).await
     }
 }
 
 impl Packets for UnixDatagram {
     const EMPTY_IS_END: bool = false;
 
-    fn poll_send(&self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<usize>> {
-        UnixDatagram::poll_send(self, cx, packet)
-    }
-
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        UnixDatagram::poll_recv(self, cx, &mut buf).map_ok(|()| buf.filled().len())
+    async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.async_io(interest, || io(self.as_raw_fd())).await
     }
 }
 
 impl Packets for UnixSeqpacket {
     const EMPTY_IS_END: bool = true;
 
-    fn poll_send(&self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<usize>> {
-        UnixSeqpacket::poll_send(self, cx, packet)
-    }
-
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        UnixSeqpacket::poll_recv(self, cx, buf).map_ok(|info| info.bytes_read())
+    async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.as_async_fd().async_io(interest, |fd| io(fd.as_raw_fd())).await
     }
 }
 
@@ -76,21 +61,27 @@ pub(super) async fn run<P: Packets>(
     sender: &mut Sender,
 ) -> (Ending, usize) {
     let messages = &shared.messages;
-    let mut request = vec![0; messages.size()];
     // One byte more than the longest packet owed, to see a longer one.
     let longest = messages
         .reply_len()
         .max(messages.greeting().map_or(0, <[u8]>::len));
-    let mut reply = vec![0; longest + 1];
+    let mut inbox = Inbox::<()>::new(longest + 1, shared.pipeline);
+    let mut outbox = Outbox::<()>::with_capacity(messages.size() * shared.pipeline.min(64));
     let mut window: VecDeque<Sent> = VecDeque::with_capacity(shared.pipeline);
     let ending = 'run: {
         if let Some(greeting) = messages.greeting() {
             let deadline = Instant::now() + shared.timeout;
-            match timeout_at(deadline, recv(socket, &mut reply)).await {
+            match timeout_at(deadline, socket.io(Interest::READABLE, |fd| inbox.receive(fd))).await {
                 Err(_) => break 'run Ending::Stalled,
-                Ok(Ok(0)) if P::EMPTY_IS_END => break 'run Ending::Failed(io::ErrorKind::UnexpectedEof),
-                Ok(Ok(len)) if reply[..len] == *greeting => {}
-                Ok(Ok(_)) => shared.unexpected(),
+                Ok(Ok(_)) => {
+                    for (n, packet) in inbox.datagrams().enumerate() {
+                        match packet.data {
+                            [] if P::EMPTY_IS_END => break 'run Ending::Failed(io::ErrorKind::UnexpectedEof),
+                            data if n == 0 && data == greeting => {}
+                            _ => shared.unexpected(),
+                        }
+                    }
+                }
                 Ok(Err(error)) => break 'run Ending::Failed(error.kind()),
             }
         }
@@ -99,14 +90,20 @@ pub(super) async fn run<P: Packets>(
         tokio::pin!(expiry);
         loop {
             let now = Instant::now();
+            outbox.clear();
             while window.len() < shared.pipeline {
                 let Some(sent) = sender.next(now) else {
                     break;
                 };
-                messages.write_request(Id::new(conn, sent.seq), &mut request);
-                shared.sending(&sent, request.len());
+                let start = outbox.buffer().len();
+                outbox.buffer().resize(start + messages.size(), 0);
+                messages.write_request(Id::new(conn, sent.seq), &mut outbox.buffer()[start..]);
+                outbox.seal(start, ());
+                shared.sending(&sent, messages.size());
                 window.push_back(sent);
-                match timeout(shared.timeout, send(socket, &request)).await {
+            }
+            while !outbox.is_empty() {
+                match timeout(shared.timeout, socket.io(Interest::WRITABLE, |fd| outbox.send(fd))).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => break 'run Ending::Failed(error.kind()),
                     Err(_) => break 'run Ending::Stalled,
@@ -119,9 +116,16 @@ pub(super) async fn run<P: Packets>(
             let room = window.len() < shared.pipeline;
             tokio::select! {
                 biased;
-                received = recv(socket, &mut reply) => match received {
-                    Ok(0) if P::EMPTY_IS_END => break 'run Ending::Failed(io::ErrorKind::UnexpectedEof),
-                    Ok(len) => take_reply(shared, conn, &mut window, &reply[..len], Instant::now()),
+                received = socket.io(Interest::READABLE, |fd| inbox.receive(fd)) => match received {
+                    Ok(_) => {
+                        let now = Instant::now();
+                        for packet in inbox.datagrams() {
+                            if packet.data.is_empty() && P::EMPTY_IS_END {
+                                break 'run Ending::Failed(io::ErrorKind::UnexpectedEof);
+                            }
+                            take_reply(shared, conn, &mut window, packet.data, now);
+                        }
+                    }
                     Err(error) => break 'run Ending::Failed(error.kind()),
                 },
                 ticked = sender.tick(), if room && sender.waits_for_time() => {
@@ -162,22 +166,4 @@ fn take_reply(shared: &Shared, conn: u32, window: &mut VecDeque<Sent>, reply: &[
         // For no request in flight: corrupt, another's, a duplicate, or too late.
         None => shared.unexpected(),
     }
-}
-
-/// Sends one packet.
-///
-/// # Cancel safety
-///
-/// Cancel safe: the packet is sent whole or not at all.
-async fn send<P: Packets>(socket: &P, packet: &[u8]) -> io::Result<usize> {
-    poll_fn(|cx| socket.poll_send(cx, packet)).await
-}
-
-/// Receives one packet.
-///
-/// # Cancel safety
-///
-/// Cancel safe.
-async fn recv<P: Packets>(socket: &P, buf: &mut [u8]) -> io::Result<usize> {
-    poll_fn(|cx| socket.poll_recv(cx, buf)).await
 }

@@ -102,6 +102,18 @@ impl Address for SockaddrUnix {
     }
 }
 
+/// A connected socket's: the peer is known, and the kernel is asked for no
+/// address.
+impl Address for () {
+    fn peer(&self) -> Peer {
+        Peer::Unix { addr: None, cred: None }
+    }
+
+    fn is_named(&self) -> bool {
+        false
+    }
+}
+
 impl<A: Address> Inbox<A> {
     /// Room for up to `count` datagrams (fewer when that many slots of
     /// `slot` bytes would pass 8 MiB), each up to `slot` bytes.

@@ -80,8 +80,20 @@ async fn serve_from<S: Service, A: Address>(
     let mut shutdown = std::pin::pin!(shutdown);
     // Slots hold any UDP payload, and longer messages when they are allowed;
     // a datagram too long for its slot is cut short and marked so.
-    let mut inbox = Inbox::<A>::new(max_message.saturating_add(1).max(1 << 16), batch);
-    let mut outbox = Outbox::<A>::with_capacity(1 << 16);
+    let slot = max_message.saturating_add(1).max(1 << 16);
+    let (mut inbox, mut outbox): (Inbox<A>, Outbox<A>) = match &socket {
+        // With more than one datagram per call, UDP also takes runs of
+        // datagrams per kernel buffer each way (GRO, GSO) where it can.
+        DatagramSocket::Udp(udp) if batch > 1 => (
+            if udp::enable_gro(udp) {
+                Inbox::with_gro(slot, batch)
+            } else {
+                Inbox::new(slot, batch)
+            },
+            Outbox::with_capacity(1 << 16).with_gso(),
+        ),
+        _ => (Inbox::new(slot, batch), Outbox::with_capacity(1 << 16)),
+    };
     let mut counts = Dropped::default();
     loop {
         let received = tokio::select! {

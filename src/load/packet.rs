@@ -26,10 +26,24 @@ pub(super) trait Packets {
     /// Runs `io` on the socket's descriptor when it is ready for `interest`,
     /// again each time it says `WouldBlock`.
     async fn io<R>(&self, interest: Interest, io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R>;
+
+    /// Turns on taking runs of packets per kernel buffer (UDP GRO) where the
+    /// socket has it; returns whether it did.
+    fn enable_gro(&self) -> bool {
+        false
+    }
+
+    /// Whether runs of equal-sized packets may leave as one buffer (UDP GSO).
+    const GSO: bool = false;
 }
 
 impl Packets for UdpSocket {
     const EMPTY_IS_END: bool = false;
+    const GSO: bool = true;
+
+    fn enable_gro(&self) -> bool {
+        crate::net::udp::enable_gro(self)
+    }
 
     async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
         self.async_io(interest, || io(self.as_raw_fd())).await
@@ -48,7 +62,9 @@ impl Packets for UnixSeqpacket {
     const EMPTY_IS_END: bool = true;
 
     async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        self.as_async_fd().async_io(interest, |fd| io(fd.as_raw_fd())).await
+        self.as_async_fd()
+            .async_io(interest, |fd| io(fd.as_raw_fd()))
+            .await
     }
 }
 
@@ -65,8 +81,15 @@ pub(super) async fn run<P: Packets>(
     let longest = messages
         .reply_len()
         .max(messages.greeting().map_or(0, <[u8]>::len));
-    let mut inbox = Inbox::<()>::new(longest + 1, shared.pipeline);
+    let mut inbox = if shared.pipeline > 1 && socket.enable_gro() {
+        Inbox::<()>::with_gro(longest + 1, shared.pipeline)
+    } else {
+        Inbox::<()>::new(longest + 1, shared.pipeline)
+    };
     let mut outbox = Outbox::<()>::with_capacity(messages.size() * shared.pipeline.min(64));
+    if P::GSO && shared.pipeline > 1 {
+        outbox = outbox.with_gso();
+    }
     let mut window: VecDeque<Sent> = VecDeque::with_capacity(shared.pipeline);
     let ending = 'run: {
         if let Some(greeting) = messages.greeting() {
@@ -103,7 +126,12 @@ pub(super) async fn run<P: Packets>(
                 window.push_back(sent);
             }
             while !outbox.is_empty() {
-                match timeout(shared.timeout, socket.io(Interest::WRITABLE, |fd| outbox.send(fd))).await {
+                match timeout(
+                    shared.timeout,
+                    socket.io(Interest::WRITABLE, |fd| outbox.send(fd)),
+                )
+                .await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => break 'run Ending::Failed(error.kind()),
                     Err(_) => break 'run Ending::Stalled,

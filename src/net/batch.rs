@@ -1,12 +1,16 @@
 //! Batched datagram I/O: many datagrams per system call with `recvmmsg` and
-//! `sendmmsg`, for UDP and Unix datagram sockets alike.
+//! `sendmmsg`, for UDP and Unix datagram sockets alike, and for UDP many
+//! datagrams per kernel buffer with GRO and GSO where the kernel has them.
 //!
 //! One `recvmmsg` fills an [`Inbox`] with up to its capacity of datagrams,
-//! each in a slot of its own with its sender's address; the replies are
-//! gathered back to back in an [`Outbox`] and leave in one `sendmmsg` (or a
-//! few, when the send buffer fills). At one datagram per call the same code
-//! uses `recvfrom` and `sendto`; that is also the fallback where the kernel
-//! lacks the batched calls.
+//! each in a slot of its own with its sender's address; with UDP GRO on, a
+//! slot may hold a run of equal-sized datagrams from one sender, which the
+//! inbox hands out one by one. The replies are gathered back to back in an
+//! [`Outbox`] and leave in one `sendmmsg` (or a few, when the send buffer
+//! fills); with GSO, consecutive equal-sized replies to one peer leave as
+//! one buffer that the kernel cuts into datagrams. At one datagram per call
+//! the same code uses `recvmsg` and `sendto`; that is also the fallback where
+//! the kernel lacks the batched calls.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
@@ -17,7 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::BytesMut;
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr as SockaddrUnix;
-use nix::sys::socket::{self as sys, ControlMessage, MsgFlags, MultiHeaders, SockaddrLike, SockaddrStorage};
+use nix::sys::socket::{
+    self as sys, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, RecvMsg, SockaddrLike,
+    SockaddrStorage,
+};
 
 use crate::Peer;
 use crate::endpoint::UnixAddr;
@@ -30,20 +37,28 @@ static UNBATCHED: AtomicBool = AtomicBool::new(false);
 /// zeroed and untouched, so only the pages datagrams land in are resident.
 const INBOX_BYTES: usize = 8 << 20;
 
-/// Received datagrams, each in a slot of its own.
+/// The most datagrams one GSO buffer carries (the kernel's `UDP_MAX_SEGMENTS`
+/// on older kernels), and the most bytes.
+const GSO_MAX_SEGMENTS: usize = 64;
+const GSO_MAX_BYTES: usize = 60_000;
+
+/// Received datagrams, each in a slot of its own (a run of them, with GRO).
 #[derive(Debug)]
 pub(crate) struct Inbox<A> {
     slot: usize,
     buffer: Vec<u8>,
     received: Vec<Received<A>>,
+    gro: bool,
 }
 
-/// One datagram in an [`Inbox`].
+/// What one slot holds.
 #[derive(Debug)]
 struct Received<A> {
     len: usize,
     truncated: bool,
     from: Option<A>,
+    /// With GRO: the size of each datagram in the slot but the last.
+    segment: Option<usize>,
 }
 
 /// A datagram as the caller sees it.
@@ -59,7 +74,7 @@ pub(crate) struct Datagram<'a, A> {
 
 /// A sender's address in the kernel's form: [`SockaddrStorage`] for IP,
 /// nix's `UnixAddr` for Unix sockets (whose length the kernel sets).
-pub(crate) trait Address: SockaddrLike + Copy {
+pub(crate) trait Address: SockaddrLike + Copy + PartialEq {
     /// The peer, for services and logs.
     fn peer(&self) -> Peer;
     /// Whether there is an address to reply to (an unbound Unix sender has none).
@@ -106,7 +121,10 @@ impl Address for SockaddrUnix {
 /// address.
 impl Address for () {
     fn peer(&self) -> Peer {
-        Peer::Unix { addr: None, cred: None }
+        Peer::Unix {
+            addr: None,
+            cred: None,
+        }
     }
 
     fn is_named(&self) -> bool {
@@ -124,22 +142,33 @@ impl<A: Address> Inbox<A> {
             slot,
             buffer: vec![0; slot * count],
             received: Vec::with_capacity(count),
+            gro: false,
         }
     }
 
-    /// How many datagrams one receive can bring.
+    /// For a UDP socket with GRO on ([`super::udp::enable_gro`]): slots may
+    /// hold runs of datagrams. Slots grow to the largest GRO buffer.
+    pub(crate) fn with_gro(slot: usize, count: usize) -> Self {
+        Inbox {
+            gro: true,
+            ..Inbox::new(slot.max(1 << 16), count)
+        }
+    }
+
+    /// How many slots one receive can fill.
     pub(crate) fn capacity(&self) -> usize {
         self.buffer.len() / self.slot
     }
 
     /// Receives what is queued on `fd`, up to the capacity, without waiting:
-    /// `WouldBlock` when nothing is. Returns how many datagrams came.
+    /// `WouldBlock` when nothing is. Returns how many slots were filled.
     pub(crate) fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
         self.received.clear();
         if self.capacity() == 1 || UNBATCHED.load(Ordering::Relaxed) {
             return self.receive_one(fd);
         }
-        let mut headers = MultiHeaders::<A>::preallocate(self.capacity(), None);
+        let control = self.gro.then(|| nix::cmsg_space!(i32));
+        let mut headers = MultiHeaders::<A>::preallocate(self.capacity(), control);
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .buffer
             .chunks_mut(self.slot)
@@ -147,11 +176,7 @@ impl<A: Address> Inbox<A> {
             .collect();
         match sys::recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
             Ok(results) => {
-                self.received.extend(results.map(|message| Received {
-                    len: message.bytes,
-                    truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
-                    from: message.address.filter(A::is_named),
-                }));
+                self.received.extend(results.map(|message| received(&message)));
                 Ok(self.received.len())
             }
             Err(Errno::ENOSYS | Errno::EOPNOTSUPP) => {
@@ -164,13 +189,10 @@ impl<A: Address> Inbox<A> {
     }
 
     fn receive_one(&mut self, fd: RawFd) -> io::Result<usize> {
+        let mut control = self.gro.then(|| nix::cmsg_space!(i32));
         let mut slice = [IoSliceMut::new(&mut self.buffer[..self.slot])];
-        let message = sys::recvmsg::<A>(fd, &mut slice, None, MsgFlags::MSG_DONTWAIT)?;
-        self.received.push(Received {
-            len: message.bytes,
-            truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
-            from: message.address.filter(A::is_named),
-        });
+        let message = sys::recvmsg::<A>(fd, &mut slice, control.as_deref_mut(), MsgFlags::MSG_DONTWAIT)?;
+        self.received.push(received(&message));
         Ok(1)
     }
 
@@ -179,11 +201,33 @@ impl<A: Address> Inbox<A> {
         self.received
             .iter()
             .zip(self.buffer.chunks(self.slot))
-            .map(|(received, slot)| Datagram {
-                data: &slot[..received.len.min(slot.len())],
-                truncated: received.truncated,
-                from: received.from,
+            .flat_map(|(received, slot)| {
+                let data = &slot[..received.len.min(slot.len())];
+                // An empty datagram is one datagram, not none.
+                let size = received.segment.unwrap_or(data.len()).max(1);
+                let runs = data.chunks(size).chain(data.is_empty().then_some(data));
+                runs.map(|data| Datagram {
+                    data,
+                    truncated: received.truncated,
+                    from: received.from,
+                })
             })
+    }
+}
+
+/// What the kernel said of one received message.
+fn received<A: Address>(message: &RecvMsg<'_, '_, A>) -> Received<A> {
+    let segment = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok().filter(|&size| size > 0),
+            _ => None,
+        })
+    });
+    Received {
+        len: message.bytes,
+        truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
+        from: message.address.filter(A::is_named),
+        segment,
     }
 }
 
@@ -192,7 +236,13 @@ impl<A: Address> Inbox<A> {
 pub(crate) struct Outbox<A> {
     bytes: BytesMut,
     replies: Vec<(Range<usize>, A)>,
+    /// What leaves: a reply each, or with GSO runs of equal-sized replies to
+    /// one peer; made from `replies` at the first send.
+    messages: Vec<(Range<usize>, A)>,
+    /// The segment size of every message, when GSO cuts them.
+    segment: Option<u16>,
     sent: usize,
+    gso: bool,
 }
 
 impl<A: Address> Outbox<A> {
@@ -201,8 +251,18 @@ impl<A: Address> Outbox<A> {
         Outbox {
             bytes: BytesMut::with_capacity(capacity),
             replies: Vec::new(),
+            messages: Vec::new(),
+            segment: None,
             sent: 0,
+            gso: false,
         }
+    }
+
+    /// For a UDP socket: send runs of equal-sized replies to one peer as one
+    /// GSO buffer, until the kernel refuses it.
+    pub(crate) fn with_gso(mut self) -> Self {
+        self.gso = true;
+        self
     }
 
     /// Where the next reply is written.
@@ -216,37 +276,98 @@ impl<A: Address> Outbox<A> {
         self.replies.push((start..self.bytes.len(), to));
     }
 
-    /// Whether every reply has been sent (or given up on).
+    /// Whether everything has been sent (or given up on).
     pub(crate) fn is_empty(&self) -> bool {
-        self.sent == self.replies.len()
+        self.sent == self.messages.len() && self.replies.is_empty()
     }
 
     /// Empties the outbox for the next batch.
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.replies.clear();
+        self.messages.clear();
         self.sent = 0;
     }
 
-    /// The destination of the next reply to send.
+    /// The destination of the next message to send.
     pub(crate) fn next_destination(&self) -> Option<&A> {
-        self.replies.get(self.sent).map(|(_, to)| to)
+        self.messages
+            .get(self.sent)
+            .or(self.replies.first())
+            .map(|(_, to)| to)
     }
 
-    /// Gives up on the next reply (its send failed).
+    /// Gives up on the next message (its send failed).
     pub(crate) fn skip(&mut self) {
-        self.sent = (self.sent + 1).min(self.replies.len());
+        self.seal_messages();
+        self.sent = (self.sent + 1).min(self.messages.len());
     }
 
-    /// Sends as many of the waiting replies as the socket takes now, without
-    /// waiting: `WouldBlock` when it takes none. An error belongs to the next
-    /// reply ([`next_destination`](Self::next_destination)); the caller
-    /// decides whether to [`skip`](Self::skip) it.
+    /// Turns the sealed replies into the messages that leave: with GSO, when
+    /// every reply has one size, runs of them to one peer become one message.
+    fn seal_messages(&mut self) {
+        if self.replies.is_empty() {
+            return;
+        }
+        let size = self.replies[0].0.len();
+        let same_size = self.replies.iter().all(|(range, _)| range.len() == size);
+        self.segment = None;
+        if self.gso && same_size && size > 0 && self.replies.len() > 1 {
+            let per_message = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / size).max(1);
+            for (range, to) in self.replies.drain(..) {
+                match self.messages.last_mut() {
+                    Some((run, run_to))
+                        if *run_to == to && run.end == range.start && run.len() < per_message * size =>
+                    {
+                        run.end = range.end;
+                    }
+                    _ => self.messages.push((range, to)),
+                }
+            }
+            if self.messages.iter().any(|(run, _)| run.len() > size) {
+                self.segment = u16::try_from(size).ok();
+            }
+        } else {
+            self.messages.append(&mut self.replies);
+        }
+    }
+
+    /// Sends as many of the waiting messages as the socket takes now,
+    /// without waiting: `WouldBlock` when it takes none. An error belongs to
+    /// the next message ([`next_destination`](Self::next_destination)); the
+    /// caller decides whether to [`skip`](Self::skip) it.
     pub(crate) fn send(&mut self, fd: RawFd) -> io::Result<usize> {
-        let waiting = &self.replies[self.sent..];
+        self.seal_messages();
+        match self.send_messages(fd) {
+            Err(error) if self.segment.is_some() && gso_refused(&error) => {
+                // Sent whole or not at all: cut the rest into single replies.
+                tracing::debug!(%error, "UDP GSO refused; sending one datagram per reply");
+                self.gso = false;
+                let size = usize::from(self.segment.take().unwrap_or(1));
+                let rest: Vec<_> = self
+                    .messages
+                    .drain(self.sent..)
+                    .flat_map(|(run, to)| split(run, size, to))
+                    .collect();
+                self.messages.extend(rest);
+                self.send_messages(fd)
+            }
+            result => result,
+        }
+    }
+
+    fn send_messages(&mut self, fd: RawFd) -> io::Result<usize> {
+        let waiting = &self.messages[self.sent..];
+        let segment = self.segment;
+        let control: Vec<ControlMessage<'_>> = segment
+            .as_ref()
+            .map(ControlMessage::UdpGsoSegments)
+            .into_iter()
+            .collect();
         if waiting.len() == 1 || UNBATCHED.load(Ordering::Relaxed) {
             let (range, to) = &waiting[0];
-            sys::sendto(fd, &self.bytes[range.clone()], to, MsgFlags::MSG_DONTWAIT)?;
+            let slice = [IoSlice::new(&self.bytes[range.clone()])];
+            sys::sendmsg(fd, &slice, &control, MsgFlags::MSG_DONTWAIT, Some(to))?;
             self.sent += 1;
             return Ok(1);
         }
@@ -255,20 +376,35 @@ impl<A: Address> Outbox<A> {
             .map(|(range, _)| [IoSlice::new(&self.bytes[range.clone()])])
             .collect();
         let destinations: Vec<Option<A>> = waiting.iter().map(|(_, to)| Some(*to)).collect();
-        let mut headers = MultiHeaders::<A>::preallocate(waiting.len(), None);
-        let no_control: [ControlMessage<'_>; 0] = [];
+        let space = control.iter().map(|_| nix::cmsg_space!(u16)).next();
+        let mut headers = MultiHeaders::<A>::preallocate(waiting.len(), space);
         let sent = sys::sendmmsg(
             fd,
             &mut headers,
             &slices,
             &destinations,
-            no_control,
+            &control,
             MsgFlags::MSG_DONTWAIT,
         )?
         .count();
         self.sent += sent;
         Ok(sent)
     }
+}
+
+/// `run` cut back into replies of `size` bytes, all to `to`.
+fn split<A: Copy>(run: Range<usize>, size: usize, to: A) -> impl Iterator<Item = (Range<usize>, A)> {
+    let end = run.end;
+    run.step_by(size.max(1))
+        .map(move |start| (start..(start + size).min(end), to))
+}
+
+/// Whether a send failed because the kernel or the route does not take GSO.
+fn gso_refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EINVAL | Errno::EIO | Errno::ENOPROTOOPT | Errno::EOPNOTSUPP)
+    )
 }
 
 #[cfg(test)]
@@ -425,5 +561,82 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sends `replies` (destination index, bytes) through an outbox, with
+    /// GSO or without, from `from`.
+    fn send_through_outbox(from: &UdpSocket, to: &[SocketAddr], replies: &[(usize, &[u8])], gso: bool) {
+        let mut outbox = Outbox::<SockaddrStorage>::with_capacity(64);
+        if gso {
+            outbox = outbox.with_gso();
+        }
+        for &(dest, bytes) in replies {
+            let start = outbox.buffer().len();
+            outbox.buffer().extend_from_slice(bytes);
+            outbox.seal(start, SockaddrStorage::from(to[dest]));
+        }
+        while !outbox.is_empty() {
+            outbox.send(from.as_raw_fd()).unwrap();
+        }
+    }
+
+    fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+        socket.set_nonblocking(true).unwrap();
+        let mut buf = [0; 1 << 16];
+        std::iter::from_fn(|| socket.recv(&mut buf).ok().map(|len| buf[..len].to_vec())).collect()
+    }
+
+    #[test]
+    fn gso_runs_arrive_as_separate_datagrams_in_order() {
+        let (server, a, b) = udp_pair();
+        let to = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+        let same: Vec<(usize, Vec<u8>)> = (0..150)
+            .map(|n| (n % 3 / 2, format!("reply{n:03}").into_bytes()))
+            .collect();
+        let same: Vec<(usize, &[u8])> = same.iter().map(|(d, v)| (*d, &v[..])).collect();
+        let mixed: [(usize, &[u8]); 4] = [(0, b"x"), (0, b"yy"), (1, b""), (0, b"zzz")];
+        for replies in [&same[..], &mixed[..]] {
+            for gso in [true, false] {
+                send_through_outbox(&server, &to, replies, gso);
+                for (dest, client) in [&a, &b].into_iter().enumerate() {
+                    let want: Vec<Vec<u8>> = replies
+                        .iter()
+                        .filter(|(d, _)| *d == dest)
+                        .map(|(_, r)| r.to_vec())
+                        .collect();
+                    assert_eq!(drain(client), want, "gso {gso}, client {dest}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn with_gro_a_run_from_one_sender_is_handed_out_datagram_by_datagram() {
+        let (server, a, b) = udp_pair();
+        assert!(super::super::udp::enable_gro(&server), "this kernel has UDP GRO");
+        let to = [server.local_addr().unwrap()];
+        let run: Vec<Vec<u8>> = (0..40).map(|n| format!("request{n:02}").into_bytes()).collect();
+        let replies: Vec<(usize, &[u8])> = run.iter().map(|r| (0, &r[..])).collect();
+        for capacity in [64, 1] {
+            send_through_outbox(&a, &to, &replies, true);
+            b.send_to(b"", to[0]).unwrap();
+            let mut inbox = Inbox::<SockaddrStorage>::with_gro(16, capacity);
+            let mut seen = Vec::new();
+            let mut receives = 0;
+            while inbox.receive(server.as_raw_fd()).is_ok() {
+                receives += 1;
+                seen.extend(
+                    inbox
+                        .datagrams()
+                        .map(|d| (d.data.to_vec(), d.from.unwrap().peer())),
+                );
+            }
+            let from_a = Peer::from(a.local_addr().unwrap());
+            let mut want: Vec<(Vec<u8>, Peer)> = run.iter().map(|r| (r.clone(), from_a.clone())).collect();
+            want.push((Vec::new(), Peer::from(b.local_addr().unwrap())));
+            assert_eq!(seen, want, "capacity {capacity}");
+            // The run of 40 came in one buffer; the empty datagram in another.
+            assert_eq!(receives, if capacity == 1 { 2 } else { 1 }, "capacity {capacity}");
+        }
     }
 }

@@ -66,3 +66,10 @@ pub async fn connect(addrs: &[SocketAddr], options: &SocketOptions) -> io::Resul
     })
     .await
 }
+
+/// Asks the kernel to hand runs of equal-sized datagrams from one sender to
+/// `socket` as one buffer (UDP GRO, Linux 5.0 and later); returns whether it
+/// will. Receive with a control buffer to learn each run's datagram size.
+pub fn enable_gro(socket: &impl std::os::fd::AsFd) -> bool {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::UdpGroSegment, &true).is_ok()
+}

@@ -126,7 +126,9 @@ def sockit(service, framing=None, endpoint="tcp://127.0.0.1:{port}", bench_frami
 
 
 def python_echo(kind, label):
-    needs = [(have_module("uvloop"), "uvloop not importable", "install: pip install uvloop")] if kind == "uvloop" else []
+    needs = []
+    if kind == "uvloop":
+        needs = [(have_module("uvloop"), "uvloop not importable", "install: pip install uvloop")]
     return Server(f"Python {label}", [sys.executable, "bench/peers/echo.py", "--kind", kind, "{port}"], needs=needs)
 
 

@@ -1,28 +1,229 @@
 #!/usr/bin/env python3
-"""Side by side, as BENCH.md asks: each server pinned to CPU 0, `sockit bench`
-pinned to CPU 1, servers alternating A B A B ... for several rounds, and for
-each the client-seen msgs/s, the server's own CPU time per reply
-(utime + stime of the server process from /proc/PID/stat, before and after the
-load, divided by the replies the client counted), p99, and each as a ratio to
-the hand-written tokio baseline measured in the same run (median of the
-per-round ratios).
+"""The side-by-side harness of issue 4, measured as BENCH.md asks.
 
-Usage (from the repository root, after `cargo build --release --workspace`):
-    python3 bench/compare.py [--rounds 2] [--duration 5s] [--conns 50] [--pipeline 1]
+For every load, every server that speaks its protocol is started on loopback
+pinned to CPU 0 (`taskset -c 0`), `sockit bench` drives it from CPU 1, and the
+servers alternate A B C A B C ... for --rounds rounds. For each server the
+table shows the client-seen msgs/s, the server's own CPU time per reply
+(utime + stime of all its processes, from /proc, before and after the load,
+divided by the replies the client counted), its peak RSS and the client-seen
+p99 latency, each also as the median of its per-round ratios to the load's
+base (the hand-written tokio server, or the naive tokio UDP loop, measured in
+the same run). Peers that are not installed are listed as not measured, with
+the command that installs them.
 
-Only loopback is used. This is the first part of issue 4's harness: the TCP
-echo load; the other loads and peers come next.
+Usage (from anywhere; paths are relative to the repository root):
+    cargo build --release --workspace && python3 bench/compare.py --loads all
+    python3 bench/compare.py --quick                       # smoke run: 1 round of 1 s
+    python3 bench/compare.py --loads tcp-echo-50,udp-greet-1 --rounds 5 --json out.json
+    python3 bench/compare.py --list                        # the loads and their servers
+
+Loads (default: all but idle-19000, which runs with --loads all or by name):
+    tcp-echo-1       TCP echo, 1 connection, 64 B, one in flight
+    tcp-echo-50      TCP echo, 50 connections
+    tcp-echo-1000    TCP echo, 1,000 connections, open loop at one rate for all
+                     servers (--rate, or 60% of the base's closed-loop msgs/s at
+                     1,000 connections, measured first in the same run)
+    tcp-echo-50x16   TCP echo, 50 connections x 16 pipelined, line framing
+    tcp-echo-50-4k   TCP echo, 50 connections, 4 KiB messages
+    tcp-greet-50     TCP greet, 50 connections (tokio --greet base, sockit, seed)
+    unix-greet-50    sockit greet over a Unix socket, as a ratio of sockit over TCP
+    udp-greet-1      UDP greet, 1 socket, one datagram in flight
+    udp-greet-50x64  UDP greet, 50 sockets, a window of 64 datagrams each
+    idle-19000       RSS per idle connection (bench/idle_connections.py), sockit
+                     vs the tokio baseline; needs `ulimit -n` >= 20000
+
+Only loopback is used. Results go to stdout (one table per load, then what was
+not measured); progress to stderr; --json FILE saves every run's raw figures.
 """
 
 import argparse
 import json
 import os
+import re
+import resource
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOCKIT = "target/release/sockit"
+TOKIO = "target/release/tokio_echo"
+UDP_NAIVE = "target/release/udp_naive"
+BUILD = "cargo build --release --workspace"
+SERVER_CPU, LOAD_CPU = 0, 1
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+RSS_EVERY_S = 0.5
+SEED_TCP_PORT, SEED_UDP_PORT = 8000, 9000
+IDLE_CONNECTIONS = 19000
+OPEN_LOOP_SHARE = 0.6
+# `sockit bench` frees the window slot of a lost datagram only after its
+# --timeout, so UDP runs keep it short (TCP runs use 5 s: forking servers
+# are slow to accept).
+UDP_TIMEOUT = "1s"
+
+
+def seed_dir():
+    return os.environ.get("SOCKIT_SEED_DIR", os.path.join(ROOT, "..", "shared", "seed"))
+
+
+# ---------------------------------------------------------------------------
+# Servers and loads
+
+
+@dataclass
+class Server:
+    """One server under test: how to start it and how the load reaches it."""
+
+    name: str
+    command: list  # "{port}" is replaced by the port (or, for unix:, a unique id)
+    endpoint: str = "tcp://127.0.0.1:{port}"
+    framing: str = "auto"  # the `sockit bench --framing` used against it
+    port: int = None  # a fixed port, for the seed's servers
+    timeout: str = "5s"  # `sockit bench --timeout`: to connect (forking servers are slow), and per reply
+    needs: list = field(default_factory=list)  # [(check, why not, what to do)]
+    note: str = ""
+
+
+def have_file(path):
+    return lambda: os.path.exists(os.path.join(ROOT, path))
+
+
+def have_program(name):
+    return lambda: shutil.which(name) is not None
+
+
+def have_module(name):
+    return lambda: subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True).returncode == 0
+
+
+def built(path):
+    return (have_file(path), f"{path} not built", f"build: {BUILD}")
+
+
+def tokio(greet=False, current_thread=False):
+    command = [TOKIO, "127.0.0.1:{port}"] + ["--current-thread"] * current_thread + ["--greet"] * greet
+    runtime = "current-thread" if current_thread else "multi-thread"
+    return Server(f"tokio {'greet' if greet else 'echo'}, {runtime}", command,
+                  framing="line" if greet else "auto", needs=[built(TOKIO)])
+
+
+def sockit(service, framing=None, endpoint="tcp://127.0.0.1:{port}", bench_framing=None):
+    command = [SOCKIT, "serve", endpoint, "--service", service, "-q"]
+    if framing:
+        command += ["--framing", framing]
+    scheme = re.match(r"[a-z-]+:(?://|@)?", endpoint).group()
+    name = f"sockit serve {scheme} --service {service}" + (f" --framing {framing}" if framing else "")
+    return Server(name, command, endpoint, framing=bench_framing or framing or "auto",
+                  timeout=UDP_TIMEOUT if endpoint.startswith("udp") else Server.timeout, needs=[built(SOCKIT)])
+
+
+def python_echo(kind, label):
+    needs = []
+    if kind == "uvloop":
+        needs = [(have_module("uvloop"), "uvloop not importable", "install: pip install uvloop")]
+    return Server(f"Python {label}", [sys.executable, "bench/peers/echo.py", "--kind", kind, "{port}"], needs=needs)
+
+
+def socat():
+    return Server("socat fork EXEC:cat",
+                  ["socat", "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024", "EXEC:cat"],
+                  needs=[(have_program("socat"), "socat not installed", "install: apt-get install socat")],
+                  note="forks a socat and a cat per connection: CPU and RSS are sums over its process tree; "
+                       "backlog=1024 as every other peer (socat's default of 5 stalls simultaneous connects)")
+
+
+def ncat():
+    return Server("ncat --exec /bin/cat", ["ncat", "-l", "-k", "127.0.0.1", "{port}", "--exec", "/bin/cat"],
+                  needs=[(have_program("ncat"), "ncat not installed", "install: apt-get install ncat")],
+                  note="forks a cat per connection: CPU and RSS are sums over its process tree; ncat listens with "
+                       "a backlog of 10 and takes at most 100 connections at once (its default --max-conns)")
+
+
+def seed(program, sleep=False):
+    path = os.path.join(seed_dir(), program)
+    need = (lambda: os.path.exists(path), f"{path} not found", "set SOCKIT_SEED_DIR to the seed's directory")
+    command = [sys.executable, "bench/peers/seed.py", program] + ["--no-sleep"] * (not sleep)
+    if program == "udp_server.py":
+        return Server("seed UDP server (Python)", command, "udp://127.0.0.1:{port}", port=SEED_UDP_PORT,
+                      timeout=UDP_TIMEOUT, needs=[need])
+    if sleep:
+        return Server("seed TCP server as is (1 s sleep)", command, port=SEED_TCP_PORT,
+                      needs=[need], note="sleeps 1 s per message, as the seed does: for the record")
+    return Server("seed TCP server without sleep", command, port=SEED_TCP_PORT, needs=[need],
+                  note="bench --framing auto (the seed cuts a message per read: no newline); it listens with a "
+                  "backlog of 10, and of 50 simultaneous connects about half are never served (errors)")
+
+
+def udp_naive():
+    return Server("naive tokio UDP loop (udp_naive)", [UDP_NAIVE, "127.0.0.1:{port}"], "udp://127.0.0.1:{port}",
+                  timeout=UDP_TIMEOUT, needs=[built(UDP_NAIVE)])
+
+
+@dataclass
+class Load:
+    """A `sockit bench` load and the servers that speak it; servers[0] is the base."""
+
+    name: str
+    title: str
+    service: str
+    args: list  # -c, -p, -s ... for `sockit bench`
+    servers: list
+    open_loop: bool = False
+    idle: bool = False
+    note: str = ""
+
+
+def echo_peers(sockit_framing=None):
+    return [tokio(), tokio(current_thread=True), sockit("echo", framing=sockit_framing),
+            python_echo("threads", "socketserver.ThreadingTCPServer"), python_echo("asyncio", "asyncio streams"),
+            python_echo("uvloop", "asyncio on uvloop"), socat(), ncat()]
+
+
+def loads():
+    sockit_tcp_greet = sockit("greet", bench_framing="line")
+    return [
+        Load("tcp-echo-1", "TCP echo, 1 connection, 64 B, one in flight", "echo", ["-c", "1"], echo_peers()),
+        Load("tcp-echo-50", "TCP echo, 50 connections, 64 B, one in flight each", "echo", ["-c", "50"],
+             echo_peers()),
+        Load("tcp-echo-1000", "TCP echo, 1,000 connections, 64 B, open loop", "echo", ["-c", "1000"],
+             echo_peers(), open_loop=True),
+        Load("tcp-echo-50x16", "TCP echo, 50 connections x 16 pipelined, 64 B, line framing", "echo",
+             ["-c", "50", "-p", "16"], [replace_framing(s, "line") for s in echo_peers(sockit_framing="line")]),
+        Load("tcp-echo-50-4k", "TCP echo, 50 connections, 4 KiB messages, one in flight each", "echo",
+             ["-c", "50", "-s", "4096"], echo_peers()),
+        Load("tcp-greet-50", "TCP greet, 50 connections, 64 B, one in flight each, line framing", "greet",
+             ["-c", "50"], [tokio(greet=True), sockit_tcp_greet, seed("tcp_server.py"),
+                            seed("tcp_server.py", sleep=True)]),
+        Load("unix-greet-50", "greet, 50 connections, 64 B, line framing: sockit over Unix vs over TCP", "greet",
+             ["-c", "50"], [sockit_tcp_greet, sockit("greet", endpoint="unix:@sockit-harness-{port}",
+                                                      bench_framing="line")]),
+        Load("udp-greet-1", "UDP greet, 1 socket, 64 B, one datagram in flight", "greet", ["-c", "1"],
+             [udp_naive(), sockit("greet", endpoint="udp://127.0.0.1:{port}"), seed("udp_server.py")]),
+        Load("udp-greet-50x64", "UDP greet, 50 sockets x 64 datagrams in flight, 64 B", "greet",
+             ["-c", "50", "-p", "64"],
+             [udp_naive(), sockit("greet", endpoint="udp://127.0.0.1:{port}"), seed("udp_server.py")],
+             note=f"errors are datagrams lost (3,200 in flight overflow the server's receive buffer); a lost "
+                  f"one's window slot is sent again only after --timeout {UDP_TIMEOUT}"),
+        Load("idle-19000", "idle TCP connections (--idle): server RSS growth per connection", "echo",
+             [], [tokio(), sockit("echo", framing=None)], idle=True),
+    ]
+
+
+def replace_framing(server, framing):
+    server.framing = framing
+    return server
+
+
+# ---------------------------------------------------------------------------
+# Processes and /proc
 
 
 def free_port():
@@ -31,83 +232,409 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # Fields 14-17 of stat (utime, stime, cutime, cstime), counted after the name.
-    return sum(int(f) for f in fields[11:15]) / TICKS
-
-
-def wait_listening(port):
-    for _ in range(200):
+def port_free(port, kind):
+    """Whether nothing is bound to `port`: a TCP port in TIME_WAIT counts as
+    free (the seed wrapper sets SO_REUSEADDR), but a UDP port with a socket on
+    it never does (SO_REUSEADDR would let two share it)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            socket.create_connection(("127.0.0.1", port)).close()
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def process_tree(root):
+    """The pids of `root` and all its descendants, from the ppid in /proc/*/stat."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_s(root):
+    """utime + stime + cutime + cstime summed over the live process tree: each
+    live process's own time, plus what its reaped children left it."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields 14-17 of stat (utime, stime, cutime, cstime), counted after the name.
+        total += sum(int(f) for f in fields[11:15])
+    return total / TICKS
+
+
+def tree_rss_bytes(root):
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                total += int(statm.read().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+def wait_ready(server, port, process):
+    """Until the server answers on its endpoint (10 s at most)."""
+    endpoint = server.endpoint.replace("{port}", str(port))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}")
+        try:
+            if endpoint.startswith("udp://"):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.settimeout(0.2)
+                    s.connect(("127.0.0.1", port))
+                    s.send(b"ready?")
+                    s.recv(64)
+            elif endpoint.startswith("unix:@"):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect("\0" + endpoint[len("unix:@"):])
+            else:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+    raise RuntimeError("not answering after 10 s")
 
 
-def measure(name, command, args):
-    port = free_port()
-    command = [part.replace("{port}", str(port)) for part in command]
-    server = subprocess.Popen(["taskset", "-c", "0", *command],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+class Running:
+    """A server started pinned to CPU 0 in a session of its own, so that it and
+    every process it forks are stopped together."""
+
+    def __init__(self, server, port):
+        self.log = tempfile.TemporaryFile()
+        command = [part.replace("{port}", str(port)) for part in server.command]
+        self.process = subprocess.Popen(["taskset", "-c", str(SERVER_CPU), *command], cwd=ROOT,
+                                        env=dict(os.environ, SOCKIT_SEED_DIR=seed_dir()),
+                                        stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+
+    def stop(self):
+        """SIGTERM to the whole process group, then SIGKILL to whatever is left
+        of it after 5 s (a leader that would not stop, or forked children)."""
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal(signal.SIGKILL)
+        self.process.wait()
+        self.log.close()
+
+    def signal(self, number):
+        try:
+            os.killpg(self.process.pid, number)
+        except ProcessLookupError:
+            pass
+
+    def stderr_tail(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace").strip()[-300:]
+
+
+def bench_command(server, load, port, settings, rate=None):
+    """`sockit bench` on CPU 1, driving `server` with `load`."""
+    endpoint = server.endpoint.replace("{port}", str(port))
+    command = ["taskset", "-c", str(LOAD_CPU), SOCKIT, "bench", endpoint, "--service", load.service,
+               "--framing", server.framing, *load.args, "-d", settings.duration, "--warmup", settings.warmup,
+               "--timeout", server.timeout, "--json", "-q"]
+    if rate:
+        command += ["--rate", str(rate)]
+    return command
+
+
+def measure(load, server, settings, rate=None):
+    """Starts `server`, drives it with the load once, stops it."""
+    port = server.port or free_port()
+    run = {"load": load.name, "server": server.name, "rate": rate}
+    kind = socket.SOCK_DGRAM if server.endpoint.startswith("udp") else socket.SOCK_STREAM
+    if server.port and not port_free(port, kind):
+        return dict(run, failed=f"port {port} is in use (the seed's servers need it)")
+    running = Running(server, port)
     try:
-        wait_listening(port)
-        load = ["taskset", "-c", "1", "target/release/sockit", "bench", f"tcp://127.0.0.1:{port}",
-                "--service", "echo", "-c", str(args.conns), "-d", args.duration, "--warmup", "1s",
-                "-p", str(args.pipeline), "--json"]
-        if args.pipeline > 1:
-            load += ["--framing", "line"]
-        before = cpu_seconds(server.pid)
-        result = subprocess.run(load, capture_output=True, text=True, check=True)
-        after = cpu_seconds(server.pid)
-        report = json.loads(result.stdout)
-        replies = report["replies"] + 0
-        # The warmup's replies cost CPU too: count them at the measured rate.
-        warm_replies = report["msgs_per_s"] * report["warmup_s"]
-        cpu_us = (after - before) * 1e6 / (replies + warm_replies)
-        return {
-            "name": name,
-            "msgs_per_s": report["msgs_per_s"],
-            "cpu_us": cpu_us,
-            "p99_us": report["latency_us"]["p99"],
-            "errors": report["errors"]["total"],
-        }
+        try:
+            wait_ready(server, port, running.process)
+        except RuntimeError as error:
+            return dict(run, failed=f"did not start: {error} {running.stderr_tail()}".strip())
+        command = bench_command(server, load, port, settings, rate)
+        root = running.process.pid
+        peak_rss = tree_rss_bytes(root)
+        cpu_before = tree_cpu_s(root)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            bench = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+            while bench.poll() is None:
+                peak_rss = max(peak_rss, tree_rss_bytes(root))
+                try:
+                    bench.wait(RSS_EVERY_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            cpu_after = tree_cpu_s(root)
+            peak_rss = max(peak_rss, tree_rss_bytes(root))
+            out.seek(0)
+            err.seek(0)
+            try:
+                report = json.loads(out.read())
+            except ValueError:
+                tail = err.read().decode(errors="replace").strip()[-300:]
+                return dict(run, failed=f"sockit bench exited {bench.returncode}: {tail}")
+        # The warm-up's replies cost CPU too: count them at the measured rate.
+        replies = report["replies"] + report["msgs_per_s"] * report["warmup_s"]
+        return dict(run, msgs_per_s=report["msgs_per_s"],
+                    cpu_us=(cpu_after - cpu_before) * 1e6 / replies if replies else None,
+                    rss_mib=peak_rss / 2**20, p99_us=report["latency_us"]["p99"],
+                    errors=report["errors"]["total"], replies=report["replies"], report=report)
     finally:
-        server.terminate()
-        server.wait()
+        running.stop()
+
+
+IDLE_LINE = re.compile(r"(\d+) idle connections: server RSS (\d+) KiB -> (\d+) KiB, (-?\d+) bytes per connection; "
+                       r"(\d+)/(\d+) answered")
+
+
+def measure_idle(load, server, settings):
+    """bench/idle_connections.py with the server pinned to CPU 0, its clients to CPU 1."""
+    run = {"load": load.name, "server": server.name}
+    command = list(server.command)
+    if command[0] == SOCKIT:
+        command += ["--max-connections", str(settings.idle + 1000)]
+    result = subprocess.run(["taskset", "-c", str(LOAD_CPU), sys.executable, "bench/idle_connections.py",
+                             str(settings.idle), "--", "taskset", "-c", str(SERVER_CPU), *command],
+                            cwd=ROOT, capture_output=True, text=True)
+    match = IDLE_LINE.search(result.stdout)
+    if not match:
+        return dict(run, failed=f"idle_connections.py exited {result.returncode}: {result.stderr.strip()[-300:]}")
+    total, before, after, per, answered, _ = (int(g) for g in match.groups())
+    return dict(run, connections=total, rss_before_kib=before, rss_after_kib=after, bytes_per_conn=per,
+                answered=answered, errors=total - answered)
+
+
+# ---------------------------------------------------------------------------
+# Running the loads
+
+
+def progress(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def missing_needs(server):
+    return [(why, install) for check, why, install in server.needs if not check()]
+
+
+def describe(run):
+    if "failed" in run:
+        return f"failed: {run['failed']}"
+    if "bytes_per_conn" in run:
+        return f"{run['bytes_per_conn']:,} B per idle connection, {run['answered']:,} answered"
+    cpu = f"{run['cpu_us']:.2f}" if run["cpu_us"] is not None else "-"
+    return f"{run['msgs_per_s']:,.0f} msgs/s, {cpu} CPU-us/reply, p99 {run['p99_us']:,.0f} us, {run['errors']} errors"
+
+
+def run_load(load, settings, not_measured):
+    servers = []
+    for server in load.servers:
+        missing = missing_needs(server)
+        if missing:
+            not_measured.append({"load": load.name, "server": server.name, "why": missing[0][0],
+                                 "hint": missing[0][1]})
+        else:
+            servers.append(server)
+    if not servers or servers[0] is not load.servers[0]:
+        progress(f"[{load.name}] skipped: its base, {load.servers[0].name}, cannot run")
+        return {"load": load.name, "title": load.title, "servers": [], "rounds": []}
+    rate = None
+    if load.open_loop:
+        rate = settings.rate
+        if not rate:
+            progress(f"[{load.name}] finding the rate: {servers[0].name}, closed loop")
+            calibration = measure(load, servers[0], settings)
+            if "failed" in calibration:
+                progress(f"[{load.name}] skipped: the calibration run failed: {calibration['failed']}")
+                return {"load": load.name, "title": load.title, "servers": [], "rounds": []}
+            rate = max(1, round(OPEN_LOOP_SHARE * calibration["msgs_per_s"]))
+    rounds = []
+    for number in range(1, settings.rounds + 1):
+        runs = []
+        for server in servers:
+            run = measure_idle(load, server, settings) if load.idle else measure(load, server, settings, rate)
+            progress(f"[{load.name}] round {number}/{settings.rounds}: {server.name}: {describe(run)}")
+            runs.append(run)
+        rounds.append(runs)
+    notes = {s.name: s.note for s in servers if s.note}
+    if load.note:
+        notes["note"] = load.note
+    return {"load": load.name, "title": load.title, "rate": rate, "servers": [s.name for s in servers],
+            "notes": notes, "rounds": rounds}
+
+
+# ---------------------------------------------------------------------------
+# Tables
+
+
+def summarize(result, keys):
+    """Per server: the median of each key over the rounds, the median of its
+    per-round ratios to the base, and the errors over all rounds."""
+    rows = []
+    for i, name in enumerate(result["servers"]):
+        runs = [r[i] for r in result["rounds"] if "failed" not in r[i]]
+        failures = [r[i]["failed"] for r in result["rounds"] if "failed" in r[i]]
+        row = {"server": name, "runs": len(runs), "failed": failures}
+        for key in keys:
+            values = [run[key] for run in runs if run.get(key) is not None]
+            ratios = [r[i][key] / r[0][key] for r in result["rounds"]
+                      if "failed" not in r[i] and "failed" not in r[0] and r[i].get(key) is not None
+                      and r[0].get(key)]
+            row[key] = statistics.median(values) if values else None
+            row[key + "_ratio"] = statistics.median(ratios) if ratios else None
+        row["errors"] = sum(run["errors"] for run in runs)
+        rows.append(row)
+    return rows
+
+
+def rounds_text(settings):
+    return f"{settings.rounds} round{'s' * (settings.rounds != 1)}"
+
+
+def cell(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(result, settings):
+    load_line = f"== {result['load']}: {result['title']}"
+    if result.get("rate"):
+        load_line += f", {result['rate']:,} msgs/s offered to every server"
+    print(load_line)
+    if not result["servers"]:
+        print("   not measured (see below)\n")
+        return
+    idle = result["load"].startswith("idle")
+    if idle:
+        columns = [("bytes_per_conn", "RSS B/idle conn", ",.0f")]
+        print(f"   {settings.idle:,} connections, {rounds_text(settings)}; "
+              f"server on CPU {SERVER_CPU}, clients on CPU {LOAD_CPU}")
+    else:
+        columns = [("msgs_per_s", "msgs/s", ",.0f"), ("cpu_us", "CPU-us/reply", ".2f"),
+                   ("rss_mib", "peak RSS MiB", ".1f"), ("p99_us", "p99 us", ",.0f")]
+        print(f"   {rounds_text(settings)} of {settings.duration} after {settings.warmup} warm-up; "
+              f"server on CPU {SERVER_CPU}, sockit bench on CPU {LOAD_CPU}")
+    rows = summarize(result, [key for key, _, _ in columns])
+    width = max(len(row["server"]) for row in rows) + 7
+    header = f"{'server':{width}}" + "".join(f" {title:>{max(len(title), 9)}} {'x base':>6}"
+                                             for _, title, _ in columns) + f" {'errors':>7}"
+    print(header)
+    for i, row in enumerate(rows):
+        name = row["server"] + (" (base)" if i == 0 else "")
+        line = f"{name:{width}}"
+        if not row["runs"]:
+            print(f"{line} not measured: {row['failed'][0]}")
+            continue
+        for key, title, spec in columns:
+            line += f" {cell(row[key], spec):>{max(len(title), 9)}} {cell(row[key + '_ratio'], '.2f'):>6}"
+        line += f" {row['errors']:>7,}"
+        if row["failed"]:
+            line += f"  ({len(row['failed'])} failed: {row['failed'][0]})"
+        print(line)
+    for name, note in result.get("notes", {}).items():
+        print(f"   {name}: {note}")
+    print()
+
+
+# ---------------------------------------------------------------------------
+
+
+def parse_args(all_loads):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = [load.name for load in all_loads]
+    parser.add_argument("--loads", help=f"comma-separated, or 'all' (default: all but idle-19000): {','.join(names)}")
+    parser.add_argument("--rounds", type=int, help="A B A B ... rounds (default 3; --quick 1)")
+    parser.add_argument("--duration", help="measured time per run (default 5s; --quick 1s)")
+    parser.add_argument("--warmup", help="unmeasured load before each run (default 1s; --quick 500ms)")
+    parser.add_argument("--rate", type=int, help="offered msgs/s of the open-loop load tcp-echo-1000 "
+                        f"(default: {OPEN_LOOP_SHARE:.0%} of the base's closed-loop msgs/s there)")
+    parser.add_argument("--idle", type=int, default=IDLE_CONNECTIONS, help="connections of idle-19000")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s per server")
+    parser.add_argument("--json", metavar="FILE", help="also save every run's raw figures here")
+    parser.add_argument("--list", action="store_true", help="print the loads and their servers, and exit")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.duration = args.duration or ("1s" if args.quick else "5s")
+    args.warmup = args.warmup or ("500ms" if args.quick else "1s")
+    if args.loads in (None, "all"):
+        args.loads = [n for n in names if args.loads == "all" or not n.startswith("idle")]
+    else:
+        args.loads = args.loads.split(",")
+        unknown = [n for n in args.loads if n not in names]
+        if unknown:
+            parser.error(f"unknown loads {', '.join(unknown)}; known: {', '.join(names)}")
+    return args
+
+
+def raise_descriptor_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--duration", default="5s")
-    parser.add_argument("--conns", type=int, default=50)
-    parser.add_argument("--pipeline", type=int, default=1)
-    args = parser.parse_args()
-    framing = ["--framing", "line"] if args.pipeline > 1 else []
-    servers = [
-        ("tokio echo (baseline, multi-thread)", ["target/release/tokio_echo", "127.0.0.1:{port}"]),
-        ("tokio echo (current-thread)", ["target/release/tokio_echo", "127.0.0.1:{port}", "--current-thread"]),
-        ("sockit serve --service echo", ["target/release/sockit", "serve", "tcp://127.0.0.1:{port}",
-                                         "--service", "echo", "-q", *framing]),
-    ]
-    rounds = []
-    for _ in range(args.rounds):
-        rounds.append([measure(name, command, args) for name, command in servers])
-    base = 0
-    print(f"TCP echo, {args.conns} connections x {args.pipeline} in flight, 64 B, "
-          f"{args.duration} per run, {args.rounds} rounds; server on CPU 0, sockit bench on CPU 1")
-    print(f"{'server':40} {'msgs/s':>10} {'x base':>7} {'CPU-us/reply':>13} {'x base':>7} "
-          f"{'p99 us':>8} {'errors':>6}")
-    for i, (name, _) in enumerate(servers):
-        runs = [r[i] for r in rounds]
-        med = lambda key: statistics.median(run[key] for run in runs)
-        ratio = lambda key: statistics.median(r[i][key] / r[base][key] for r in rounds)
-        print(f"{name:40} {med('msgs_per_s'):10.0f} {ratio('msgs_per_s'):7.2f} {med('cpu_us'):13.2f} "
-              f"{ratio('cpu_us'):7.2f} {med('p99_us'):8.0f} {sum(r['errors'] for r in runs):6}")
+    all_loads = loads()
+    settings = parse_args(all_loads)
+    if settings.list:
+        for load in all_loads:
+            print(f"{load.name}: {load.title}")
+            for i, server in enumerate(load.servers):
+                print(f"    {server.name}{' (base)' if i == 0 else ''}")
+        return
+    if len(os.sched_getaffinity(0)) < 2 or not {SERVER_CPU, LOAD_CPU} <= os.sched_getaffinity(0):
+        sys.exit(f"needs CPUs {SERVER_CPU} and {LOAD_CPU}: the server and the load never share a core")
+    # The harness's own sampling stays off the server's core.
+    os.sched_setaffinity(0, {LOAD_CPU})
+    if not os.path.exists(os.path.join(ROOT, SOCKIT)):
+        sys.exit(f"{SOCKIT} not built: {BUILD}")
+    descriptors = raise_descriptor_limit()
+    not_measured, results = [], []
+    for load in (l for l in all_loads if l.name in settings.loads):
+        if load.idle and descriptors < settings.idle + 1000:
+            not_measured.append({"load": load.name, "server": "all", "why": f"ulimit -n is {descriptors}",
+                                 "hint": f"raise it: ulimit -n {settings.idle + 1000}"})
+            continue
+        results.append(run_load(load, settings, not_measured))
+    for result in results:
+        print_table(result, settings)
+    print("RSS is the peak of the sum of VmRSS over the server's processes, sampled every "
+          f"{RSS_EVERY_S} s during the run (forking servers: their whole process tree).")
+    print("CPU-us/reply: utime+stime of the server's process tree (and of its reaped children) "
+          "over the run, warm-up included, per reply.")
+    if not_measured:
+        print("\nNot measured:")
+        seen = set()
+        for item in not_measured:
+            key = (item["server"], item["why"])
+            if key not in seen:
+                seen.add(key)
+                loads_of = sorted({i["load"] for i in not_measured if (i["server"], i["why"]) == key})
+                print(f"  {item['server']} ({', '.join(loads_of)}): {item['why']}; {item['hint']}")
+    if settings.json:
+        with open(settings.json, "w") as out:
+            json.dump({"settings": {k: v for k, v in vars(settings).items() if k != "json"},
+                       "results": results, "not_measured": not_measured}, out, indent=1)
 
 
 if __name__ == "__main__":

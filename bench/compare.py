@@ -395,8 +395,8 @@ def measure(load, server, settings, rate=None):
             except ValueError:
                 tail = err.read().decode(errors="replace").strip()[-300:]
                 return dict(run, failed=f"sockit bench exited {bench.returncode}: {tail}")
-        # The warm-up's replies cost CPU too: count them at the measured rate.
-        replies = report["replies"] + report["msgs_per_s"] * report["warmup_s"]
+        # The warm-up's replies cost the server CPU too.
+        replies = report["replies"] + report["warmup_replies"]
         return dict(run, msgs_per_s=report["msgs_per_s"],
                     cpu_us=(cpu_after - cpu_before) * 1e6 / replies if replies else None,
                     rss_mib=peak_rss / 2**20, p99_us=report["latency_us"]["p99"],

@@ -333,6 +333,36 @@ fn a_fixed_rate_sends_on_schedule() {
     assert!((0.99..5.0).contains(&measured), "{report}");
 }
 
+/// At a fixed rate the warmup's requests are known in advance: 200 a second
+/// for 0.5 s is 100 warmup replies, counted apart from the 100 measured.
+#[test]
+fn warmup_replies_are_counted_apart() {
+    let server = Server::start(&["tcp://127.0.0.1:0", "--service", "echo"]);
+    let (code, report, stderr) = bench_json(&[
+        &server.endpoints[0],
+        "--service",
+        "echo",
+        "-c",
+        "4",
+        "-d",
+        "500ms",
+        "--warmup",
+        "500ms",
+        "--rate",
+        "200",
+    ]);
+    assert_eq!(code, Some(0), "{report}; stderr {stderr:?}");
+    assert_eq!(
+        (
+            report["requests"].as_u64(),
+            report["replies"].as_u64(),
+            report["warmup_replies"].as_u64()
+        ),
+        (Some(100), Some(100), Some(100)),
+        "{report}"
+    );
+}
+
 #[test]
 fn the_plot_is_an_svg_percentile_plot_and_progress_goes_to_stderr() {
     let server = Server::start(&["udp://127.0.0.1:0"]);

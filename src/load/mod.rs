@@ -55,6 +55,7 @@
 //!   "duration_s": 5.0003,       // the measured time: after the warmup, to the last reply
 //!   "requests": 6000000,        // measured requests sent (open loop: due)
 //!   "replies": 6000000,         // correct replies to them
+//!   "warmup_replies": 1190000,  // correct replies to warmup requests (not measured)
 //!   "errors": { "total": 0, "wrong": 0, "missing": 0, "timeouts": 0,
 //!               "connections": {} },  // failed connections by io::ErrorKind: { "ConnectionReset": 2 }
 //!   "msgs_per_s": 1199928.0,    // correct replies a second

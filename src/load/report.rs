@@ -193,6 +193,7 @@ impl Report {
             duration_s: self.elapsed.as_secs_f64(),
             requests: tally.requests,
             replies: tally.replies,
+            warmup_replies: tally.warmup_replies,
             errors: JsonErrors {
                 total: tally.errors(),
                 wrong: tally.wrong,
@@ -253,6 +254,7 @@ struct Json {
     duration_s: f64,
     requests: u64,
     replies: u64,
+    warmup_replies: u64,
     errors: JsonErrors,
     msgs_per_s: f64,
     bytes_sent: u64,
@@ -614,6 +616,7 @@ mod tests {
     fn json_has_the_documented_fields() {
         let mut tally = clean_tally();
         tally.connection_error(std::io::ErrorKind::ConnectionRefused);
+        tally.warmup_replies = 321;
         let json: serde_json::Value = serde_json::from_str(&report(tally, None).to_json()).unwrap();
         assert_eq!(json["endpoint"], "tcp://127.0.0.1:7000");
         assert_eq!(json["service"], "echo");
@@ -635,6 +638,7 @@ mod tests {
             (json["requests"].as_u64(), json["replies"].as_u64()),
             (Some(1000), Some(1000))
         );
+        assert_eq!(json["warmup_replies"].as_u64(), Some(321));
         assert_eq!(
             json["errors"],
             serde_json::json!({"total": 1, "wrong": 0, "missing": 0, "timeouts": 0,
@@ -655,7 +659,7 @@ mod tests {
         assert_eq!(latency["max"].as_f64(), Some(1000.447));
         assert_eq!(
             json.as_object().unwrap().len(),
-            20,
+            21,
             "no field more or less than documented"
         );
     }

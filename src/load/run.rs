@@ -234,6 +234,8 @@ impl Shared {
             if right {
                 tally.reply(now.saturating_duration_since(sent.since));
             }
+        } else if right {
+            tally.warmup_replies += 1;
         }
         if !right {
             tally.wrong += 1;

@@ -20,6 +20,9 @@ pub struct Tally {
     pub requests: u64,
     /// Correct replies: byte for byte what the request was owed.
     pub replies: u64,
+    /// Correct replies to warmup requests (not in `replies`): with
+    /// `replies`, what the server answered in all.
+    pub warmup_replies: u64,
     /// Replies that came but were not what any request was owed: corrupt,
     /// too long or short, for another request, duplicated, or too late.
     pub wrong: u64,
@@ -43,6 +46,7 @@ impl Default for Tally {
         Tally {
             requests: 0,
             replies: 0,
+            warmup_replies: 0,
             wrong: 0,
             missing: 0,
             timeouts: 0,

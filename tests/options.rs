@@ -61,6 +61,14 @@ fn receive_and_send_buffers_on_tcp_udp_and_unix_listeners() {
 }
 
 #[test]
+fn buffer_sizes_take_k_and_m() {
+    let server = Server::start(&["udp://127.0.0.1:0", "--rcvbuf", "64K", "--sndbuf", "1M"]);
+    let words = listening_options(&server, 0);
+    assert_has(&words, "SO_RCVBUF=131072");
+    assert_has(&words, "SO_SNDBUF=2097152");
+}
+
+#[test]
 fn ttl_on_ipv4_and_hops_on_ipv6() {
     assert_eq!(fresh(Domain::IPV4, Type::DGRAM).ttl_v4().unwrap(), 64);
     let server = Server::start(&["udp://127.0.0.1:0", "tcp://[::1]:0", "--ttl", "9"]);

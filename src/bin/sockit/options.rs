@@ -31,11 +31,11 @@ pub struct SocketFlags {
     /// TCP keepalive: probe a connection idle this long (e.g. 30s).
     #[arg(long, value_name = "IDLE", value_parser = parse_duration)]
     keepalive: Option<Duration>,
-    /// SO_RCVBUF in bytes (Linux reports double).
-    #[arg(long, value_name = "BYTES")]
+    /// SO_RCVBUF in bytes, or with K, M or G (e.g. 4M; Linux reports double).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     rcvbuf: Option<usize>,
-    /// SO_SNDBUF in bytes (Linux reports double).
-    #[arg(long, value_name = "BYTES")]
+    /// SO_SNDBUF in bytes, or with K, M or G (e.g. 4M; Linux reports double).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     sndbuf: Option<usize>,
     /// IP_TTL, or IPV6_UNICAST_HOPS on IPv6.
     #[arg(long, value_name = "HOPS", value_parser = clap::value_parser!(u32).range(1..=255))]
@@ -89,5 +89,49 @@ pub fn with_multicast(mut options: SocketOptions, groups: &[IpAddr]) -> SocketOp
 pub fn warn_unused(options: &SocketOptions, endpoint: &Endpoint) {
     for option in options.not_applying_to(endpoint) {
         warn!("--{option} does not apply to {endpoint}; ignored there");
+    }
+}
+
+/// Parses a size in bytes: `65536`, or with a binary multiple `64K`, `4M`,
+/// `1G` (also written `64KiB`, `64k`).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let invalid = || format!("{text:?} is not a size such as 4096, 64K or 4M");
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    let number: usize = digits.parse().map_err(|_| invalid())?;
+    let shift = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(invalid()),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_take_binary_multiples() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(65_536));
+        assert_eq!(parse_bytes("64KiB"), Ok(65_536));
+        assert_eq!(parse_bytes("4m"), Ok(4 << 20));
+        assert_eq!(parse_bytes("1 G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        for bad in ["", "K", "4X", "-1", "1.5M", "99999999999999999999G"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_bytes("4X"),
+            Err("\"4X\" is not a size such as 4096, 64K or 4M".to_owned())
+        );
     }
 }

@@ -47,10 +47,9 @@ pub struct Args {
           value_parser = parse_count)]
     max_connections: usize,
 
-    /// The longest message in bytes; a longer one gets an error and its connection is
-    /// closed (a longer datagram is dropped).
-    #[arg(long, value_name = "BYTES", default_value_t = sockit::framing::DEFAULT_MAX_MESSAGE,
-          value_parser = parse_count)]
+    /// The longest message in bytes (or with K, M: 64K); a longer one gets an error and
+    /// its connection is closed (a longer datagram is dropped).
+    #[arg(long, value_name = "BYTES", default_value = "64K", value_parser = parse_message_size)]
     max_message: usize,
 
     /// How long to let open connections finish after SIGINT/SIGTERM (e.g. 10s, 500ms).
@@ -85,6 +84,14 @@ fn parse_count(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(count) => Ok(count),
         Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// Parses a message size: at least one byte.
+fn parse_message_size(text: &str) -> Result<usize, String> {
+    match options::parse_bytes(text)? {
+        0 => Err("must be at least 1".to_owned()),
+        bytes => Ok(bytes),
     }
 }
 

@@ -23,7 +23,7 @@ pub(crate) enum DatagramSocket {
 
 impl DatagramSocket {
     /// Receives one datagram and who sent it.
-    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+    pub(crate) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
         match self {
             DatagramSocket::Udp(socket) => {
                 let (len, from) = socket.recv_from(buf).await?;
@@ -42,7 +42,7 @@ impl DatagramSocket {
     }
 
     /// Sends one datagram back to `peer`.
-    async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
+    pub(crate) async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
         match (self, peer) {
             (DatagramSocket::Udp(socket), Peer::Ip(addr)) => socket.send_to(reply, addr).await.map(drop),
             (DatagramSocket::Unix(socket), Peer::Unix { addr: Some(addr), .. }) => {
@@ -126,7 +126,7 @@ pub(crate) async fn serve<S: Service>(
 
 /// Logs a failed receive; waits a moment on errors that may repeat, so the
 /// loop never spins.
-async fn receive_failed(local: &Endpoint, error: &io::Error) {
+pub(crate) async fn receive_failed(local: &Endpoint, error: &io::Error) {
     match error.kind() {
         // An earlier reply's ICMP error, reported late: only that peer is gone.
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {

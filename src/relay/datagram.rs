@@ -219,10 +219,15 @@ impl Session {
                         let datagram = Bytes::copy_from_slice(&reply[..len]);
                         self.to_client.admit(datagram, last_heard, &counters.to_client, &self.peer);
                     }
-                    Err(error) => {
-                        // A datagram sent earlier was refused (nothing listens there).
+                    // A datagram sent earlier was refused: nothing listens there.
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
                         debug!(peer = %self.peer, target = %self.shared.target, %error, "the target refused a datagram");
                         count(&counters.to_target.failed);
+                    }
+                    // Anything else may repeat: never spin on it.
+                    Err(error) => {
+                        warn!(peer = %self.peer, target = %self.shared.target, %error, "receive from the target failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
                 () = tokio::time::sleep_until(wake) => {

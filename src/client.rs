@@ -375,25 +375,13 @@ impl DatagramClient {
             endpoint: endpoint.clone(),
             source,
         };
-        let link = match endpoint {
-            Endpoint::Udp(_) => {
-                let addrs = net::resolve(endpoint).await?;
-                DatagramLink::Udp(udp::connect(&addrs, options).await.map_err(connect_error)?)
-            }
-            Endpoint::UnixDatagram(addr) => {
-                let (socket, file) = unix_datagram::connect(addr, options).map_err(connect_error)?;
-                DatagramLink::Unix {
-                    socket,
-                    _own_file: file,
-                }
-            }
-            _ => {
-                return Err(connect_error(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "a connection endpoint is not a datagram endpoint: use StreamClient",
-                )));
-            }
+        let addrs = match endpoint {
+            Endpoint::Udp(_) => net::resolve(endpoint).await?,
+            _ => Vec::new(),
         };
+        let link = DatagramLink::connect(endpoint, &addrs, options)
+            .await
+            .map_err(connect_error)?;
         Ok(DatagramClient {
             link,
             endpoint: endpoint.clone(),
@@ -444,9 +432,10 @@ impl AsFd for DatagramClient {
     }
 }
 
-/// How a [`DatagramClient`] is connected.
+/// A datagram socket that talks to one endpoint: how a [`DatagramClient`]
+/// is connected, and a relay to its target.
 #[derive(Debug)]
-enum DatagramLink {
+pub(crate) enum DatagramLink {
     Udp(UdpSocket),
     Unix {
         socket: UnixDatagram,
@@ -456,14 +445,37 @@ enum DatagramLink {
 }
 
 impl DatagramLink {
-    async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
+    /// A socket connected to the datagram `endpoint`, whose host (for UDP)
+    /// resolved to `addrs`.
+    pub(crate) async fn connect(
+        endpoint: &Endpoint,
+        addrs: &[std::net::SocketAddr],
+        options: &SocketOptions,
+    ) -> io::Result<Self> {
+        match endpoint {
+            Endpoint::Udp(_) => Ok(DatagramLink::Udp(udp::connect(addrs, options).await?)),
+            Endpoint::UnixDatagram(addr) => {
+                let (socket, file) = unix_datagram::connect(addr, options)?;
+                Ok(DatagramLink::Unix {
+                    socket,
+                    _own_file: file,
+                })
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a connection endpoint is not a datagram endpoint: use StreamClient",
+            )),
+        }
+    }
+
+    pub(crate) async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
         match self {
             DatagramLink::Udp(socket) => socket.send(datagram).await,
             DatagramLink::Unix { socket, .. } => socket.send(datagram).await,
         }
     }
 
-    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             DatagramLink::Udp(socket) => socket.recv(buf).await,
             DatagramLink::Unix { socket, .. } => socket.recv(buf).await,

@@ -10,9 +10,10 @@ use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, warn};
 
+use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
 use crate::net::batch::{Address, Datagram, Inbox, Outbox};
-use crate::net::udp;
+use crate::net::{udp, unix_datagram};
 use crate::service::{Replies, Service};
 use crate::{Endpoint, Escaped, Peer};
 
@@ -30,6 +31,40 @@ impl DatagramSocket {
         match self {
             DatagramSocket::Udp(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
             DatagramSocket::Unix(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
+        }
+    }
+
+    /// Receives one datagram and who sent it.
+    pub(crate) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
+        match self {
+            DatagramSocket::Udp(socket) => {
+                let (len, from) = socket.recv_from(buf).await?;
+                Ok((len, Peer::from(from)))
+            }
+            DatagramSocket::Unix(socket) => {
+                let (len, from) = socket.recv_from(buf).await?;
+                let addr = match (from.as_pathname(), from.as_abstract_name()) {
+                    (Some(path), _) => Some(UnixAddr::Path(path.to_owned())),
+                    (None, Some(name)) => Some(UnixAddr::Abstract(name.to_vec())),
+                    (None, None) => None,
+                };
+                Ok((len, Peer::Unix { addr, cred: None }))
+            }
+        }
+    }
+
+    /// Sends one datagram back to `peer`.
+    pub(crate) async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
+        match (self, peer) {
+            (DatagramSocket::Udp(socket), Peer::Ip(addr)) => socket.send_to(reply, addr).await.map(drop),
+            (DatagramSocket::Unix(socket), Peer::Unix { addr: Some(addr), .. }) => {
+                unix_datagram::send_to(socket, reply, addr).await.map(drop)
+            }
+            (DatagramSocket::Unix(_), Peer::Unix { addr: None, .. }) => Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the sender has no address to reply to (it did not bind its socket)",
+            )),
+            _ => unreachable!("a socket only hears peers of its own family"),
         }
     }
 
@@ -183,7 +218,7 @@ fn answer<S: Service, A: Address>(
 
 /// Logs a failed receive; waits a moment on errors that may repeat, so the
 /// loop never spins.
-async fn receive_failed(local: &Endpoint, error: &io::Error) {
+pub(crate) async fn receive_failed(local: &Endpoint, error: &io::Error) {
     match error.kind() {
         // An earlier reply's ICMP error, reported late: only that peer is gone.
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {

@@ -63,6 +63,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The two endpoints cannot be relayed to each other (a stream and datagrams).
+    #[error("cannot relay {listen} to {target}: {reason}")]
+    Relay {
+        /// The endpoint the relay would listen on.
+        listen: Endpoint,
+        /// The endpoint it would relay to.
+        target: Endpoint,
+        /// Why not.
+        reason: &'static str,
+    },
     /// The peer sent bytes that are not a message in the framing in use.
     #[error("{endpoint} sent a bad message")]
     Frame {

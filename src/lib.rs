@@ -36,6 +36,7 @@
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram) |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
+//! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
 //! | [`load`] | the load generator of `sockit bench`: pure messages, schedule, statistics and reports; connections on one event loop |
 //! | [`escape`] | bytes shown safely in logs |
 //!
@@ -55,6 +56,7 @@ pub mod icmp;
 pub mod load;
 pub mod net;
 mod packet;
+pub mod relay;
 pub mod server;
 pub mod service;
 
@@ -63,6 +65,7 @@ pub use endpoint::{Credentials, Endpoint, EndpointError, Peer, Transport, UnixAd
 pub use error::Error;
 pub use escape::Escaped;
 pub use framing::Framing;
+pub use relay::Relay;
 pub use server::{Listener, Server};
 pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};
 

@@ -35,7 +35,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shortest and longest pause after an accept error that may repeat
 /// (out of descriptors, out of memory).
-const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+pub(crate) const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 /// A service with its limits, ready to be bound to endpoints: the seed's
 /// "SocketServer", done properly.
@@ -173,52 +173,11 @@ impl<S: Service> Server<S> {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn bind(&self, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
-        let bind_error = |source| Error::Bind {
-            endpoint: endpoint.clone(),
-            source,
-        };
-        let mut socket_file = None;
-        let (socket, local) = match endpoint {
-            Endpoint::Tcp(_) => {
-                let addrs = net::resolve(endpoint).await?;
-                let listener = net::first_success(&addrs, |addr| async move {
-                    tcp::listen(addr, self.backlog, &self.options)
-                })
-                .await
-                .map_err(bind_error)?;
-                let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
-                (Socket::Stream(StreamListener::Tcp(listener)), local)
-            }
-            Endpoint::Udp(_) => {
-                let addrs = net::resolve(endpoint).await?;
-                let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr, &self.options) })
-                    .await
-                    .map_err(bind_error)?;
-                let local = Endpoint::udp(socket.local_addr().map_err(bind_error)?);
-                (Socket::Datagram(DatagramSocket::Udp(socket)), local)
-            }
-            Endpoint::Unix(addr) => {
-                let (listener, file) =
-                    unix::listen(addr, self.backlog, self.unix_mode, &self.options).map_err(bind_error)?;
-                socket_file = file;
-                (Socket::Stream(StreamListener::Unix(listener)), endpoint.clone())
-            }
-            Endpoint::UnixDatagram(addr) => {
-                let (socket, file) =
-                    unix_datagram::bind(addr, self.unix_mode, &self.options).map_err(bind_error)?;
-                socket_file = file;
-                (Socket::Datagram(DatagramSocket::Unix(socket)), endpoint.clone())
-            }
-            Endpoint::Seqpacket(addr) => {
-                let (listener, file) = seqpacket::listen(addr, self.backlog, self.unix_mode, &self.options)
-                    .map_err(bind_error)?;
-                socket_file = file;
-                (
-                    Socket::Stream(StreamListener::Seqpacket(listener)),
-                    endpoint.clone(),
-                )
-            }
-        };
+        let Bound {
+            socket,
+            local,
+            socket_file,
+        } = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
         Ok(Listener {
             socket,
             local,
@@ -236,23 +195,93 @@ impl<S: Service> Server<S> {
     }
 }
 
+/// A socket bound to an endpoint, ready to accept or receive.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub socket: Socket,
+    /// The endpoint actually bound (with the port the system chose for port 0).
+    pub local: Endpoint,
+    /// The Unix socket file, removed when dropped.
+    pub socket_file: Option<SocketFile>,
+}
+
+impl Bound {
+    /// Binds `endpoint` with `options`: listens on a stream endpoint with
+    /// `backlog`, gives a new Unix socket file `unix_mode`.
+    pub(crate) async fn bind(
+        endpoint: &Endpoint,
+        backlog: u32,
+        unix_mode: Option<u32>,
+        options: &SocketOptions,
+    ) -> Result<Bound, Error> {
+        let bind_error = |source| Error::Bind {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let mut socket_file = None;
+        let (socket, local) = match endpoint {
+            Endpoint::Tcp(_) => {
+                let addrs = net::resolve(endpoint).await?;
+                let listener =
+                    net::first_success(&addrs, |addr| async move { tcp::listen(addr, backlog, options) })
+                        .await
+                        .map_err(bind_error)?;
+                let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
+                (Socket::Stream(StreamListener::Tcp(listener)), local)
+            }
+            Endpoint::Udp(_) => {
+                let addrs = net::resolve(endpoint).await?;
+                let socket = net::first_success(&addrs, |addr| async move { udp::bind(addr, options) })
+                    .await
+                    .map_err(bind_error)?;
+                let local = Endpoint::udp(socket.local_addr().map_err(bind_error)?);
+                (Socket::Datagram(DatagramSocket::Udp(socket)), local)
+            }
+            Endpoint::Unix(addr) => {
+                let (listener, file) = unix::listen(addr, backlog, unix_mode, options).map_err(bind_error)?;
+                socket_file = file;
+                (Socket::Stream(StreamListener::Unix(listener)), endpoint.clone())
+            }
+            Endpoint::UnixDatagram(addr) => {
+                let (socket, file) = unix_datagram::bind(addr, unix_mode, options).map_err(bind_error)?;
+                socket_file = file;
+                (Socket::Datagram(DatagramSocket::Unix(socket)), endpoint.clone())
+            }
+            Endpoint::Seqpacket(addr) => {
+                let (listener, file) =
+                    seqpacket::listen(addr, backlog, unix_mode, options).map_err(bind_error)?;
+                socket_file = file;
+                (
+                    Socket::Stream(StreamListener::Seqpacket(listener)),
+                    endpoint.clone(),
+                )
+            }
+        };
+        Ok(Bound {
+            socket,
+            local,
+            socket_file,
+        })
+    }
+}
+
 /// A bound socket of any kind.
 #[derive(Debug)]
-enum Socket {
+pub(crate) enum Socket {
     Stream(StreamListener),
     Datagram(DatagramSocket),
 }
 
 /// A listening socket of a connection-oriented kind.
 #[derive(Debug)]
-enum StreamListener {
+pub(crate) enum StreamListener {
     Tcp(TcpListener),
     Unix(UnixListener),
     Seqpacket(UnixSeqpacketListener),
 }
 
 /// An accepted connection of any kind.
-enum Connection {
+pub(crate) enum Connection {
     Tcp(TcpStream),
     Unix(UnixStream),
     Seqpacket(UnixSeqpacket),
@@ -261,7 +290,7 @@ enum Connection {
 impl StreamListener {
     /// Accepts one connection, applies the connection's socket options, and
     /// says who the peer is.
-    async fn accept(&mut self, options: &SocketOptions) -> io::Result<(Connection, Peer)> {
+    pub(crate) async fn accept(&mut self, options: &SocketOptions) -> io::Result<(Connection, Peer)> {
         let (connection, peer) = match self {
             StreamListener::Tcp(listener) => {
                 let (stream, addr) = listener.accept().await?;
@@ -511,7 +540,7 @@ impl<S: Service> Accepting<'_, S> {
 }
 
 /// Accept errors that concern one peer only and say nothing of the listener.
-fn is_one_peers_error(error: &std::io::Error) -> bool {
+pub(crate) fn is_one_peers_error(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
     matches!(
         error.kind(),

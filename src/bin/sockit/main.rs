@@ -5,6 +5,7 @@ mod connect;
 mod logging;
 mod options;
 mod ping;
+mod relay;
 mod serve;
 
 use std::io;
@@ -25,7 +26,8 @@ use clap::{CommandFactory, Parser, Subcommand};
         sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
         sockit connect udp://127.0.0.1:9000 client1 client2\n  \
         sockit bench 127.0.0.1:8000 -d 5s    load: msgs/s, errors, latency percentiles\n  \
-        sockit ping 127.0.0.1 -c 3           ICMP echo, as iputils ping does"
+        sockit ping 127.0.0.1 -c 3           ICMP echo, as iputils ping does\n  \
+        sockit relay udp://127.0.0.1:9001 udp://127.0.0.1:9000 --drop 0.1 --seed 1   lossy UDP"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +43,7 @@ enum Command {
     Connect(connect::Args),
     Bench(bench::Args),
     Ping(ping::Args),
+    Relay(relay::Args),
 }
 
 /// The runtime every subcommand runs on: a single thread when the process
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,
+            Command::Relay(args) => relay::run(args).await,
         }
     });
     // Do not wait for tasks still blocked on stdin.
@@ -126,9 +130,16 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     let subcommand = std::env::args()
         .skip(1)
         .find(|arg| Cli::command().find_subcommand(arg).is_some());
-    let help = match subcommand {
-        Some(subcommand) => format!("sockit {subcommand} --help"),
-        None => "sockit --help".to_owned(),
+    usage(what, subcommand.as_deref().unwrap_or_default())
+}
+
+/// Says on one line that the command line is wrong (`what`), and where to
+/// read how to write it; exit status 2.
+pub fn usage(what: &str, subcommand: &str) -> ExitCode {
+    let help = if subcommand.is_empty() {
+        "sockit --help".to_owned()
+    } else {
+        format!("sockit {subcommand} --help")
     };
     eprintln!("sockit: error: {what} (see '{help}')");
     ExitCode::from(2)

@@ -1,0 +1,179 @@
+//! `sockit relay`: forward one endpoint to another, injecting seeded faults,
+//! until SIGINT or SIGTERM; then log what was done, on one line.
+
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use sockit::relay::{Directions, Faults, Probability, Relay};
+use sockit::server::DEFAULT_MAX_CONNECTIONS;
+use sockit::{Endpoint, Error, Transport};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::options::{self, SocketFlags};
+use crate::serve::parse_duration;
+
+/// Forward LISTEN to TARGET, as socat does, injecting faults on the way.
+///
+/// Streams (tcp, unix) relay to streams and datagrams (udp, unix-dgram) to
+/// datagrams, in any pairing of families; a stream is not relayed to
+/// datagrams, nor seqpacket at all. Each stream client gets a connection of
+/// its own to TARGET; an end of stream is passed on as a half-close. Each
+/// datagram client address gets a socket of its own to TARGET, so replies
+/// go back to it.
+///
+/// Faults are drawn from --seed (random unless given, and logged at
+/// startup), so a run can be repeated exactly. On SIGINT/SIGTERM the relay
+/// stops and logs a one-line summary: connections, sessions, resets, and
+/// for each direction (to_target, to_client) the messages received,
+/// dropped, duplicated, reordered, delayed, forwarded and failed, and bytes.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    Serve a Unix socket's clients on TCP:\n    \
+    sockit relay tcp://127.0.0.1:8000 unix:/tmp/app.sock\n  \
+    Lossy, late, reordered UDP, the same on every run:\n    \
+    sockit relay udp://127.0.0.1:9001 udp://127.0.0.1:9000 \\\n        \
+    --drop 0.1 --reorder 0.05 --delay 5ms --jitter 2ms --seed 1\n  \
+    A slow drip, byte by byte:\n    \
+    sockit relay tcp://127.0.0.1:8001 127.0.0.1:8000 --slice 1 --delay 1ms\n  \
+    A reset once 100 bytes have gone one way:\n    \
+    sockit relay tcp://127.0.0.1:8001 127.0.0.1:8000 --reset-after 100")]
+pub struct Args {
+    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH or
+    /// unix-dgram:PATH (PATH may be @NAME, a Linux abstract name).
+    #[arg(value_name = "LISTEN_ENDPOINT")]
+    listen: Endpoint,
+
+    /// Where to forward to, of the same kind (stream or datagram).
+    #[arg(value_name = "TARGET_ENDPOINT")]
+    target: Endpoint,
+
+    /// The seed of every random choice; the same seed and traffic give the same faults.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// Datagrams: drop each with probability P (0 to 1, or a percentage such as 10%).
+    #[arg(long = "drop", value_name = "P", default_value = "0", help_heading = "Faults")]
+    drop_p: Probability,
+
+    /// Datagrams: send each twice with probability P.
+    #[arg(long, value_name = "P", default_value = "0", help_heading = "Faults")]
+    duplicate: Probability,
+
+    /// Datagrams: hold each back with probability P, and send it right after the next one
+    /// (or after 100ms if none follows).
+    #[arg(long, value_name = "P", default_value = "0", help_heading = "Faults")]
+    reorder: Probability,
+
+    /// Datagrams and stream pieces: wait this long before sending each (e.g. 5ms). A stream
+    /// is paced by it: each piece waits in turn.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration,
+          help_heading = "Faults")]
+    delay: Duration,
+
+    /// Vary each delay by up to this much either way, uniformly (never below zero).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration,
+          help_heading = "Faults")]
+    jitter: Duration,
+
+    /// Streams: forward in pieces of at most N bytes, one write each.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    slice: Option<NonZeroUsize>,
+
+    /// Streams: once BYTES have been forwarded in one direction, reset both sides
+    /// (TCP: RST, by SO_LINGER 0; a Unix stream peer sees an end of stream).
+    #[arg(long, value_name = "BYTES", help_heading = "Faults")]
+    reset_after: Option<u64>,
+
+    /// Which way faults apply: both, to-target (what clients send) or to-client (what the
+    /// target sends back).
+    #[arg(long, value_name = "WAY", default_value = "both", help_heading = "Faults")]
+    direction: Directions,
+
+    /// Datagrams: end a client's session after this long without traffic.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    idle_timeout: Duration,
+
+    /// How long to wait for TARGET to accept a relayed stream connection.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// The most connections (or datagram sessions) relayed at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    #[command(flatten)]
+    socket: SocketFlags,
+}
+
+/// Parses a duration that must be more than zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err("must be more than zero".to_owned()),
+        duration => Ok(duration),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
+    let mut faults = Faults::new(seed)
+        .drop(args.drop_p)
+        .duplicate(args.duplicate)
+        .reorder(args.reorder)
+        .delay(args.delay, args.jitter)
+        .directions(args.direction);
+    if let Some(slice) = args.slice {
+        faults = faults.slice(slice);
+    }
+    if let Some(bytes) = args.reset_after {
+        faults = faults.reset_after(bytes);
+    }
+    let options = args.socket.options();
+    let relay = Relay::new(args.target.clone())
+        .faults(faults.clone())
+        .options(options.clone())
+        .idle_timeout(args.idle_timeout)
+        .connect_timeout(args.connect_timeout)
+        .max_connections(args.max_connections);
+    let relay = match relay.bind(&args.listen).await {
+        Ok(relay) => relay,
+        Err(error @ Error::Relay { .. }) => return Ok(crate::usage(&error.to_string(), "relay")),
+        Err(error) => return Err(error.into()),
+    };
+    for endpoint in [&args.listen, &args.target] {
+        options::warn_unused(&options, endpoint);
+    }
+    let transport = args.listen.transport();
+    for fault in faults.not_applying_to(transport) {
+        let kind = if transport == Transport::Datagram {
+            "datagrams"
+        } else {
+            "streams"
+        };
+        warn!("--{fault} does not apply to {kind}; ignored");
+    }
+    // The seed is logged even with no faults, so every run says how to repeat it.
+    let details = if faults.any() {
+        faults.to_string()
+    } else {
+        format!("seed {seed}, no faults")
+    };
+    info!(
+        "relaying {} -> {} ({details})",
+        relay.local_endpoint(),
+        relay.target()
+    );
+
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let stop = async {
+        tokio::select! {
+            _ = interrupt.recv() => info!("SIGINT: stopping"),
+            _ = terminate.recv() => info!("SIGTERM: stopping"),
+        }
+    };
+    relay.run(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}

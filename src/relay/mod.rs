@@ -1,0 +1,453 @@
+//! The relay: forwards what arrives on one endpoint to another, as socat
+//! does, and injects seeded faults on the way (the engine of `sockit relay`).
+//!
+//! - [`faults`]: pure: the fault settings, and for a seed, the fate of each
+//!   datagram and the pieces of each stream;
+//! - `line`: pure: the delay line that holds datagrams back until they are due;
+//! - `stream`: streams to streams (TCP, Unix stream, in any pairing): a
+//!   connection to the target for each client, bytes copied both ways, a
+//!   half-close passed on;
+//! - `datagram`: datagrams to datagrams (UDP, Unix datagram, in any
+//!   pairing): a socket to the target for each client address (a session),
+//!   replies routed back to that client.
+//!
+//! A stream endpoint is not relayed to a datagram one, nor either to
+//! seqpacket: [`Relay::bind`] refuses them.
+
+mod datagram;
+pub mod faults;
+mod line;
+mod stream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tracing::info;
+
+pub use faults::{
+    DatagramPlan, Direction, Directions, Fate, FaultError, Faults, Probability, REORDER_HOLD, Step,
+    StreamPlan,
+};
+
+use crate::net::{self, SocketOptions};
+use crate::server::{Bound, DEFAULT_MAX_CONNECTIONS, Socket};
+use crate::{Endpoint, Error, Transport};
+
+/// How long a target may take to accept a relayed connection, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a datagram session lives without traffic, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A relay to a target endpoint, with the faults it injects, ready to be
+/// bound to the endpoint it listens on.
+///
+/// Streams (TCP, Unix stream) relay to streams: each client accepted gets a
+/// connection of its own to the target, bytes are copied both ways, and an
+/// end of stream from one side is passed on as a half-close (`shutdown`) to
+/// the other; the pair closes when both directions have ended. Datagrams
+/// (UDP, Unix datagram) relay to datagrams: each client address gets a
+/// socket of its own to the target (a session, closed after the idle
+/// timeout), so the target's replies go back to the client that asked.
+///
+/// # Examples
+///
+/// Relay a UDP port to a Unix datagram socket, dropping a tenth of the
+/// datagrams either way, until Ctrl-C:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), sockit::Error> {
+/// use sockit::relay::{Faults, Probability, Relay};
+///
+/// let faults = Faults::new(1).drop(Probability::new(0.1).unwrap());
+/// let relay = Relay::new("unix-dgram:/run/app.sock".parse()?)
+///     .faults(faults)
+///     .bind(&"udp://127.0.0.1:9001".parse()?)
+///     .await?;
+/// let stats = relay.run(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+/// println!("{} datagrams dropped", stats.to_target.dropped + stats.to_client.dropped);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Relay {
+    target: Endpoint,
+    faults: Faults,
+    options: SocketOptions,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+}
+
+impl Relay {
+    /// A relay to `target`, injecting no faults.
+    pub fn new(target: Endpoint) -> Self {
+        Relay {
+            target,
+            faults: Faults::new(0),
+            options: SocketOptions::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// The faults to inject, and their seed.
+    #[must_use]
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The socket options of the listening socket, of the connections and
+    /// sockets to the target, each where it applies.
+    #[must_use]
+    pub fn options(mut self, options: SocketOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How long a target may take to accept a relayed stream connection
+    /// (default 5 s); a client whose target connection fails is reset.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a datagram session lives without traffic either way
+    /// (default 60 s); the next datagram from its client opens a new one.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The most stream connections (or datagram sessions) relayed at once
+    /// (default 10,000). Past it, stream clients wait in the listen backlog
+    /// and datagrams from new clients are not forwarded.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Endpoint {
+        &self.target
+    }
+
+    /// Binds `listen`, ready to relay to the target. The target's host name
+    /// is resolved now; the target itself is reached only when a client comes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Relay`] when the two endpoints are not both streams or both
+    /// datagrams (or one is seqpacket), [`Error::Resolve`] when a host name
+    /// does not resolve, [`Error::Bind`] when `listen` cannot be bound.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn bind(&self, listen: &Endpoint) -> Result<BoundRelay, Error> {
+        let refuse = |reason| Error::Relay {
+            listen: listen.clone(),
+            target: self.target.clone(),
+            reason,
+        };
+        match (listen.transport(), self.target.transport()) {
+            (Transport::Stream, Transport::Stream) | (Transport::Datagram, Transport::Datagram) => {}
+            (Transport::Seqpacket, _) | (_, Transport::Seqpacket) => {
+                return Err(refuse("seqpacket endpoints are not relayed yet"));
+            }
+            _ => {
+                return Err(refuse(
+                    "one carries a stream and the other datagrams; relay streams (tcp, unix) to \
+                     streams and datagrams (udp, unix-dgram) to datagrams",
+                ));
+            }
+        }
+        let target_addrs = match self.target.host_port() {
+            Some(_) => net::resolve(&self.target).await?,
+            None => Vec::new(),
+        };
+        let bound = Bound::bind(listen, net::DEFAULT_BACKLOG, None, &self.options).await?;
+        Ok(BoundRelay {
+            bound,
+            shared: Arc::new(Shared {
+                target: self.target.clone(),
+                target_addrs,
+                faults: self.faults.clone(),
+                options: self.options.clone(),
+                connect_timeout: self.connect_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+                counters: Arc::new(Counters::default()),
+            }),
+        })
+    }
+}
+
+/// What the parts of a running relay share.
+#[derive(Debug)]
+struct Shared {
+    target: Endpoint,
+    /// The target's addresses, for a network target.
+    target_addrs: Vec<SocketAddr>,
+    faults: Faults,
+    options: SocketOptions,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    counters: Arc<Counters>,
+}
+
+/// A relay bound to the endpoint it listens on, ready to run.
+#[derive(Debug)]
+pub struct BoundRelay {
+    bound: Bound,
+    shared: Arc<Shared>,
+}
+
+impl BoundRelay {
+    /// The endpoint listened on: with port 0 asked for, the port the system chose.
+    pub fn local_endpoint(&self) -> &Endpoint {
+        &self.bound.local
+    }
+
+    /// The endpoint relayed to.
+    pub fn target(&self) -> &Endpoint {
+        &self.shared.target
+    }
+
+    /// The faults injected.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// The relay's counters, to read while it runs.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.shared.counters)
+    }
+
+    /// Relays until `shutdown` completes, then closes every connection
+    /// (stream pairs close at once; datagrams still held back are sent at
+    /// once), logs a one-line summary and returns the counts.
+    ///
+    /// # Errors
+    ///
+    /// None yet: failures to reach the target or to forward are logged,
+    /// counted and relayed through. The `Result` leaves room for errors that
+    /// must stop a relay.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future drops every connection at once
+    /// and loses the summary. Complete `shutdown` instead.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, Error> {
+        let BoundRelay { bound, shared } = self;
+        let Bound {
+            socket,
+            local,
+            socket_file,
+        } = bound;
+        match socket {
+            Socket::Stream(listener) => stream::serve(listener, &shared, shutdown).await,
+            Socket::Datagram(socket) => datagram::serve(socket, &local, &shared, shutdown).await,
+        }
+        drop(socket_file);
+        let stats = shared.counters.snapshot();
+        info!("relay stopped: {stats}");
+        Ok(stats)
+    }
+}
+
+/// The counts of what a running relay did, updated as it goes.
+#[derive(Debug, Default)]
+pub struct Counters {
+    connections: AtomicU64,
+    sessions: AtomicU64,
+    resets: AtomicU64,
+    to_target: DirectionCounters,
+    to_client: DirectionCounters,
+}
+
+/// The counts of one direction.
+#[derive(Debug, Default)]
+struct DirectionCounters {
+    received: AtomicU64,
+    bytes_in: AtomicU64,
+    dropped: AtomicU64,
+    duplicated: AtomicU64,
+    reordered: AtomicU64,
+    delayed: AtomicU64,
+    forwarded: AtomicU64,
+    bytes_out: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Adds one to a counter.
+fn count(counter: &AtomicU64) {
+    add(counter, 1);
+}
+
+/// Adds `n` to a counter.
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// The counts now.
+    pub fn snapshot(&self) -> Stats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let direction = |d: &DirectionCounters| DirectionStats {
+            received: load(&d.received),
+            bytes_in: load(&d.bytes_in),
+            dropped: load(&d.dropped),
+            duplicated: load(&d.duplicated),
+            reordered: load(&d.reordered),
+            delayed: load(&d.delayed),
+            forwarded: load(&d.forwarded),
+            bytes_out: load(&d.bytes_out),
+            failed: load(&d.failed),
+        };
+        Stats {
+            connections: load(&self.connections),
+            sessions: load(&self.sessions),
+            resets: load(&self.resets),
+            to_target: direction(&self.to_target),
+            to_client: direction(&self.to_client),
+        }
+    }
+
+    fn direction(&self, direction: Direction) -> &DirectionCounters {
+        match direction {
+            Direction::ToTarget => &self.to_target,
+            Direction::ToClient => &self.to_client,
+        }
+    }
+}
+
+/// What a relay did: connections, and each direction's messages and bytes.
+///
+/// Displays on one line as `NAME=COUNT` words, directions prefixed:
+/// `connections=1 sessions=0 resets=0 to_target.received=3 …`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Stream connections accepted.
+    pub connections: u64,
+    /// Datagram sessions opened (one per client address, again after it expired).
+    pub sessions: u64,
+    /// Stream connections reset on purpose (`reset_after`).
+    pub resets: u64,
+    /// From clients to the target.
+    pub to_target: DirectionStats,
+    /// From the target back to clients.
+    pub to_client: DirectionStats,
+}
+
+/// What a relay did in one direction. A message is a datagram, or for a
+/// stream, one read (received) or one write (forwarded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DirectionStats {
+    /// Messages received.
+    pub received: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Datagrams dropped on purpose.
+    pub dropped: u64,
+    /// Datagrams sent twice on purpose.
+    pub duplicated: u64,
+    /// Datagrams held back behind the next on purpose.
+    pub reordered: u64,
+    /// Messages delayed on purpose (by more than zero).
+    pub delayed: u64,
+    /// Messages sent on (a duplicate counts twice).
+    pub forwarded: u64,
+    /// Bytes sent on.
+    pub bytes_out: u64,
+    /// Messages that could not be forwarded, not on purpose: a send failed
+    /// or was refused, or the relay had no room for the datagram.
+    pub failed: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connections={} sessions={} resets={}",
+            self.connections, self.sessions, self.resets
+        )?;
+        for (direction, stats) in [
+            (Direction::ToTarget, &self.to_target),
+            (Direction::ToClient, &self.to_client),
+        ] {
+            let name = direction.name();
+            for (field, value) in [
+                ("received", stats.received),
+                ("bytes_in", stats.bytes_in),
+                ("dropped", stats.dropped),
+                ("duplicated", stats.duplicated),
+                ("reordered", stats.reordered),
+                ("delayed", stats.delayed),
+                ("forwarded", stats.forwarded),
+                ("bytes_out", stats.bytes_out),
+                ("failed", stats.failed),
+            ] {
+                write!(f, " {name}.{field}={value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_one_line_of_names_and_counts() {
+        let counters = Counters::default();
+        count(&counters.connections);
+        add(&counters.to_client.bytes_out, 18);
+        count(&counters.direction(Direction::ToTarget).dropped);
+        let stats = counters.snapshot();
+        assert_eq!(stats.to_target.dropped, 1);
+        assert_eq!(
+            stats.to_string(),
+            "connections=1 sessions=0 resets=0 \
+             to_target.received=0 to_target.bytes_in=0 to_target.dropped=1 to_target.duplicated=0 \
+             to_target.reordered=0 to_target.delayed=0 to_target.forwarded=0 to_target.bytes_out=0 \
+             to_target.failed=0 \
+             to_client.received=0 to_client.bytes_in=0 to_client.dropped=0 to_client.duplicated=0 \
+             to_client.reordered=0 to_client.delayed=0 to_client.forwarded=0 to_client.bytes_out=18 \
+             to_client.failed=0"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_not_relayed_to_datagrams() {
+        let relay = Relay::new("udp://127.0.0.1:9".parse().unwrap());
+        let error = relay
+            .bind(&"tcp://127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot relay tcp://127.0.0.1:0 to udp://127.0.0.1:9: one carries a stream and the other \
+             datagrams; relay streams (tcp, unix) to streams and datagrams (udp, unix-dgram) to datagrams"
+        );
+        let relay = Relay::new("seqpacket:@x".parse().unwrap());
+        let error = relay.bind(&"unix:@y".parse().unwrap()).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .ends_with("seqpacket endpoints are not relayed yet"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! Relaying streams: for each client accepted, a connection to the target,
+//! and bytes copied both ways with each direction's faults (pieces, delay,
+//! reset). An end of stream is passed on as a half-close; the pair ends
+//! when both directions have.
+//!
+//! A reset is an abortive close (`SO_LINGER` 0) of both connections, so a
+//! TCP peer reads what was forwarded, then `ECONNRESET`. Unix stream sockets
+//! have no reset: their peer reads an end of stream.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::faults::{Direction, Step, StreamPlan};
+use super::{DirectionCounters, Shared, add, count};
+use crate::net::{tcp as net_tcp, unix as net_unix};
+use crate::server::{ACCEPT_BACKOFF, Connection, StreamListener, is_one_peers_error};
+use crate::{Endpoint, Peer};
+
+/// A byte stream of either kind.
+type Stream = Either<TcpStream, UnixStream>;
+
+/// How much one read takes in.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Accepts clients until `shutdown`, relaying each to a connection of its
+/// own to the target; then closes every pair.
+pub(super) async fn serve(
+    mut listener: StreamListener,
+    shared: &Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let permits = Arc::new(Semaphore::new(shared.max_connections.min(Semaphore::MAX_PERMITS)));
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let mut backoff = ACCEPT_BACKOFF.0;
+    let mut number = 0;
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the permits are never closed"),
+        };
+        let (connection, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept(&shared.options) => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) if is_one_peers_error(&error) => {
+                    debug!(%error, "a connection failed before it was accepted");
+                    continue;
+                }
+                Err(error) => {
+                    warn!(%error, retry_in = ?backoff, "accept failed; waiting before the next");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                    continue;
+                }
+            },
+        };
+        backoff = ACCEPT_BACKOFF.0;
+        let client = match connection {
+            Connection::Tcp(stream) => Either::Left(stream),
+            Connection::Unix(stream) => Either::Right(stream),
+            Connection::Seqpacket(_) => unreachable!("Relay::bind refuses seqpacket endpoints"),
+        };
+        count(&shared.counters.connections);
+        info!("relaying connection {number} from {peer}");
+        tracker.spawn(relay_pair(
+            client,
+            peer,
+            number,
+            Arc::clone(shared),
+            stop.clone(),
+            permit,
+        ));
+        number += 1;
+    }
+    debug!(
+        open = tracker.len(),
+        "stopped accepting; closing the connections relayed"
+    );
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Connects to the target.
+async fn connect_target(shared: &Shared) -> io::Result<Stream> {
+    match &shared.target {
+        Endpoint::Tcp(_) => net_tcp::connect(&shared.target_addrs, shared.connect_timeout, &shared.options)
+            .await
+            .map(Either::Left),
+        Endpoint::Unix(addr) => net_unix::connect(addr, &shared.options).map(Either::Right),
+        _ => unreachable!("Relay::bind relays streams only to streams"),
+    }
+}
+
+/// How a relayed pair ended.
+enum Ending {
+    /// Both directions reached their end of stream.
+    Closed,
+    /// A direction forwarded all that `reset_after` allows.
+    Reset(Direction),
+    /// Reading or writing failed in a direction.
+    Failed(Direction, io::Error),
+    /// The relay is stopping.
+    Stopped,
+}
+
+/// Relays one client to a connection of its own to the target, until both
+/// directions end, a reset, or `stop`.
+async fn relay_pair(
+    mut client: Stream,
+    peer: Peer,
+    number: u64,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let connected = tokio::select! {
+        () = stop.cancelled() => return,
+        connected = connect_target(&shared) => connected,
+    };
+    let mut target = match connected {
+        Ok(target) => target,
+        Err(error) => {
+            warn!(%peer, target = %shared.target, %error, "cannot reach the target; resetting the client");
+            reset(client);
+            return;
+        }
+    };
+    let ending = {
+        let faults = &shared.faults;
+        let counters = &shared.counters;
+        let (client_in, client_out) = halves(&mut client);
+        let (target_in, target_out) = halves(&mut target);
+        let to_target = pump(
+            client_in,
+            target_out,
+            StreamPlan::new(faults, number, Direction::ToTarget),
+            counters.direction(Direction::ToTarget),
+        );
+        let to_client = pump(
+            target_in,
+            client_out,
+            StreamPlan::new(faults, number, Direction::ToClient),
+            counters.direction(Direction::ToClient),
+        );
+        both_ways(to_target, to_client, stop.cancelled()).await
+    };
+    match ending {
+        Ending::Closed => debug!(%peer, "closed both ways"),
+        Ending::Stopped => debug!(%peer, "closed: the relay is stopping"),
+        Ending::Reset(direction) => {
+            count(&shared.counters.resets);
+            info!(
+                %peer,
+                direction = direction.name(),
+                "reset after {} bytes, as asked",
+                shared.faults.reset_after.unwrap_or_default()
+            );
+            reset(client);
+            reset(target);
+        }
+        Ending::Failed(direction, error) => {
+            debug!(%peer, direction = direction.name(), %error, "failed; resetting both sides");
+            reset(client);
+            reset(target);
+        }
+    }
+}
+
+/// Runs both directions until both end, one resets or fails, or `stop`.
+async fn both_ways(
+    to_target: impl Future<Output = io::Result<Pumped>>,
+    to_client: impl Future<Output = io::Result<Pumped>>,
+    stop: impl Future<Output = ()>,
+) -> Ending {
+    let (mut to_target, mut to_client, mut stop) = (
+        std::pin::pin!(to_target),
+        std::pin::pin!(to_client),
+        std::pin::pin!(stop),
+    );
+    let (mut target_done, mut client_done) = (false, false);
+    loop {
+        let (direction, pumped) = tokio::select! {
+            pumped = &mut to_target, if !target_done => {
+                target_done = true;
+                (Direction::ToTarget, pumped)
+            }
+            pumped = &mut to_client, if !client_done => {
+                client_done = true;
+                (Direction::ToClient, pumped)
+            }
+            () = &mut stop => return Ending::Stopped,
+        };
+        match pumped {
+            Ok(Pumped::Ended) if target_done && client_done => return Ending::Closed,
+            Ok(Pumped::Ended) => {}
+            Ok(Pumped::Reset) => return Ending::Reset(direction),
+            Err(error) => return Ending::Failed(direction, error),
+        }
+    }
+}
+
+/// How one direction ended.
+enum Pumped {
+    /// The end of stream was read and passed on.
+    Ended,
+    /// The reset point was reached.
+    Reset,
+}
+
+/// Copies `from` to `to` as `plan` says, until the end of stream (passed on
+/// with `shutdown`) or the reset point.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut plan: StreamPlan,
+    counters: &DirectionCounters,
+) -> io::Result<Pumped> {
+    let mut buf = vec![0; READ_SIZE];
+    loop {
+        if plan.reset_due() {
+            return Ok(Pumped::Reset);
+        }
+        let len = from.read(&mut buf).await?;
+        if len == 0 {
+            to.shutdown().await?;
+            return Ok(Pumped::Ended);
+        }
+        count(&counters.received);
+        add(&counters.bytes_in, len);
+        let mut at = 0;
+        while at < len {
+            let Step::Write { len: piece, delay } = plan.next_step(len - at) else {
+                return Ok(Pumped::Reset);
+            };
+            if delay > Duration::ZERO {
+                count(&counters.delayed);
+                tokio::time::sleep(delay).await;
+            }
+            to.write_all(&buf[at..at + piece]).await?;
+            count(&counters.forwarded);
+            add(&counters.bytes_out, piece);
+            at += piece;
+        }
+    }
+}
+
+/// The reading and writing halves of a stream, borrowed.
+#[allow(clippy::type_complexity)]
+fn halves(
+    stream: &mut Stream,
+) -> (
+    Either<tcp::ReadHalf<'_>, unix::ReadHalf<'_>>,
+    Either<tcp::WriteHalf<'_>, unix::WriteHalf<'_>>,
+) {
+    match stream {
+        Either::Left(stream) => {
+            let (read, write) = stream.split();
+            (Either::Left(read), Either::Left(write))
+        }
+        Either::Right(stream) => {
+            let (read, write) = stream.split();
+            (Either::Right(read), Either::Right(write))
+        }
+    }
+}
+
+/// Closes a stream abortively: a TCP peer gets a reset (`SO_LINGER` 0); a
+/// Unix peer, which cannot, an end of stream.
+fn reset(stream: Stream) {
+    if let Either::Left(tcp) = &stream
+        && let Err(error) = SockRef::from(tcp).set_linger(Some(Duration::ZERO))
+    {
+        debug!(%error, "cannot set SO_LINGER to reset the connection; closing it");
+    }
+    drop(stream);
+}

@@ -34,7 +34,7 @@ use crate::{Escaped, Framing, Peer};
 /// How long a closing connection keeps reading (and dropping) what the peer
 /// still sends, so the kernel does not answer unread bytes with a reset that
 /// would destroy replies already written.
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Why a conversation ended.
 #[derive(Debug)]

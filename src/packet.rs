@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio_seqpacket::UnixSeqpacket;
 use tracing::{debug, info, warn};
 
-use crate::connection::Stop;
+use crate::connection::{LINGER, Stop};
 use crate::framing::FrameError;
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Peer};
@@ -26,7 +26,7 @@ pub(crate) async fn serve<S: Service, H: Send>(
     if let Err(error) = converse(&socket, &peer, &*service, max_message, &stop).await {
         info!(%peer, %error, "connection failed");
     }
-    let _ = socket.shutdown(std::net::Shutdown::Both);
+    close_gracefully(&socket, &stop).await;
     info!("Connection from {peer} closed.");
     drop(held);
 }
@@ -84,4 +84,29 @@ async fn send_each(socket: &UnixSeqpacket, output: &mut BytesMut, ends: &mut Vec
     output.clear();
     ends.clear();
     Ok(())
+}
+
+/// Sends end-of-stream, then reads and drops the packets the peer still
+/// sends until it closes too (or [`LINGER`] passes): closing with packets
+/// unread would report a reset to the peer before the replies already sent.
+async fn close_gracefully(socket: &UnixSeqpacket, stop: &Stop) {
+    if socket.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    // One byte of each packet is enough to drop it whole.
+    let mut sink = [0; 1];
+    let drain = async {
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.abort.cancelled() => break,
+                received = socket.recv(&mut sink) => match received {
+                    Ok(info) if info.bytes_read() == 0 && !info.truncated() => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }

@@ -130,7 +130,7 @@ fn read_exactly(socket: &Socket, len: usize) -> Vec<u8> {
 }
 
 /// Reads until the end of stream; a reset instead of it fails the test.
-fn read_to_end(socket: &Socket) -> Vec<u8> {
+fn read_to_end(socket: &Socket, family: Family) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = vec![0; 1 << 16];
     loop {
@@ -138,7 +138,7 @@ fn read_to_end(socket: &Socket) -> Vec<u8> {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(error) => panic!(
-                "{error} after {} bytes instead of a clean end of stream",
+                "{family:?}: {error} after {} bytes instead of a clean end of stream",
                 got.len()
             ),
         }
@@ -157,7 +157,7 @@ fn after_half_close_every_owed_reply_comes_then_the_end() {
         let sent = messages("m", 300);
         listening.send(&socket, &sent);
         socket.shutdown(Shutdown::Write).unwrap();
-        let got = read_to_end(&socket);
+        let got = read_to_end(&socket, family);
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&listening.replies(&sent)),
@@ -177,7 +177,7 @@ fn replies_written_before_exit_survive_input_never_read() {
         sent.push(b"exit".to_vec());
         sent.extend(messages(&"x".repeat(1000), 64));
         listening.send(&socket, &sent);
-        let got = read_to_end(&socket);
+        let got = read_to_end(&socket, family);
         assert_eq!(
             String::from_utf8_lossy(&got),
             String::from_utf8_lossy(&listening.replies(&sent[..3])),

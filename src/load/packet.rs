@@ -48,7 +48,9 @@ impl Packets for UnixSeqpacket {
     const EMPTY_IS_END: bool = true;
 
     async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        self.as_async_fd().async_io(interest, |fd| io(fd.as_raw_fd())).await
+        self.as_async_fd()
+            .async_io(interest, |fd| io(fd.as_raw_fd()))
+            .await
     }
 }
 
@@ -103,7 +105,12 @@ pub(super) async fn run<P: Packets>(
                 window.push_back(sent);
             }
             while !outbox.is_empty() {
-                match timeout(shared.timeout, socket.io(Interest::WRITABLE, |fd| outbox.send(fd))).await {
+                match timeout(
+                    shared.timeout,
+                    socket.io(Interest::WRITABLE, |fd| outbox.send(fd)),
+                )
+                .await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => break 'run Ending::Failed(error.kind()),
                     Err(_) => break 'run Ending::Stalled,

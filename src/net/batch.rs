@@ -106,7 +106,10 @@ impl Address for SockaddrUnix {
 /// address.
 impl Address for () {
     fn peer(&self) -> Peer {
-        Peer::Unix { addr: None, cred: None }
+        Peer::Unix {
+            addr: None,
+            cred: None,
+        }
     }
 
     fn is_named(&self) -> bool {

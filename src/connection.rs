@@ -71,7 +71,7 @@ impl Stop {
     ///
     /// An `async fn` holds `io` twice (its argument, and the `select!` it
     /// moves into); the byte-stream loop, whose state every connection
-    /// carries, selects inline instead.
+    /// carries, waits through [`Ready`] instead.
     pub(crate) async fn or_abort<T>(&self, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
         tokio::select! {
             biased;

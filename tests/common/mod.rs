@@ -104,7 +104,8 @@ pub fn seed_server(seed: &std::path::Path, script: &str) -> Running {
 /// Holds the seed's fixed ports (8000, 9000) for one test at a time, across
 /// test processes.
 pub fn seed_ports() -> File {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("seed-ports.lock");
+    // Machine-wide, not per build directory: two checkouts may test at once.
+    let path = std::env::temp_dir().join("sockit-seed-ports.lock");
     let file = File::create(path).expect("create the seed ports lock");
     file.lock().expect("lock the seed ports");
     file

@@ -88,13 +88,13 @@ impl RateLimit {
     }
 
     /// The most at once.
-    pub fn bursts(&self) -> u32 {
+    pub fn burst_size(&self) -> u32 {
         self.burst
     }
 
-    /// The time one token takes to come back.
+    /// The time one token takes to come back (at least a nanosecond).
     fn interval(&self) -> Duration {
-        self.per / self.count
+        (self.per / self.count).max(Duration::from_nanos(1))
     }
 
     /// Takes a token from the bucket whose state is `due` (the generic cell

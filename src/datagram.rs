@@ -249,8 +249,8 @@ fn answer<S: Service, A: Address>(
     guard: &mut Guard<A::Source>,
     now: Instant,
 ) {
-    let source = datagram.from.as_ref().and_then(A::source);
-    if let (Some(sources), Some(source)) = (&mut guard.sources, source)
+    if let Some(sources) = &mut guard.sources
+        && let Some(source) = datagram.from.as_ref().and_then(A::source)
         && let Verdict::Deny { log } = sources.check(source, now)
     {
         // Dropped without a word: answering is what a forger wants.
@@ -307,7 +307,7 @@ fn answer<S: Service, A: Address>(
                 reply_bytes,
                 limit = cap.limit(datagram.data.len()),
                 replies_not_sent = guard.dropped.amplifying,
-                "the reply is larger than its request allows (the reply cap); not sent"
+                "the reply is larger than the reply cap allows; not sent"
             );
         }
         outbox.buffer().truncate(start);

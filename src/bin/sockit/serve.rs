@@ -193,7 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             details.push_str(&format!(", {} framing", listener.framing()));
         } else if let Some(limit) = args.rate_limit {
             let limit = args.rate_burst.map_or(limit, |burst| limit.burst(burst));
-            details.push_str(&format!(", {limit} a source"));
+            details.push_str(&format!(", at most {limit} a source"));
         }
         if options_set {
             details.push_str(&format!(", {}", options.read_back(&SockRef::from(&listener))));

@@ -1,17 +1,19 @@
 //! The datagram loop: one receive loop per datagram socket (UDP or Unix
-//! datagram), one reply datagram per datagram received.
+//! datagram), one reply datagram per datagram received, within the
+//! listener's limits (message size, per-source rate, reply size).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{SockaddrStorage, UnixAddr as SockaddrUnix};
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
+use crate::limit::{DEFAULT_SOURCES, LogGate, RateLimit, ReplyCap, Sources, Verdict};
 use crate::net::batch::{Address, Datagram, Inbox, Outbox};
 use crate::net::{udp, unix_datagram};
 use crate::service::{Replies, Service};
@@ -79,26 +81,40 @@ impl DatagramSocket {
     }
 }
 
+/// How a datagram listener reads and what it refuses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The longest datagram answered.
+    pub max_message: usize,
+    /// Datagrams per system call.
+    pub batch: usize,
+    /// Each source's rate, if limited.
+    pub rate_limit: Option<RateLimit>,
+    /// The cap on a reply against its request.
+    pub reply_cap: ReplyCap,
+}
+
 /// Receives datagrams on `socket` and answers each until `shutdown` completes.
-/// A datagram longer than `max_message` is dropped, logged and counted.
+/// A datagram longer than `limits.max_message`, or past its source's rate,
+/// is dropped; a reply past the reply cap is not sent; each is counted, and
+/// logged a few times a second at most.
 ///
-/// Up to `batch` datagrams arrive per system call (`recvmmsg`) and their
-/// replies leave together (`sendmmsg`); a batch of 1 is one `recvmsg` and
-/// one `sendto` per datagram.
+/// Up to `limits.batch` datagrams arrive per system call (`recvmmsg`) and
+/// their replies leave together (`sendmmsg`); a batch of 1 is one `recvmsg`
+/// and one `sendto` per datagram.
 pub(crate) async fn serve<S: Service>(
     socket: DatagramSocket,
     local: &Endpoint,
     service: &S,
-    max_message: usize,
-    batch: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     match socket {
         DatagramSocket::Udp(_) => {
-            serve_from::<S, SockaddrStorage>(socket, local, service, max_message, batch, shutdown).await;
+            serve_from::<S, SockaddrStorage>(socket, local, service, limits, shutdown).await;
         }
         DatagramSocket::Unix(_) => {
-            serve_from::<S, SockaddrUnix>(socket, local, service, max_message, batch, shutdown).await;
+            serve_from::<S, SockaddrUnix>(socket, local, service, limits, shutdown).await;
         }
     }
 }
@@ -108,10 +124,12 @@ async fn serve_from<S: Service, A: Address>(
     socket: DatagramSocket,
     local: &Endpoint,
     service: &S,
-    max_message: usize,
-    batch: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let Limits {
+        max_message, batch, ..
+    } = limits;
     let mut shutdown = std::pin::pin!(shutdown);
     // Slots hold any UDP payload, and longer messages when they are allowed;
     // a datagram too long for its slot is cut short and marked so.
@@ -129,7 +147,7 @@ async fn serve_from<S: Service, A: Address>(
         ),
         _ => (Inbox::new(slot, batch), Outbox::with_capacity(1 << 16)),
     };
-    let mut counts = Dropped::default();
+    let mut guard = Guard::<A::Source>::new(&limits);
     loop {
         let received = tokio::select! {
             biased;
@@ -140,9 +158,11 @@ async fn serve_from<S: Service, A: Address>(
             receive_failed(local, &error).await;
             continue;
         }
+        // One reading of the clock a batch; tokio's, so that a test may pause it.
+        let now = tokio::time::Instant::now().into_std();
         outbox.clear();
         for datagram in inbox.datagrams() {
-            answer(datagram, &socket, service, max_message, &mut outbox, &mut counts);
+            answer(datagram, &socket, service, &mut outbox, &mut guard, now);
         }
         while !outbox.is_empty() {
             if let Err(error) = socket.io(Interest::WRITABLE, |fd| outbox.send(fd)).await {
@@ -152,6 +172,7 @@ async fn serve_from<S: Service, A: Address>(
             }
         }
     }
+    guard.dropped.summarize(local);
 }
 
 /// The peer behind a sender's address; an unnamed Unix peer when there is
@@ -171,21 +192,88 @@ fn peer_of<A: Address>(from: Option<&A>) -> Peer {
 struct Dropped {
     too_long: u64,
     oversized: u64,
+    rate_limited: u64,
+    amplifying: u64,
 }
 
-/// Lets `service` answer one datagram into `outbox`.
+impl Dropped {
+    /// Says what was dropped, if anything, when the listener stops.
+    fn summarize(&self, local: &Endpoint) {
+        let Dropped {
+            too_long,
+            oversized,
+            rate_limited,
+            amplifying,
+        } = *self;
+        if too_long + oversized + rate_limited + amplifying > 0 {
+            info!(
+                listener = %local,
+                datagrams_rate_limited = rate_limited,
+                datagrams_too_long = too_long,
+                replies_too_large_for_a_datagram = oversized,
+                replies_over_the_cap = amplifying,
+                "datagrams not answered"
+            );
+        }
+    }
+}
+
+/// The limits of one datagram loop and their state.
+#[derive(Debug)]
+struct Guard<K> {
+    limits: Limits,
+    /// Each source's token bucket, when the rate is limited.
+    sources: Option<Sources<K>>,
+    dropped: Dropped,
+    /// A few warnings a second at most, however many datagrams are dropped.
+    log: LogGate,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Guard<K> {
+    fn new(limits: &Limits) -> Self {
+        Guard {
+            limits: *limits,
+            sources: limits.rate_limit.map(|rate| Sources::new(rate, DEFAULT_SOURCES)),
+            dropped: Dropped::default(),
+            log: LogGate::new(RateLimit::per_second(1).burst(10)),
+        }
+    }
+}
+
+/// Lets `service` answer one datagram into `outbox`, within `guard`'s limits.
 fn answer<S: Service, A: Address>(
     datagram: Datagram<'_, A>,
     socket: &DatagramSocket,
     service: &S,
-    max_message: usize,
     outbox: &mut Outbox<A>,
-    counts: &mut Dropped,
+    guard: &mut Guard<A::Source>,
+    now: Instant,
 ) {
+    if let Some(sources) = &mut guard.sources
+        && let Some(source) = datagram.from.as_ref().and_then(A::source)
+        && let Verdict::Deny { log } = sources.check(source, now)
+    {
+        // Dropped without a word: answering is what a forger wants.
+        guard.dropped.rate_limited += 1;
+        if let Some(dropped) = log
+            && guard.log.admit(now)
+        {
+            warn!(
+                peer = %peer_of(datagram.from.as_ref()),
+                dropped,
+                datagrams_rate_limited = guard.dropped.rate_limited,
+                "a source is over its rate limit; its datagrams are dropped unanswered"
+            );
+        }
+        return;
+    }
     let peer = peer_of(datagram.from.as_ref());
+    let max_message = guard.limits.max_message;
     if datagram.truncated || datagram.data.len() > max_message {
-        counts.too_long += 1;
-        warn!(%peer, limit = max_message, datagrams_dropped = counts.too_long, "datagram too long; dropped");
+        guard.dropped.too_long += 1;
+        if guard.log.admit(now) {
+            warn!(%peer, limit = max_message, datagrams_dropped = guard.dropped.too_long, "datagram too long; dropped");
+        }
         return;
     }
     debug!(%peer, data = %Escaped(datagram.data), "received");
@@ -197,20 +285,40 @@ fn answer<S: Service, A: Address>(
     }
     let reply_bytes = outbox.buffer().len() - start;
     if reply_bytes > socket.max_payload(&peer) {
-        counts.oversized += 1;
-        warn!(
-            %peer,
-            reply_bytes,
-            replies_not_sent = counts.oversized,
-            "the reply would not fit in one datagram; not sent"
-        );
+        guard.dropped.oversized += 1;
+        if guard.log.admit(now) {
+            warn!(
+                %peer,
+                reply_bytes,
+                replies_not_sent = guard.dropped.oversized,
+                "the reply would not fit in one datagram; not sent"
+            );
+        }
+        outbox.buffer().truncate(start);
+        return;
+    }
+    let cap = guard.limits.reply_cap;
+    if !cap.allows(datagram.data.len(), reply_bytes) {
+        guard.dropped.amplifying += 1;
+        if guard.log.admit(now) {
+            warn!(
+                %peer,
+                request_bytes = datagram.data.len(),
+                reply_bytes,
+                limit = cap.limit(datagram.data.len()),
+                replies_not_sent = guard.dropped.amplifying,
+                "the reply is larger than the reply cap allows; not sent"
+            );
+        }
         outbox.buffer().truncate(start);
         return;
     }
     match datagram.from {
         Some(to) => outbox.seal(start, to),
         None => {
-            warn!(%peer, "could not send the reply: the sender has no address to reply to (it did not bind its socket)");
+            if guard.log.admit(now) {
+                warn!(%peer, "could not send the reply: the sender has no address to reply to (it did not bind its socket)");
+            }
             outbox.buffer().truncate(start);
         }
     }

@@ -30,10 +30,11 @@
 //! | [`framing`] | pure: cuts messages out of bytes (`raw`, `line`, `len32`, `auto`) and frames replies |
 //! | [`service`] | pure: [`Service`] and the built-ins [`Greet`], [`Echo`], [`Discard`] |
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
+//! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
-//! | [`server`] | [`Server`]: accept loop, connection limit, graceful shutdown |
+//! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
-//! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram) |
+//! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
 //! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
@@ -53,6 +54,7 @@ mod error;
 pub mod escape;
 pub mod framing;
 pub mod icmp;
+pub mod limit;
 pub mod load;
 pub mod net;
 mod packet;
@@ -66,7 +68,7 @@ pub use error::Error;
 pub use escape::Escaped;
 pub use framing::Framing;
 pub use relay::Relay;
-pub use server::{Listener, Server};
+pub use server::{Listener, Server, WhenFull};
 pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};
 
 /// The README's Rust code, compiled as a doctest so it stays true.

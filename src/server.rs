@@ -2,12 +2,16 @@
 //! task per stream connection and one receive loop per datagram socket, and
 //! stops on a shutdown future passed in by the caller.
 
+use std::fmt;
+use std::fs::File;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use nix::errno::Errno;
 use socket2::SockRef;
 
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -21,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{self, Settings, Stop};
 use crate::datagram::DatagramSocket;
 use crate::framing::DEFAULT_MAX_MESSAGE;
+use crate::limit::{LogGate, RateLimit, ReplyCap};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::service::Service;
@@ -35,7 +40,50 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shortest and longest pause after an accept error that may repeat
 /// (out of descriptors, out of memory).
-pub(crate) const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// What a stream listener does with a new peer while every connection
+/// permit is taken ([`Server::max_connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Leave it in the listen backlog until a connection closes (the
+    /// default): it is served late rather than not at all.
+    #[default]
+    Wait,
+    /// Accept it and close it at once, before the greeting, so it learns
+    /// now rather than when its connect times out. No message is sent: in a
+    /// protocol whose first bytes are the greeting (or an echo) an error
+    /// text could pass for them, while an end of stream before the greeting
+    /// cannot.
+    Refuse,
+}
+
+impl WhenFull {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WhenFull::Wait => "wait",
+            WhenFull::Refuse => "refuse",
+        }
+    }
+}
+
+impl fmt::Display for WhenFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WhenFull {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [WhenFull::Wait, WhenFull::Refuse]
+            .into_iter()
+            .find(|when| when.name().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("{text:?}: expected wait or refuse"))
+    }
+}
 
 /// A service with its limits, ready to be bound to endpoints: the seed's
 /// "SocketServer", done properly.
@@ -69,7 +117,10 @@ pub struct Server<S> {
     unix_mode: Option<u32>,
     options: SocketOptions,
     permits: Arc<Semaphore>,
+    when_full: WhenFull,
     datagram_batch: usize,
+    rate_limit: Option<RateLimit>,
+    reply_cap: ReplyCap,
 }
 
 impl<S: Service> Server<S> {
@@ -84,7 +135,10 @@ impl<S: Service> Server<S> {
             unix_mode: None,
             options: SocketOptions::default(),
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
+            when_full: WhenFull::Wait,
             datagram_batch: DEFAULT_DATAGRAM_BATCH,
+            rate_limit: None,
+            reply_cap: ReplyCap::default(),
         }
     }
 
@@ -97,10 +151,45 @@ impl<S: Service> Server<S> {
     }
 
     /// The most stream connections open at once (default 10,000). Past it,
-    /// new peers wait in the listen backlog until a connection closes.
+    /// new peers wait in the listen backlog until a connection closes, or
+    /// are refused ([`when_full`](Self::when_full)).
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.permits = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+        self
+    }
+
+    /// What becomes of new peers past [`max_connections`](Self::max_connections):
+    /// they wait in the backlog (the default) or are closed at once.
+    #[must_use]
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// Holds every datagram source to `limit` (off by default): past it, a
+    /// source's datagrams are dropped unanswered, counted, and logged once
+    /// in a while. A source is an IPv4 address, an IPv6 /64 or a Unix
+    /// address ([`IpSource`](crate::limit::IpSource)); up to 65,536 of them
+    /// are remembered at once, those closest to a full bucket forgotten
+    /// first.
+    ///
+    /// Set it on a UDP service others can reach: a forger can make a UDP
+    /// server send its replies to any address. It is off by default because
+    /// sockit is mostly a test server on loopback, where one client sending
+    /// as fast as it can is the point.
+    #[must_use]
+    pub fn datagram_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// The cap on a datagram's reply against its request (by default at
+    /// most three times it, or 64 bytes: see [`ReplyCap`]). A reply past it
+    /// is not sent; that is counted and logged.
+    #[must_use]
+    pub fn reply_cap(mut self, cap: ReplyCap) -> Self {
+        self.reply_cap = cap;
         self
     }
 
@@ -190,7 +279,13 @@ impl<S: Service> Server<S> {
             },
             shutdown_timeout: self.shutdown_timeout,
             permits: Arc::clone(&self.permits),
-            datagram_batch: self.datagram_batch,
+            when_full: self.when_full,
+            datagram: datagram::Limits {
+                max_message: self.max_message,
+                batch: self.datagram_batch,
+                rate_limit: self.rate_limit,
+                reply_cap: self.reply_cap,
+            },
         })
     }
 }
@@ -288,6 +383,15 @@ pub(crate) enum Connection {
 }
 
 impl StreamListener {
+    /// Accepts one connection and closes it at once.
+    async fn accept_and_close(&mut self) -> io::Result<()> {
+        match self {
+            StreamListener::Tcp(listener) => listener.accept().await.map(drop),
+            StreamListener::Unix(listener) => listener.accept().await.map(drop),
+            StreamListener::Seqpacket(listener) => listener.accept().await.map(drop),
+        }
+    }
+
     /// Accepts one connection, applies the connection's socket options, and
     /// says who the peer is.
     pub(crate) async fn accept(&mut self, options: &SocketOptions) -> io::Result<(Connection, Peer)> {
@@ -390,7 +494,8 @@ pub struct Listener<S> {
     settings: Settings,
     shutdown_timeout: Duration,
     permits: Arc<Semaphore>,
-    datagram_batch: usize,
+    when_full: WhenFull,
+    datagram: datagram::Limits,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -435,7 +540,8 @@ impl<S: Service> Listener<S> {
             settings,
             shutdown_timeout,
             permits,
-            datagram_batch,
+            when_full,
+            datagram,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -448,6 +554,7 @@ impl<S: Service> Listener<S> {
                     service,
                     settings,
                     permits,
+                    when_full,
                     tracker: &tracker,
                     finish: &finish,
                     abort: &abort,
@@ -466,8 +573,7 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                let max_message = settings.max_message;
-                datagram::serve(socket, &local, &*service, max_message, datagram_batch, shutdown).await;
+                datagram::serve(socket, &local, &*service, datagram, shutdown).await;
             }
         }
         drop(socket_file);
@@ -483,6 +589,7 @@ struct Accepting<'a, S> {
     service: Arc<S>,
     settings: Settings,
     permits: Arc<Semaphore>,
+    when_full: WhenFull,
     tracker: &'a TaskTracker,
     /// Asks connections to finish: write what they owe, then close.
     finish: &'a CancellationToken,
@@ -491,37 +598,53 @@ struct Accepting<'a, S> {
 }
 
 impl<S: Service> Accepting<'_, S> {
-    /// Accepts until `shutdown`, taking a connection permit before each accept.
+    /// Accepts until `shutdown`. Waiting when full, it takes a connection
+    /// permit before each accept; refusing, it takes one after, and closes
+    /// the connection when none is free.
     async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut backoff = ACCEPT_BACKOFF.0;
+        let mut errors = AcceptErrors::new();
+        let mut refused = 0_u64;
+        let mut refusals_log = LogGate::new(RateLimit::per_second(1));
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = &mut shutdown => return,
-                permit = Arc::clone(&self.permits).acquire_owned() => permit.expect("the permits are never closed"),
+            let waited = match self.when_full {
+                WhenFull::Wait => Some(tokio::select! {
+                    biased;
+                    () = &mut shutdown => return,
+                    permit = Arc::clone(&self.permits).acquire_owned() => permit.expect("the permits are never closed"),
+                }),
+                WhenFull::Refuse => None,
             };
-            let (connection, peer) = tokio::select! {
+            let accepted = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
-                accepted = self.listener.accept(self.options) => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) if is_one_peers_error(&error) => {
-                        debug!(%error, "a connection failed before it was accepted");
-                        continue;
+                accepted = self.listener.accept(self.options) => accepted,
+            };
+            let (connection, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = errors.failed(&error, &mut self.listener) => {}
                     }
-                    Err(error) => {
-                        warn!(%error, retry_in = ?backoff, "accept failed; waiting before the next");
-                        tokio::select! {
-                            () = &mut shutdown => return,
-                            () = tokio::time::sleep(backoff) => {}
+                    continue;
+                }
+            };
+            errors.accepted();
+            let permit = match waited {
+                Some(permit) => permit,
+                None => match Arc::clone(&self.permits).try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        refused += 1;
+                        if refusals_log.admit(tokio::time::Instant::now().into_std()) {
+                            warn!(%peer, refused, "at the connection limit: new connections are closed at once");
                         }
-                        backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                        drop(connection);
                         continue;
                     }
                 },
             };
-            backoff = ACCEPT_BACKOFF.0;
             info!("Accept new connection from {peer}");
             let stop = Stop {
                 finish: self.finish.clone(),
@@ -539,8 +662,103 @@ impl<S: Service> Accepting<'_, S> {
     }
 }
 
+/// How an accept loop rides out failed accepts, never spinning and never
+/// giving up: an error of one peer's (reset, aborted) is passed over at
+/// once; any other is waited out, the wait doubling from 10 ms to 1 s until
+/// an accept succeeds, and logged once a second at most.
+///
+/// Out of descriptors (`EMFILE`, `ENFILE`), the listener stays readable with
+/// the peers queued on it, and they would wait unanswered; so a descriptor is
+/// held in reserve (`/dev/null`), and given up for one accept: the peer at
+/// the head of the queue is closed at once, and the reserve taken back.
+pub(crate) struct AcceptErrors {
+    backoff: Duration,
+    /// Held open to be given up when the process has no descriptor left.
+    spare: Option<File>,
+    log: LogGate,
+    /// Failures since the last log line.
+    failed: u64,
+    /// Connections closed for want of a descriptor, in all.
+    shed: u64,
+}
+
+impl AcceptErrors {
+    /// Takes the reserve descriptor.
+    pub(crate) fn new() -> Self {
+        AcceptErrors {
+            backoff: ACCEPT_BACKOFF.0,
+            spare: File::open("/dev/null").ok(),
+            log: LogGate::new(RateLimit::per_second(1)),
+            failed: 0,
+            shed: 0,
+        }
+    }
+
+    /// An accept succeeded: the next error starts the back-off afresh.
+    pub(crate) fn accepted(&mut self) {
+        self.backoff = ACCEPT_BACKOFF.0;
+    }
+
+    /// Handles a failed accept on `listener`, and returns when the next may
+    /// be tried.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, for stopping the loop: at worst the reserve descriptor
+    /// is not taken back until the next error.
+    pub(crate) async fn failed(&mut self, error: &io::Error, listener: &mut StreamListener) {
+        if is_one_peers_error(error) {
+            debug!(%error, "a connection failed before it was accepted");
+            return;
+        }
+        let out_of_descriptors = matches!(
+            error.raw_os_error().map(Errno::from_raw),
+            Some(Errno::EMFILE | Errno::ENFILE)
+        );
+        if out_of_descriptors && self.shed_one(listener).await {
+            self.shed += 1;
+        }
+        self.failed += 1;
+        if self.log.admit(tokio::time::Instant::now().into_std()) {
+            let failed = std::mem::take(&mut self.failed);
+            if out_of_descriptors {
+                let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+                warn!(
+                    %error,
+                    failed,
+                    connections_closed = self.shed,
+                    descriptor_limit = limit.unwrap_or(u64::MAX),
+                    retry_in = ?self.backoff,
+                    "out of file descriptors: closing queued connections at once until some are free; \
+                     set the connection limit below the descriptor limit"
+                );
+            } else {
+                warn!(%error, failed, retry_in = ?self.backoff, "accept failed; waiting before the next");
+            }
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(ACCEPT_BACKOFF.1);
+    }
+
+    /// Gives up the reserve descriptor to accept the connection at the head
+    /// of the queue and close it, then takes the reserve back. Whether one
+    /// was closed.
+    async fn shed_one(&mut self, listener: &mut StreamListener) -> bool {
+        let Some(spare) = self.spare.take() else {
+            // Lost the last time (another thread took the descriptor): try again.
+            self.spare = File::open("/dev/null").ok();
+            return false;
+        };
+        drop(spare);
+        // Only what is queued already: never wait here.
+        let closed = tokio::time::timeout(Duration::ZERO, listener.accept_and_close()).await;
+        self.spare = File::open("/dev/null").ok();
+        matches!(closed, Ok(Ok(())))
+    }
+}
+
 /// Accept errors that concern one peer only and say nothing of the listener.
-pub(crate) fn is_one_peers_error(error: &std::io::Error) -> bool {
+fn is_one_peers_error(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
     matches!(
         error.kind(),

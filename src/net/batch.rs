@@ -13,7 +13,7 @@
 //! the kernel lacks the batched calls.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,7 @@ use nix::sys::socket::{
 
 use crate::Peer;
 use crate::endpoint::UnixAddr;
+use crate::limit::IpSource;
 
 /// Whether the kernel refused the batched calls once: from then on every
 /// socket uses one call per datagram.
@@ -75,13 +76,20 @@ pub(crate) struct Datagram<'a, A> {
 /// A sender's address in the kernel's form: [`SockaddrStorage`] for IP,
 /// nix's `UnixAddr` for Unix sockets (whose length the kernel sets).
 pub(crate) trait Address: SockaddrLike + Copy + PartialEq {
+    /// Who a rate limit counts together ([`crate::limit`]).
+    type Source: Copy + Eq + std::hash::Hash + std::fmt::Debug;
     /// The peer, for services and logs.
     fn peer(&self) -> Peer;
     /// Whether there is an address to reply to (an unbound Unix sender has none).
     fn is_named(&self) -> bool;
+    /// The source a rate limit counts this sender under; `None` for a
+    /// sender with no address (it gets no reply).
+    fn source(&self) -> Option<Self::Source>;
 }
 
 impl Address for SockaddrStorage {
+    type Source = IpSource;
+
     fn peer(&self) -> Peer {
         if let Some(v4) = self.as_sockaddr_in() {
             Peer::from(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
@@ -98,9 +106,22 @@ impl Address for SockaddrStorage {
     fn is_named(&self) -> bool {
         self.family().is_some()
     }
+
+    fn source(&self) -> Option<IpSource> {
+        if let Some(v4) = self.as_sockaddr_in() {
+            Some(IpSource::from(IpAddr::from(v4.ip())))
+        } else {
+            self.as_sockaddr_in6()
+                .map(|v6| IpSource::from(IpAddr::from(v6.ip())))
+        }
+    }
 }
 
+/// A Unix sender is counted by its address (the kernel fills it in, so it
+/// cannot be forged).
 impl Address for SockaddrUnix {
+    type Source = SockaddrUnix;
+
     fn peer(&self) -> Peer {
         let addr = match (self.path(), self.as_abstract()) {
             (Some(path), _) => Some(UnixAddr::Path(path.to_owned())),
@@ -115,11 +136,17 @@ impl Address for SockaddrUnix {
         // bytes for an unbound sender, and nix's accessors assume at least 2.
         self.len() as usize > std::mem::size_of::<nix::libc::sa_family_t>()
     }
+
+    fn source(&self) -> Option<SockaddrUnix> {
+        self.is_named().then_some(*self)
+    }
 }
 
 /// A connected socket's: the peer is known, and the kernel is asked for no
 /// address.
 impl Address for () {
+    type Source = ();
+
     fn peer(&self) -> Peer {
         Peer::Unix {
             addr: None,
@@ -129,6 +156,10 @@ impl Address for () {
 
     fn is_named(&self) -> bool {
         false
+    }
+
+    fn source(&self) -> Option<()> {
+        None
     }
 }
 

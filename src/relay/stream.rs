@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::faults::{Direction, Step, StreamPlan};
 use super::{DirectionCounters, Shared, add, count};
 use crate::net::{tcp as net_tcp, unix as net_unix};
-use crate::server::{ACCEPT_BACKOFF, Connection, StreamListener, is_one_peers_error};
+use crate::server::{AcceptErrors, Connection, StreamListener};
 use crate::{Endpoint, Peer};
 
 /// A byte stream of either kind.
@@ -43,7 +43,7 @@ pub(super) async fn serve(
     let permits = Arc::new(Semaphore::new(shared.max_connections.min(Semaphore::MAX_PERMITS)));
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let mut backoff = ACCEPT_BACKOFF.0;
+    let mut errors = AcceptErrors::new();
     let mut number = 0;
     loop {
         let permit = tokio::select! {
@@ -51,27 +51,22 @@ pub(super) async fn serve(
             () = &mut shutdown => break,
             permit = Arc::clone(&permits).acquire_owned() => permit.expect("the permits are never closed"),
         };
-        let (connection, peer) = tokio::select! {
+        let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept(&shared.options) => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) if is_one_peers_error(&error) => {
-                    debug!(%error, "a connection failed before it was accepted");
-                    continue;
-                }
-                Err(error) => {
-                    warn!(%error, retry_in = ?backoff, "accept failed; waiting before the next");
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                    continue;
-                }
-            },
+            accepted = listener.accept(&shared.options) => accepted,
         };
-        backoff = ACCEPT_BACKOFF.0;
+        let (connection, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = errors.failed(&error, &mut listener) => {}
+                }
+                continue;
+            }
+        };
+        errors.accepted();
         let client = match connection {
             Connection::Tcp(stream) => Either::Left(stream),
             Connection::Unix(stream) => Either::Right(stream),

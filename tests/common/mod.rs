@@ -307,12 +307,26 @@ impl Server {
     /// Starts `sockit serve` with `args` and waits until each of its
     /// `listening` endpoints is logged. Use port 0 to let the system choose.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_under(&[], args)
+    }
+
+    /// Starts `sockit serve` with `args` as the argument of `wrapper` (such
+    /// as `prlimit --nofile=64:64`), which must exec it.
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Server {
         let expected = args
             .iter()
             .filter(|a| a.contains("://") || a.contains(':') && !a.starts_with('-'))
             .count()
             .max(1);
-        let process = Running::start(sockit().arg("serve").args(args));
+        let mut command = match wrapper {
+            [] => sockit(),
+            [program, wrapper_args @ ..] => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(env!("CARGO_BIN_EXE_sockit"));
+                command
+            }
+        };
+        let process = Running::start(command.arg("serve").args(args));
         let start = Instant::now();
         loop {
             let endpoints: Vec<String> = process

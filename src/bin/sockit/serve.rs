@@ -8,9 +8,10 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use socket2::SockRef;
+use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit, ReplyCap};
 use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
-use sockit::{Builtin, Endpoint, Framing, Server, Transport};
+use sockit::{Builtin, Endpoint, Framing, Server, Transport, WhenFull};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,8 @@ use crate::options::{self, SocketFlags};
     sockit serve tcp://[::1]:7000 --service echo   an echo server on IPv6\n  \
     sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
-    sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message")]
+    sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
+    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
@@ -42,10 +44,15 @@ pub struct Args {
     #[arg(short, long)]
     framing: Option<Framing>,
 
-    /// The most connections open at once; more wait in the backlog.
+    /// The most connections open at once; more wait or are refused (--when-full).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = parse_count)]
     max_connections: usize,
+
+    /// Past --max-connections, new peers wait in the backlog until a connection closes
+    /// (wait), or are closed at once, before the greeting, without a word (refuse).
+    #[arg(long, value_name = "WHAT", default_value_t = WhenFull::Wait)]
+    when_full: WhenFull,
 
     /// The longest message in bytes (or with K, M: 64K); a longer one gets an error and
     /// its connection is closed (a longer datagram is dropped).
@@ -69,6 +76,32 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = sockit::server::DEFAULT_DATAGRAM_BATCH,
           value_parser = parse_count)]
     batch: usize,
+
+    /// Answer at most RATE datagrams from each source (an IPv4 address, an IPv6 /64, a
+    /// Unix address), e.g. 100/s, 600/m or 10/h; past it, its datagrams are dropped
+    /// unanswered and counted. Off by default, for tests on loopback, where one client
+    /// sending at full speed is the point: set it on a UDP service others can reach, so
+    /// that it cannot be made to flood a forged address with replies.
+    #[arg(long, value_name = "RATE", help_heading = "Datagram limits")]
+    rate_limit: Option<RateLimit>,
+
+    /// The most datagrams a source may send at once under --rate-limit, after a quiet
+    /// spell [default: the rate's count, 100 for 100/s].
+    #[arg(long, value_name = "N", requires = "rate_limit", help_heading = "Datagram limits",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rate_burst: Option<u32>,
+
+    /// Send no reply larger than K times its datagram (or 64 bytes, whichever is more);
+    /// 0: no cap. The default is QUIC's limit for an unverified address; greet's and
+    /// echo's replies always pass it.
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_MAX_AMPLIFICATION,
+          help_heading = "Datagram limits")]
+    max_amplification: u32,
+
+    /// Send no reply larger than BYTES (or with K, M: 1K) to a datagram [default: no cap].
+    #[arg(long, value_name = "BYTES", value_parser = options::parse_bytes,
+          help_heading = "Datagram limits")]
+    max_reply: Option<usize>,
 
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
@@ -118,10 +151,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = Server::new(args.service)
         .options(options.clone())
         .max_connections(args.max_connections)
+        .when_full(args.when_full)
+        .reply_cap(
+            ReplyCap::none()
+                .amplification(Some(args.max_amplification).filter(|&factor| factor > 0))
+                .max_reply(args.max_reply),
+        )
         .max_message(args.max_message)
         .shutdown_timeout(args.shutdown_timeout)
         .backlog(args.backlog)
         .datagram_batch(args.batch);
+    let server = match args.rate_limit {
+        Some(limit) => server.datagram_rate_limit(match args.rate_burst {
+            Some(burst) => limit.burst(burst),
+            None => limit,
+        }),
+        None => server,
+    };
     let server = match args.mode {
         Some(mode) => server.unix_mode(mode),
         None => server,
@@ -145,6 +191,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut details = format!("{} service", args.service);
         if endpoint.transport() == Transport::Stream {
             details.push_str(&format!(", {} framing", listener.framing()));
+        } else if let Some(limit) = args.rate_limit {
+            let limit = args.rate_burst.map_or(limit, |burst| limit.burst(burst));
+            details.push_str(&format!(", at most {limit} a source"));
         }
         if options_set {
             details.push_str(&format!(", {}", options.read_back(&SockRef::from(&listener))));

@@ -138,3 +138,96 @@ fn when_full_refuse_closes_a_peer_past_the_limit_at_once() {
     fourth.write_all(b"fourth\n").unwrap();
     assert_eq!(read_exactly(&mut fourth, 15), b"Hello, fourth!\n");
 }
+
+/// The server's resident memory, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// The server's CPU time so far, in clock ticks (utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Clients that send requests as fast as the kernel takes them and never
+/// read: each connection stops being read while the replies it owes wait
+/// (at most one read's worth), so the server's memory stays bounded however
+/// long they go on, and everyone else is served.
+#[test]
+fn clients_that_send_forever_and_never_read_cannot_grow_the_servers_memory() {
+    const CLIENTS: usize = 20;
+    // Small kernel buffers, so the backlog the server works through before
+    // it stops reading is small too.
+    let server = Server::start(&[
+        "tcp://127.0.0.1:0",
+        "--framing",
+        "line",
+        "--rcvbuf",
+        "64K",
+        "--sndbuf",
+        "64K",
+    ]);
+    let pid = server.process.pid();
+    let mut bystander = tcp_client(server.addr(0));
+    assert_eq!(read_exactly(&mut bystander, GREETING.len()), GREETING);
+    let before = rss_bytes(pid);
+    let lines = b"ab\n".repeat(20_000);
+    let mut floods = Vec::new();
+    let mut sent = 0;
+    for _ in 0..CLIENTS {
+        let flood = std::net::TcpStream::connect(server.addr(0)).unwrap();
+        socket2::SockRef::from(&flood)
+            .set_send_buffer_size(64 * 1024)
+            .unwrap();
+        flood.set_nonblocking(true).unwrap();
+        floods.push(flood);
+    }
+    // Send until the kernel takes nothing more for a second: the server has
+    // stopped reading every one of them.
+    let mut stalled_since = std::time::Instant::now();
+    while stalled_since.elapsed() < Duration::from_secs(1) {
+        let mut progress = false;
+        for flood in &mut floods {
+            match flood.write(&lines) {
+                Ok(n) => {
+                    sent += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("flood: {e}"),
+            }
+        }
+        if progress {
+            stalled_since = std::time::Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Then until the server has worked through what it had taken in.
+    let mut cpu = cpu_ticks(pid);
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = cpu_ticks(pid);
+        if now == cpu {
+            break;
+        }
+        cpu = now;
+    }
+    let grown = rss_bytes(pid).saturating_sub(before);
+    eprintln!("{CLIENTS} clients sent {sent} bytes unread; server RSS grew {grown} bytes");
+    assert!(sent > CLIENTS * 200_000, "the floods sent only {sent} bytes");
+    // One read's replies per connection at most (16 KiB of `ab` lines makes
+    // about 60 KiB of replies), with room for the allocator.
+    assert!(
+        grown < (CLIENTS as u64) * 256 * 1024,
+        "RSS grew {grown} bytes for {sent} sent"
+    );
+    bystander.write_all(b"still served\n").unwrap();
+    let want = b"Hello, still served!\n";
+    assert_eq!(read_exactly(&mut bystander, want.len()), want);
+}

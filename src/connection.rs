@@ -92,17 +92,17 @@ pub(crate) trait ByteStream: Send + Sync {
     /// Waits until a write may make progress.
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Reads what is there into `buf`'s spare capacity, without waiting.
+    ///
+    /// A read that does not fill the room it was given drained the socket,
+    /// so the stream is marked not readable, sparing the next read's
+    /// `WouldBlock`, as tokio's own `read` does. The mark is made against
+    /// the readiness seen *before* the read: data that arrives after it
+    /// brings an event that is kept, not forgotten.
     fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize>;
     /// Writes what the socket takes of `buf`, without waiting.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Sends end-of-stream (`shutdown(SHUT_WR)`).
     fn shutdown_write(&self) -> io::Result<()>;
-    /// Forgets that the stream is readable, without a system call: after a
-    /// read that did not fill the room it was given, the socket is drained,
-    /// and the next read would only say `WouldBlock`. (tokio's own `read`
-    /// does the same; its readiness ticks keep an event that arrives
-    /// meanwhile from being lost.)
-    fn drained(&self);
 }
 
 macro_rules! byte_stream {
@@ -115,18 +115,29 @@ macro_rules! byte_stream {
                 <$stream>::writable(self)
             }
             fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-                <$stream>::try_read_buf(self, buf)
+                // The outer `try_io` takes the readiness before the read and,
+                // when the closure says `WouldBlock`, clears that readiness
+                // only: an event that came during or after the read has a
+                // newer tick and survives. (Clearing after the read instead
+                // loses data that arrived in between: the connection then
+                // waits for an event that never comes.)
+                let room = buf.chunk_mut().len();
+                let mut short = None;
+                let read = <$stream>::try_io(self, Interest::READABLE, || {
+                    let read = <$stream>::try_read_buf(self, buf)?;
+                    if read > 0 && read < room {
+                        short = Some(read);
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(read)
+                });
+                short.map_or(read, Ok)
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$stream>::try_write(self, buf)
             }
             fn shutdown_write(&self) -> io::Result<()> {
                 SockRef::from(self).shutdown(Shutdown::Write)
-            }
-            fn drained(&self) {
-                let _ = <$stream>::try_io(self, Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
             }
         }
     };
@@ -260,10 +271,6 @@ impl<S: Service> Conversation<'_, S> {
             input.reserve(read_size);
             // At most one read window, so one `raw` read is never longer than a message may be.
             let read = match io.try_read_buf(&mut (&mut *input).limit(read_size)) {
-                Ok(read) if read > 0 && read < read_size => {
-                    io.drained();
-                    read
-                }
                 Ok(read) => read,
                 // Nothing there after all: a spurious wake-up.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -565,7 +572,6 @@ mod tests {
         fn shutdown_write(&self) -> io::Result<()> {
             Ok(())
         }
-        fn drained(&self) {}
     }
 
     #[tokio::test]
@@ -582,6 +588,66 @@ mod tests {
         serve(ResetOnWrite, peer, Arc::new(Greet), settings, Stop::default(), ()).await;
         let got = conversation(Framing::Line, 64, &[b"y\n"]).await;
         assert_eq!(got, b"Hello, I am server\nHello, y!\n");
+    }
+
+    #[test]
+    fn bytes_that_arrive_one_at_a_time_are_never_left_unread() {
+        // A byte landing between a short read and the readiness being
+        // cleared once made the connection wait for an event that never
+        // came, its reply owed forever (found by tests/soak.rs). Four
+        // clients on TCP write every byte with a system call of their own while
+        // the runtime's two workers take the events.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let clients: Vec<_> = (0..4)
+            .map(|client| {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let mut client_end = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                client_end.set_nodelay(true).unwrap();
+                let (server_end, addr) = listener.accept().unwrap();
+                server_end.set_nonblocking(true).unwrap();
+                let server_end = {
+                    let _guard = runtime.enter();
+                    TcpStream::from_std(server_end).unwrap()
+                };
+                let peer = Peer::from(addr);
+                let settings = Settings {
+                    framing: Framing::Line,
+                    max_message: 1024,
+                };
+                runtime.spawn(serve(
+                    server_end,
+                    peer,
+                    Arc::new(Greet),
+                    settings,
+                    Stop::default(),
+                    (),
+                ));
+                std::thread::spawn(move || {
+                    client_end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut greeting = [0; 19];
+                    client_end.read_exact(&mut greeting).unwrap();
+                    for seq in 0..4000 {
+                        let message = format!("c{client}:{seq}:{}", "x".repeat(20));
+                        for byte in message.bytes().chain([b'\n']) {
+                            client_end.write_all(&[byte]).unwrap();
+                        }
+                        let want = format!("Hello, {message}!\n");
+                        let mut got = vec![0; want.len()];
+                        if let Err(error) = client_end.read_exact(&mut got) {
+                            panic!("client {client}: no reply to message {seq} in 5 s: {error}");
+                        }
+                        assert_eq!(got, want.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().unwrap();
+        }
     }
 
     #[test]

@@ -95,23 +95,28 @@ pub fn check_framing(framing: Framing, max: usize, stream: &[u8], lengths: &[usi
         }
         Framing::Auto => {
             let line = decode_reads(Framing::Line, max, stream, &cut(stream.len(), &[], usize::MAX));
-            // Reads that end at every `\n`; a last line without one rides
-            // with the line before it, or it would be a raw read.
-            let mut lines: Vec<&[u8]> = stream.split_inclusive(|&b| b == b'\n').collect();
-            if lines.len() >= 2 && !stream.ends_with(b"\n") {
-                let tail = lines.len() - 2;
-                lines[tail] = &stream[stream.len() - lines[tail].len() - lines[tail + 1].len()..];
-                lines.pop();
+            let no_raw_read =
+                |reads: &[Range<usize>]| !reads.iter().any(|read| is_raw_read(stream, read, window));
+            if no_raw_read(&reads) {
+                assert_eq!(run, line, "auto in reads {reads:?} without a raw one, and line");
             }
-            let by_line: Vec<usize> = lines
-                .iter()
-                .flat_map(|line| line.chunks(window).map(<[u8]>::len))
-                .collect();
-            for reads in [reads, cut(stream.len(), &by_line, window)] {
-                if !reads.iter().any(|read| is_raw_read(stream, read, window)) {
-                    let auto = decode_reads(framing, max, stream, &reads);
-                    assert_eq!(auto, line, "auto in reads {reads:?} without a raw one, and line");
-                }
+            // Reads that end at every `\n` (a last line without one rides with
+            // the line before it, or it would be a raw read), cut at the window.
+            let mut ends: Vec<usize> = memchr::memchr_iter(b'\n', stream).map(|at| at + 1).collect();
+            if !stream.ends_with(b"\n") {
+                ends.pop();
+            }
+            ends.push(stream.len());
+            let mut by_line = Vec::new();
+            let mut start = 0;
+            for end in ends {
+                by_line.extend(stream[start..end].chunks(window).map(<[u8]>::len));
+                start = end;
+            }
+            let reads = cut(stream.len(), &by_line, window);
+            if no_raw_read(&reads) {
+                let auto = decode_reads(framing, max, stream, &reads);
+                assert_eq!(auto, line, "auto in reads {reads:?} that end at a \\n, and line");
             }
         }
     }

@@ -40,6 +40,7 @@
 //! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
 //! | [`load`] | the load generator of `sockit bench`: pure messages, schedule, statistics and reports; connections on one event loop |
 //! | [`escape`] | bytes shown safely in logs |
+//! | `fuzzing` | hidden: the bodies of the `fuzz/` targets (every decoder's properties), shared with the corpus replay in `tests/fuzz_corpus.rs` |
 //!
 //! The `sockit` command lives in `src/bin/sockit/`, one module per subcommand.
 
@@ -53,6 +54,8 @@ pub mod endpoint;
 mod error;
 pub mod escape;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod icmp;
 pub mod limit;
 pub mod load;

@@ -256,11 +256,14 @@ impl Decoder {
     }
 
     /// Takes what is left in `buf` once the stream has ended: a last line
-    /// without its `\n` is still a message.
+    /// without its `\n` is still a message, if it is no longer than the maximum.
     ///
     /// # Errors
     ///
-    /// [`FrameError::Truncated`] when the stream ended inside a `len32` frame.
+    /// [`FrameError::Truncated`] when the stream ended inside a `len32` frame;
+    /// [`FrameError::TooLong`] when the last line is longer than the maximum
+    /// (it may be one byte longer while it waits: that byte could have been
+    /// the `\r` of its `\r\n`).
     pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
         if let Some(message) = self.decode(buf)? {
             return Ok(Some(message));
@@ -271,6 +274,10 @@ impl Decoder {
         match self.framing {
             Framing::Len32 => Err(FrameError::Truncated {
                 missing: len32::missing(buf),
+            }),
+            _ if buf.len() > self.max_message => Err(FrameError::TooLong {
+                limit: self.max_message,
+                framed: Framed::Line,
             }),
             _ => Ok(Some(Message {
                 payload: buf.split().freeze(),
@@ -374,6 +381,29 @@ mod tests {
         assert_eq!(end, Ok(()));
         let payloads: Vec<_> = messages.iter().map(|m| &m.payload[..]).collect();
         assert_eq!(payloads, [&b"a"[..], b"b"]);
+    }
+
+    /// Regression: a line waits with one byte over the maximum (it could be
+    /// the `\r` of `\r\n`); when the stream ended there, that line was
+    /// delivered, one byte longer than the maximum.
+    #[test]
+    fn a_last_line_over_the_maximum_is_refused() {
+        let too_long = Err(FrameError::TooLong {
+            limit: 4,
+            framed: Framed::Line,
+        });
+        for framing in [Framing::Line, Framing::Auto] {
+            for last in [&b"abcde"[..], b"abcd\r"] {
+                let input = [&b"ok\n"[..], last].concat();
+                let (messages, end, _) = decode_in_pieces(framing, 4, &input, &[]);
+                let payloads: Vec<_> = messages.iter().map(|m| &m.payload[..]).collect();
+                assert_eq!(payloads, [&b"ok"[..]], "{framing}");
+                assert_eq!(end, too_long, "{framing}");
+            }
+            let (messages, end, _) = decode_in_pieces(framing, 4, b"ok\nabcd", &[]);
+            assert_eq!(end, Ok(()));
+            assert_eq!(&messages[1].payload[..], b"abcd");
+        }
     }
 
     #[test]

@@ -421,6 +421,30 @@ fn the_plot_is_an_svg_percentile_plot_and_progress_goes_to_stderr() {
     );
 }
 
+#[test]
+fn quiet_shows_no_progress_only_the_summary() {
+    let server = Server::start(&["udp://127.0.0.1:0"]);
+    let output: Output = run_with_timeout(
+        sockit().args([
+            "bench",
+            &server.endpoints[0],
+            "-c",
+            "2",
+            "-d",
+            "1200ms",
+            "--warmup",
+            "0",
+            "-q",
+        ]),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert!(stdout.starts_with("sockit bench udp://"), "{stdout}");
+    assert!(stdout.contains("\nlatency     p50 "), "{stdout}");
+}
+
 /// Runs `sockit bench ARGS`, which must fail with exit status 2 and one
 /// line on stderr; returns that line.
 fn usage_error(args: &[&str]) -> String {

@@ -227,10 +227,12 @@ fn allow_descriptors(needed: u64) {
     }
 }
 
-/// Progress on stderr: a bar on a terminal, a line a second otherwise.
+/// Progress on stderr: a bar on a terminal, a line a second otherwise;
+/// none with `-q` (or when `RUST_LOG` hides info).
 struct ProgressDisplay {
     bar: Option<ProgressBar>,
     length: Length,
+    shown: bool,
 }
 
 impl ProgressDisplay {
@@ -248,7 +250,12 @@ impl ProgressDisplay {
             );
             bar
         });
-        ProgressDisplay { bar, length: *length }
+        let shown = tracing::enabled!(tracing::Level::INFO);
+        ProgressDisplay {
+            bar: bar.filter(|_| shown),
+            length: *length,
+            shown,
+        }
     }
 
     /// How often to update.
@@ -261,6 +268,9 @@ impl ProgressDisplay {
     }
 
     fn show(&self, progress: &Progress) {
+        if !self.shown {
+            return;
+        }
         let rate = if progress.measured.is_zero() {
             0.0
         } else {

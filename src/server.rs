@@ -809,6 +809,22 @@ mod tests {
     use crate::Greet;
 
     #[test]
+    fn timeouts_are_off_by_default_and_at_zero() {
+        let five = Duration::from_secs(5);
+        assert_eq!(Server::new(Greet).timeouts, Timeouts::default());
+        let set = Server::new(Greet).idle_timeout(five).read_timeout(2 * five);
+        assert_eq!(
+            set.timeouts,
+            Timeouts {
+                idle: Some(five),
+                read: Some(2 * five),
+            }
+        );
+        let zero = set.idle_timeout(Duration::ZERO).read_timeout(Duration::ZERO);
+        assert_eq!(zero.timeouts, Timeouts::default());
+    }
+
+    #[test]
     fn a_connection_task_is_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

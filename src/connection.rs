@@ -334,8 +334,8 @@ where
 impl<S: Service, IO: ByteStream> Conversation<S, IO> {
     /// The wait before the next step: until the socket takes more of the
     /// replies owed (unless the server aborts), or else until it brings
-    /// more to read (unless the server is finishing)
-    /// (or a timeout passes).
+    /// more to read (unless the server is finishing); or until a timeout
+    /// passes.
     fn ready(&mut self, owes: bool) -> Ready<'_, IO> {
         let Conversation { link, stop, .. } = self;
         let (stop, direction) = if owes {

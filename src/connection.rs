@@ -29,6 +29,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, info, warn};
 
+use crate::deadline::{Deadline, Expired, Timeouts};
 use crate::framing::{Decoder, FrameError};
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Framing, Peer};
@@ -49,6 +50,8 @@ enum Ending {
     Shutdown,
     /// The peer sent something that is not a message; the error reply is written.
     Refused(FrameError),
+    /// A timeout passed.
+    TimedOut(Expired),
 }
 
 /// What a stream connection is served with.
@@ -58,15 +61,41 @@ pub(crate) struct Settings {
     pub max_message: usize,
 }
 
-/// How the server stops a connection: `finish` asks it to write what it owes
-/// and close; `abort`, at the shutdown timeout, stops it wherever it waits.
+/// When a connection stops: when the server asks (`finish`: write what is
+/// owed and close; `abort`, at the shutdown timeout: stop wherever it waits),
+/// or on its own at one of its [`Timeouts`].
+///
+/// One for all the connections of a listener, shared: a connection holds a
+/// pointer to it.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Stop {
+pub(crate) struct Stop(Arc<StopWhen>);
+
+/// What a [`Stop`] shares.
+#[derive(Debug, Default)]
+pub(crate) struct StopWhen {
     pub finish: CancellationToken,
     pub abort: CancellationToken,
+    pub timeouts: Timeouts,
+}
+
+impl std::ops::Deref for Stop {
+    type Target = StopWhen;
+
+    fn deref(&self) -> &StopWhen {
+        &self.0
+    }
 }
 
 impl Stop {
+    /// The stop shared by a listener's connections.
+    pub(crate) fn new(finish: CancellationToken, abort: CancellationToken, timeouts: Timeouts) -> Self {
+        Stop(Arc::new(StopWhen {
+            finish,
+            abort,
+            timeouts,
+        }))
+    }
+
     /// Awaits `io`, unless the connection is aborted first.
     ///
     /// An `async fn` holds `io` twice (its argument, and the `select!` it
@@ -186,7 +215,9 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// it, so no argument is stored twice in the connection's state (an
 /// `async fn` keeps its arguments beside the futures it awaits).
 struct Conversation<S, IO> {
-    io: IO,
+    /// The socket, and its timer if it has timeouts: together, so that the
+    /// wait holds one pointer to both.
+    link: Link<IO>,
     peer: Peer,
     service: Arc<S>,
     stop: Stop,
@@ -195,6 +226,14 @@ struct Conversation<S, IO> {
     /// of its buffers are drained, as an idle connection's are. Boxed: an
     /// idle connection pays 8 bytes for it instead of 64.
     leftover: Option<Box<Leftover>>,
+}
+
+/// A connection's socket and timer.
+struct Link<IO> {
+    io: IO,
+    /// The timer, only with a timeout set: from the start with an idle
+    /// timeout, from the first incomplete message with only a read timeout.
+    deadline: Option<Pin<Box<Deadline>>>,
 }
 
 /// The buffers of a connection's own, for what the per-thread ones could
@@ -251,7 +290,10 @@ where
     H: Send,
 {
     let mut conversation = Conversation {
-        io,
+        link: Link {
+            io,
+            deadline: stop.timeouts.idle.map(|_| Deadline::new(stop.timeouts)),
+        },
         peer,
         service,
         stop,
@@ -274,11 +316,12 @@ where
                     break 'conversation Ok(ending);
                 }
                 let step = match conversation.ready(owes).await {
-                    Some(Ok(())) if owes => conversation.write_owed(),
-                    Some(Ok(())) => conversation.read_and_answer().map(|next| ending = next),
-                    Some(Err(error)) => Err(error),
-                    None if owes => Err(aborted()),
-                    None => break 'conversation Ok(Ending::Shutdown),
+                    Woken::Ready(Ok(())) if owes => conversation.write_owed(),
+                    Woken::Ready(Ok(())) => conversation.read_and_answer().map(|next| ending = next),
+                    Woken::Ready(Err(error)) => Err(error),
+                    Woken::Stopped if owes => Err(aborted()),
+                    Woken::Stopped => break 'conversation Ok(Ending::Shutdown),
+                    Woken::Expired(expired) => break 'conversation Ok(Ending::TimedOut(expired)),
                 };
                 if let Err(error) = step {
                     break 'conversation Err(error);
@@ -287,7 +330,7 @@ where
         };
         match ending {
             Ok(Ending::PeerClosed) => {
-                let _ = conversation.io.shutdown_write();
+                let _ = conversation.link.io.shutdown_write();
             }
             Err(error) => info!(peer = %conversation.peer, %error, "connection failed"),
             // Boxed: it comes once, and inline it would make every
@@ -302,16 +345,18 @@ where
 impl<S: Service, IO: ByteStream> Conversation<S, IO> {
     /// The wait before the next step: until the socket takes more of the
     /// replies owed (unless the server aborts), or else until it brings
-    /// more to read (unless the server is finishing).
-    fn ready(&self, owes: bool) -> Ready<'_, IO> {
+    /// more to read (unless the server is finishing); or until a timeout
+    /// passes.
+    fn ready(&mut self, owes: bool) -> Ready<'_, IO> {
+        let Conversation { link, stop, .. } = self;
         let (stop, direction) = if owes {
-            (&self.stop.abort, Direction::Write)
+            (&stop.abort, Direction::Write)
         } else {
-            (&self.stop.finish, Direction::Read)
+            (&stop.finish, Direction::Read)
         };
         Ready {
             stop: stop.cancelled(),
-            io: &self.io,
+            link,
             direction,
         }
     }
@@ -319,7 +364,7 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
     /// Sends the service's greeting, if it has one.
     fn greet(&mut self) -> io::Result<()> {
         let Conversation {
-            io,
+            link: Link { io, .. },
             peer,
             service,
             decoder,
@@ -340,12 +385,12 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
     /// conversation ends, if it does (once the pending replies are written).
     fn read_and_answer(&mut self) -> io::Result<Option<Ending>> {
         let Conversation {
-            io,
+            link: Link { io, deadline },
             peer,
             service,
+            stop,
             decoder,
             leftover,
-            ..
         } = self;
         let read_size = decoder.read_size();
         with_scratch(|scratch| {
@@ -373,6 +418,15 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
                     // Drained: give the memory back.
                     own.input = BytesMut::new();
                 }
+                if let Some(deadline) = deadline {
+                    deadline.as_mut().read(read, own.input.len());
+                } else if stop.timeouts.read.is_some() && !own.input.is_empty() {
+                    // Only a read timeout: the first incomplete message brings the timer.
+                    deadline
+                        .insert(Deadline::new(stop.timeouts))
+                        .as_mut()
+                        .read(read, own.input.len());
+                }
                 write_now(io, &mut scratch.output, &mut own.output)?;
                 Ok(ending)
             })
@@ -385,9 +439,12 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
         match ending {
             Ending::Shutdown => debug!(%peer, "closing the connection for shutdown"),
             Ending::Refused(error) => warn!(%peer, %error, "closing the connection"),
+            Ending::TimedOut(expired) => {
+                info!(%peer, "closing the connection: {}", self.stop.timeouts.why(expired));
+            }
             Ending::Finished | Ending::PeerClosed => {}
         }
-        close_gracefully(&self.io, &self.stop).await;
+        close_gracefully(&self.link.io, &self.stop).await;
     }
 
     /// Whether replies the peer has not taken yet are waiting.
@@ -401,9 +458,12 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
         let Some(own) = &mut self.leftover else {
             return Ok(());
         };
-        match self.io.try_write(&own.output) {
+        match self.link.io.try_write(&own.output) {
             Ok(written) => {
                 let _ = own.output.split_to(written);
+                if let (true, Some(deadline)) = (written > 0, &mut self.link.deadline) {
+                    deadline.as_mut().wrote();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -426,30 +486,50 @@ enum Direction {
     Write,
 }
 
+/// What a connection waiting in [`Ready`] woke for.
+enum Woken {
+    /// The socket is ready (or failed).
+    Ready(io::Result<()>),
+    /// The server stops it.
+    Stopped,
+    /// A timeout passed.
+    Expired(Expired),
+}
+
 pin_project_lite::pin_project! {
-    /// Waits until `io` is ready for `direction`, unless `stop` is cancelled
-    /// first (`None`). Written out rather than `select!`ed, which keeps
-    /// references to its futures beside them: this is the state of every
-    /// idle connection.
+    /// Waits until the socket is ready for `direction`, unless `stop` is
+    /// cancelled or the socket's deadline passes first. Written out rather
+    /// than `select!`ed, which keeps references to its futures beside them:
+    /// this is the state of every idle connection.
     struct Ready<'a, IO> {
         #[pin]
         stop: WaitForCancellationFuture<'a>,
-        io: &'a IO,
+        link: &'a mut Link<IO>,
         direction: Direction,
     }
 }
 
 impl<IO: ByteStream> Future for Ready<'_, IO> {
-    type Output = Option<io::Result<()>>;
+    type Output = Woken;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if this.stop.poll(cx).is_ready() {
-            return Poll::Ready(None);
+            return Poll::Ready(Woken::Stopped);
         }
-        match this.direction {
-            Direction::Read => this.io.poll_read_ready(cx).map(Some),
-            Direction::Write => this.io.poll_write_ready(cx).map(Some),
+        let ready = match this.direction {
+            Direction::Read => this.link.io.poll_read_ready(cx),
+            Direction::Write => this.link.io.poll_write_ready(cx),
+        };
+        if let Poll::Ready(ready) = ready {
+            return Poll::Ready(Woken::Ready(ready));
+        }
+        match &mut this.link.deadline {
+            Some(deadline) => {
+                let writing = matches!(this.direction, Direction::Write);
+                deadline.as_mut().poll_expired(cx, writing).map(Woken::Expired)
+            }
+            None => Poll::Pending,
         }
     }
 }
@@ -581,10 +661,7 @@ mod tests {
             framing,
             max_message: max,
         };
-        let stop = Stop {
-            finish,
-            abort: CancellationToken::new(),
-        };
+        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default());
         let server = tokio::spawn(serve(server_end, peer, Arc::new(Greet), settings, stop, ()));
         client_end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         (client_end, server)

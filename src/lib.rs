@@ -34,6 +34,7 @@
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
+//! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
@@ -50,6 +51,7 @@
 pub mod client;
 mod connection;
 mod datagram;
+mod deadline;
 pub mod endpoint;
 mod error;
 pub mod escape;

@@ -1,14 +1,20 @@
 //! One seqpacket connection: every packet is one message, and every reply
 //! is sent as a packet of its own. No framing is needed.
+//!
+//! Packets arrive whole, so of the timeouts only the idle one applies.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::time::{Instant, Sleep};
 use tokio_seqpacket::UnixSeqpacket;
 use tracing::{debug, info, warn};
 
 use crate::connection::{LINGER, Stop};
+use crate::deadline::Expired;
 use crate::framing::FrameError;
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Peer};
@@ -40,8 +46,28 @@ async fn converse<S: Service>(
 ) -> io::Result<()> {
     let mut output = BytesMut::new();
     let mut ends = Vec::new();
+    let mut idle = stop.timeouts.idle.map(Idle::new);
     service.greeting(&mut Replies::packets(&mut output, peer, &mut ends));
-    stop.or_abort(send_each(socket, &mut output, &mut ends)).await?;
+    // Replies are sent under the idle timeout too: a peer that takes none
+    // for that long is closed.
+    macro_rules! send_all {
+        () => {
+            tokio::select! {
+                biased;
+                sent = stop.or_abort(send_each(socket, &mut output, &mut ends)) => {
+                    sent?;
+                    if let Some(idle) = &mut idle {
+                        idle.progress = Instant::now();
+                    }
+                }
+                expired = Idle::expired(&mut idle) => {
+                    info!(%peer, "closing the connection: {}", stop.timeouts.why(expired));
+                    return Ok(());
+                }
+            }
+        };
+    }
+    send_all!();
     // One byte more than a message may have, to see a packet that is too long.
     let mut input = vec![0; max_message + 1];
     loop {
@@ -49,7 +75,14 @@ async fn converse<S: Service>(
             biased;
             () = stop.finish.cancelled() => return Ok(()),
             received = socket.recv(&mut input) => received?,
+            expired = Idle::expired(&mut idle) => {
+                info!(%peer, "closing the connection: {}", stop.timeouts.why(expired));
+                return Ok(());
+            }
         };
+        if let Some(idle) = &mut idle {
+            idle.progress = Instant::now();
+        }
         let len = received.bytes_read();
         if len == 0 {
             // End of stream (an empty packet reads the same; it ends the conversation too).
@@ -67,9 +100,43 @@ async fn converse<S: Service>(
         let message = &input[..len];
         debug!(%peer, data = %Escaped(message), "received");
         let flow = service.message(message, &mut Replies::packets(&mut output, peer, &mut ends));
-        stop.or_abort(send_each(socket, &mut output, &mut ends)).await?;
+        send_all!();
         if flow == Flow::Close {
             return Ok(());
+        }
+    }
+}
+
+/// The idle timeout of a seqpacket connection: its timer, moved to the real
+/// deadline only when it fires (see [`crate::deadline`]).
+struct Idle {
+    limit: Duration,
+    progress: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Duration) -> Idle {
+        Idle {
+            limit,
+            progress: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    /// Completes once the connection has been idle for the limit; never
+    /// without one.
+    async fn expired(idle: &mut Option<Idle>) -> Expired {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            idle.timer.as_mut().await;
+            let at = idle.progress + idle.limit;
+            if at <= Instant::now() {
+                return Expired::Idle;
+            }
+            idle.timer.as_mut().reset(at);
         }
     }
 }

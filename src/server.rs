@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection::{self, Settings, Stop};
 use crate::datagram::DatagramSocket;
+use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
 use crate::net::unix::SocketFile;
@@ -121,6 +122,7 @@ pub struct Server<S> {
     datagram_batch: usize,
     rate_limit: Option<RateLimit>,
     reply_cap: ReplyCap,
+    timeouts: Timeouts,
 }
 
 impl<S: Service> Server<S> {
@@ -139,6 +141,7 @@ impl<S: Service> Server<S> {
             datagram_batch: DEFAULT_DATAGRAM_BATCH,
             rate_limit: None,
             reply_cap: ReplyCap::default(),
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -211,6 +214,43 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Closes a stream connection (TCP, Unix, seqpacket) with no progress
+    /// either way for `timeout`: nothing read, and nothing of the replies it
+    /// owes written, so a peer that stops reading is closed too. Off by
+    /// default, and with [`Duration::ZERO`].
+    ///
+    /// Set it on a service others can reach, where idle connections would
+    /// otherwise hold their permits ([`max_connections`](Self::max_connections))
+    /// for ever. It is off by default because sockit is mostly a test tool:
+    /// a learner's `nc` left open must not be closed under them. With it
+    /// set, a connection holds a timer of its own (one allocation of 176
+    /// bytes); without it, nothing.
+    ///
+    /// The connection is closed as at other endings (end of stream sent,
+    /// what still arrives read and dropped for a moment), with no error text:
+    /// one info line says why.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.idle = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Closes a stream connection when a message takes longer than
+    /// `timeout` to arrive whole, counted from its first byte: a peer
+    /// trickling bytes (slowloris) cannot hold a connection for ever. Off by
+    /// default, and with [`Duration::ZERO`]; it does not apply to seqpacket
+    /// connections, whose packets arrive whole.
+    ///
+    /// Off by default for the reasons of [`idle_timeout`](Self::idle_timeout);
+    /// on a service others can reach, tens of seconds is generous for any
+    /// real client. A connection pays for the timer only from its first
+    /// message that does not arrive in one read.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.read = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
     /// How long shutdown lets open connections finish before closing them
     /// (default 10 s).
     #[must_use]
@@ -278,6 +318,7 @@ impl<S: Service> Server<S> {
                 max_message: self.max_message,
             },
             shutdown_timeout: self.shutdown_timeout,
+            timeouts: self.timeouts,
             permits: Arc::clone(&self.permits),
             when_full: self.when_full,
             datagram: datagram::Limits {
@@ -493,6 +534,7 @@ pub struct Listener<S> {
     service: Arc<S>,
     settings: Settings,
     shutdown_timeout: Duration,
+    timeouts: Timeouts,
     permits: Arc<Semaphore>,
     when_full: WhenFull,
     datagram: datagram::Limits,
@@ -539,6 +581,7 @@ impl<S: Service> Listener<S> {
             service,
             settings,
             shutdown_timeout,
+            timeouts,
             permits,
             when_full,
             datagram,
@@ -556,8 +599,7 @@ impl<S: Service> Listener<S> {
                     permits,
                     when_full,
                     tracker: &tracker,
-                    finish: &finish,
-                    abort: &abort,
+                    stop: Stop::new(finish.clone(), abort.clone(), timeouts),
                 };
                 accepting.run(shutdown).await;
                 info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
@@ -591,10 +633,9 @@ struct Accepting<'a, S> {
     permits: Arc<Semaphore>,
     when_full: WhenFull,
     tracker: &'a TaskTracker,
-    /// Asks connections to finish: write what they owe, then close.
-    finish: &'a CancellationToken,
-    /// Drops connections that did not finish in time.
-    abort: &'a CancellationToken,
+    /// Asks connections to finish, then drops those that did not in time;
+    /// and their timeouts.
+    stop: Stop,
 }
 
 impl<S: Service> Accepting<'_, S> {
@@ -646,16 +687,12 @@ impl<S: Service> Accepting<'_, S> {
                 },
             };
             info!("Accept new connection from {peer}");
-            let stop = Stop {
-                finish: self.finish.clone(),
-                abort: self.abort.clone(),
-            };
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(
                 peer,
                 Arc::clone(&self.service),
                 self.settings,
-                stop,
+                self.stop.clone(),
                 permit,
             ));
         }
@@ -772,6 +809,22 @@ mod tests {
     use crate::Greet;
 
     #[test]
+    fn timeouts_are_off_by_default_and_at_zero() {
+        let five = Duration::from_secs(5);
+        assert_eq!(Server::new(Greet).timeouts, Timeouts::default());
+        let set = Server::new(Greet).idle_timeout(five).read_timeout(2 * five);
+        assert_eq!(
+            set.timeouts,
+            Timeouts {
+                idle: Some(five),
+                read: Some(2 * five),
+            }
+        );
+        let zero = set.idle_timeout(Duration::ZERO).read_timeout(Duration::ZERO);
+        assert_eq!(zero.timeouts, Timeouts::default());
+    }
+
+    #[test]
     fn a_connection_task_is_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -800,7 +853,9 @@ mod tests {
         // aligned blocks makes 1 KiB per idle connection (measured with
         // bench/idle_connections.py). One byte more is a 512-byte cell, and
         // 128 bytes more per connection. (280 bytes in a debug build and 272
-        // in a release build when written; 792 before.)
+        // in a release build when written; 792 before. Unchanged by the
+        // timeouts: their timer is boxed behind 8 bytes, paid for by sharing
+        // the listener's `Stop` behind one pointer instead of two tokens.)
         let size = std::mem::size_of_val(&task);
         assert!(size <= 280, "a connection task is {size} bytes");
     }

@@ -28,7 +28,8 @@ use crate::options::{self, SocketFlags};
     sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
-    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach")]
+    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
+    sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
@@ -62,6 +63,19 @@ pub struct Args {
     /// How long to let open connections finish after SIGINT/SIGTERM (e.g. 10s, 500ms).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+
+    /// Close a stream connection with no traffic either way for this long (nothing read,
+    /// none of the replies it owes written: a peer that stops reading is closed too),
+    /// e.g. 5m; 0: never. Off by default: sockit is a test tool, and a learner's `nc` left
+    /// open is not to be closed under them. Set it on a service others can reach.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Close a stream connection whose message takes longer than this to arrive whole,
+    /// from its first byte (slowloris), e.g. 30s; 0: never. Off by default, for the same
+    /// reason; seqpacket packets arrive whole and need none.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    read_timeout: Duration,
 
     /// Permissions of Unix socket files, in octal (e.g. 0660); by default the umask decides.
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
@@ -159,6 +173,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .max_message(args.max_message)
         .shutdown_timeout(args.shutdown_timeout)
+        .idle_timeout(args.idle_timeout)
+        .read_timeout(args.read_timeout)
         .backlog(args.backlog)
         .datagram_batch(args.batch);
     let server = match args.rate_limit {

@@ -118,11 +118,90 @@ pub struct Server<S> {
     unix_mode: Option<u32>,
     options: SocketOptions,
     permits: Arc<Semaphore>,
+    max_connections: usize,
     when_full: WhenFull,
     datagram_batch: usize,
     rate_limit: Option<RateLimit>,
     reply_cap: ReplyCap,
     timeouts: Timeouts,
+    /// Limits set after the listeners were bound, through a [`LimitsHandle`].
+    live: tokio::sync::watch::Sender<Option<Limits>>,
+}
+
+/// The limits of stream connections that a running server can change
+/// (through a [`LimitsHandle`]): the connection limit at once, the rest for
+/// the connections accepted after the change. Connections already open keep
+/// the limits they started with, and none is closed by a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most stream connections open at once.
+    pub max_connections: usize,
+    /// The longest message on a stream connection.
+    pub max_message: usize,
+    /// Close a connection without progress for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Close a connection whose message takes longer to arrive (`None`: never).
+    pub read_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_message: DEFAULT_MAX_MESSAGE,
+            idle_timeout: None,
+            read_timeout: None,
+        }
+    }
+}
+
+/// Changes the [`Limits`] of a server while it serves (`sockit serve` does
+/// on SIGHUP). Made by [`Server::limits_handle`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LimitsHandle {
+    live: tokio::sync::watch::Sender<Option<Limits>>,
+    permits: Arc<Semaphore>,
+}
+
+impl LimitsHandle {
+    /// The limits in force.
+    pub fn get(&self) -> Limits {
+        self.live.borrow().expect("a handle's server always has limits")
+    }
+
+    /// Applies `limits`. A lower connection limit takes effect as open
+    /// connections close (none is closed for it); a higher one at once.
+    /// Call it within the runtime that serves (a lower limit waits there
+    /// for the permits it takes back).
+    pub fn set(&self, limits: Limits) {
+        let old = self.get();
+        let new_max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        match new_max.cmp(&old.max_connections) {
+            std::cmp::Ordering::Greater => self.permits.add_permits(new_max - old.max_connections),
+            std::cmp::Ordering::Less => {
+                let excess = old.max_connections - new_max;
+                let taken = self.permits.forget_permits(excess);
+                if taken < excess {
+                    // The rest as connections close: wait for them, then forget them.
+                    let permits = Arc::clone(&self.permits);
+                    let rest = u32::try_from(excess - taken).unwrap_or(u32::MAX);
+                    tokio::spawn(async move {
+                        if let Ok(permits) = permits.acquire_many_owned(rest).await {
+                            permits.forget();
+                        }
+                    });
+                }
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        let limits = Limits {
+            max_connections: new_max,
+            max_message: limits.max_message.max(1),
+            idle_timeout: limits.idle_timeout.filter(|t| !t.is_zero()),
+            read_timeout: limits.read_timeout.filter(|t| !t.is_zero()),
+        };
+        self.live.send_replace(Some(limits));
+    }
 }
 
 impl<S: Service> Server<S> {
@@ -137,11 +216,36 @@ impl<S: Service> Server<S> {
             unix_mode: None,
             options: SocketOptions::default(),
             permits: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             when_full: WhenFull::Wait,
             datagram_batch: DEFAULT_DATAGRAM_BATCH,
             rate_limit: None,
             reply_cap: ReplyCap::default(),
             timeouts: Timeouts::default(),
+            live: tokio::sync::watch::Sender::new(None),
+        }
+    }
+
+    /// A handle that changes this server's [`Limits`] while its listeners
+    /// serve, starting from the limits set so far. Listeners bound before or
+    /// after all follow it.
+    pub fn limits_handle(&self) -> LimitsHandle {
+        let max_connections = self.max_connections;
+        self.live.send_if_modified(|live| {
+            let first = live.is_none();
+            if first {
+                *live = Some(Limits {
+                    max_connections,
+                    max_message: self.max_message,
+                    idle_timeout: self.timeouts.idle,
+                    read_timeout: self.timeouts.read,
+                });
+            }
+            first
+        });
+        LimitsHandle {
+            live: self.live.clone(),
+            permits: Arc::clone(&self.permits),
         }
     }
 
@@ -158,7 +262,8 @@ impl<S: Service> Server<S> {
     /// are refused ([`when_full`](Self::when_full)).
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.permits = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
+        self.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
+        self.permits = Arc::new(Semaphore::new(self.max_connections));
         self
     }
 
@@ -320,6 +425,7 @@ impl<S: Service> Server<S> {
             shutdown_timeout: self.shutdown_timeout,
             timeouts: self.timeouts,
             permits: Arc::clone(&self.permits),
+            live: self.live.subscribe(),
             when_full: self.when_full,
             datagram: datagram::Limits {
                 max_message: self.max_message,
@@ -536,6 +642,8 @@ pub struct Listener<S> {
     shutdown_timeout: Duration,
     timeouts: Timeouts,
     permits: Arc<Semaphore>,
+    /// Limits changed while serving ([`LimitsHandle`]).
+    live: tokio::sync::watch::Receiver<Option<Limits>>,
     when_full: WhenFull,
     datagram: datagram::Limits,
 }
@@ -583,6 +691,7 @@ impl<S: Service> Listener<S> {
             shutdown_timeout,
             timeouts,
             permits,
+            live,
             when_full,
             datagram,
         } = self;
@@ -597,6 +706,7 @@ impl<S: Service> Listener<S> {
                     service,
                     settings,
                     permits,
+                    live,
                     when_full,
                     tracker: &tracker,
                     stop: Stop::new(finish.clone(), abort.clone(), timeouts),
@@ -631,6 +741,7 @@ struct Accepting<'a, S> {
     service: Arc<S>,
     settings: Settings,
     permits: Arc<Semaphore>,
+    live: tokio::sync::watch::Receiver<Option<Limits>>,
     when_full: WhenFull,
     tracker: &'a TaskTracker,
     /// Asks connections to finish, then drops those that did not in time;
@@ -687,6 +798,16 @@ impl<S: Service> Accepting<'_, S> {
                 },
             };
             info!("Accept new connection from {peer}");
+            if self.live.has_changed().unwrap_or(false)
+                && let Some(limits) = *self.live.borrow_and_update()
+            {
+                self.settings.max_message = limits.max_message;
+                let timeouts = Timeouts {
+                    idle: limits.idle_timeout,
+                    read: limits.read_timeout,
+                };
+                self.stop = Stop::new(self.stop.finish.clone(), self.stop.abort.clone(), timeouts);
+            }
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(
                 peer,

@@ -1,6 +1,7 @@
 //! `sockit`: serve, connect to and poke at sockets.
 
 mod bench;
+mod config;
 mod connect;
 mod logging;
 mod options;

@@ -11,12 +11,13 @@ use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit, ReplyCap};
 use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
-use sockit::{Builtin, Endpoint, Framing, Server, Transport, WhenFull};
+use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::config;
 use crate::options::{self, SocketFlags};
 
 /// Serve a service (the tutorial's greeting by default) on endpoints.
@@ -44,6 +45,13 @@ pub struct Args {
     /// [default: auto for greet, raw for echo and discard].
     #[arg(short, long)]
     framing: Option<Framing>,
+
+    /// Read the limits of stream connections (max_connections, max_message, idle_timeout,
+    /// read_timeout) from this TOML file, and again on SIGHUP: a reload applies the
+    /// connection limit at once and the rest to new connections, and closes none.
+    #[arg(long, value_name = "FILE",
+          conflicts_with_all = ["max_connections", "max_message", "idle_timeout", "read_timeout"])]
+    config: Option<std::path::PathBuf>,
 
     /// The most connections open at once; more wait or are refused (--when-full).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
@@ -160,21 +168,54 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{text:?} is not a duration such as 10s or 500ms: {e}"))
 }
 
+/// On SIGHUP: reads the --config file again and applies its limits; a file
+/// that cannot be read or is wrong leaves the limits as they were.
+fn reload(config: Option<&std::path::Path>, live: &sockit::LimitsHandle) {
+    let Some(path) = config else {
+        info!("SIGHUP: there is no --config file to read again; nothing changes");
+        return;
+    };
+    match config::read(path) {
+        Ok(limits) => {
+            live.set(limits);
+            let off = |timeout: Option<Duration>| timeout.map_or("off".to_owned(), |t| format!("{t:?}"));
+            info!(
+                max_connections = limits.max_connections,
+                max_message = limits.max_message,
+                idle_timeout = off(limits.idle_timeout),
+                read_timeout = off(limits.read_timeout),
+                "SIGHUP: limits read again from {}",
+                path.display()
+            );
+        }
+        Err(error) => warn!("SIGHUP: {error:#}; the limits stay as they were"),
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = options::with_multicast(args.socket.options(), &args.multicast);
+    let limits = match &args.config {
+        Some(path) => config::read(path)?,
+        None => Limits {
+            max_connections: args.max_connections,
+            max_message: args.max_message,
+            idle_timeout: Some(args.idle_timeout),
+            read_timeout: Some(args.read_timeout),
+        },
+    };
     let server = Server::new(args.service)
         .options(options.clone())
-        .max_connections(args.max_connections)
+        .max_connections(limits.max_connections)
         .when_full(args.when_full)
         .reply_cap(
             ReplyCap::none()
                 .amplification(Some(args.max_amplification).filter(|&factor| factor > 0))
                 .max_reply(args.max_reply),
         )
-        .max_message(args.max_message)
+        .max_message(limits.max_message)
         .shutdown_timeout(args.shutdown_timeout)
-        .idle_timeout(args.idle_timeout)
-        .read_timeout(args.read_timeout)
+        .idle_timeout(limits.idle_timeout.unwrap_or_default())
+        .read_timeout(limits.read_timeout.unwrap_or_default())
         .backlog(args.backlog)
         .datagram_batch(args.batch);
     let server = match args.rate_limit {
@@ -220,9 +261,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    tokio::select! {
-        _ = interrupt.recv() => info!("SIGINT: shutting down (again to stop at once)"),
-        _ = terminate.recv() => info!("SIGTERM: shutting down (again to stop at once)"),
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let live = server.limits_handle();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
+            _ = terminate.recv() => { info!("SIGTERM: shutting down (again to stop at once)"); break }
+            _ = hangup.recv() => reload(args.config.as_deref(), &live),
+        }
     }
     stop.cancel();
     let finished = async {

@@ -1,0 +1,140 @@
+//! `sockit serve --config FILE`: the limits of stream connections come from
+//! a TOML file, read again on SIGHUP; a reload changes the connection limit
+//! at once and the other limits for new connections, and closes nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Server, TestDir, read_exactly, run_with_timeout, sockit, tcp_client};
+
+const GREETING: &[u8] = b"Hello, I am server\n";
+
+/// Whether `stream` is greeted within `wait`.
+fn greeted_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut got = vec![0; GREETING.len()];
+    let greeted = stream.read_exact(&mut got).is_ok();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    greeted && got == GREETING
+}
+
+fn ask(stream: &mut TcpStream, name: &str) {
+    stream.write_all(format!("{name}\n").as_bytes()).unwrap();
+    let want = format!("Hello, {name}!\n");
+    assert_eq!(String::from_utf8(read_exactly(stream, want.len())).unwrap(), want);
+}
+
+/// Sends SIGHUP and waits for the server's `count`th answer to it.
+fn hangup(server: &Server, count: usize, text: &str) {
+    server.process.signal("HUP");
+    let start = Instant::now();
+    while server.process.count_log(text) < count {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no {text:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sighup_rereads_the_limits_and_closes_nothing() {
+    let dir = TestDir::new("reload");
+    let config = dir.path().join("limits.toml");
+    std::fs::write(&config, "max_connections = 1\n").unwrap();
+    let server = Server::start(&[
+        "tcp://127.0.0.1:0",
+        "--framing",
+        "line",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let addr = server.addr(0);
+    let mut a = tcp_client(addr);
+    assert!(greeted_within(&mut a, Duration::from_secs(10)));
+    let mut b = tcp_client(addr);
+    assert!(
+        !greeted_within(&mut b, Duration::from_millis(500)),
+        "past max_connections = 1"
+    );
+
+    // A higher limit lets the waiting peer in at once.
+    std::fs::write(&config, "max_connections = 2\n").unwrap();
+    hangup(&server, 1, "SIGHUP: limits read again");
+    assert!(greeted_within(&mut b, Duration::from_secs(10)));
+    ask(&mut a, "a");
+    ask(&mut b, "b");
+
+    // A file with a mistake changes nothing, and says why.
+    std::fs::write(&config, "max_conections = 5\n").unwrap();
+    hangup(&server, 1, "the limits stay as they were");
+    assert!(
+        server.log().contains("unknown field `max_conections`"),
+        "{}",
+        server.log()
+    );
+    let mut c = tcp_client(addr);
+    assert!(!greeted_within(&mut c, Duration::from_millis(500)), "still 2");
+    drop(c);
+
+    // A lower limit closes no one; new peers wait until enough have left.
+    // New connections also get the idle timeout; open ones keep theirs (none).
+    std::fs::write(&config, "max_connections = 1\nidle_timeout = \"1s\"\n").unwrap();
+    hangup(&server, 2, "SIGHUP: limits read again");
+    std::thread::sleep(Duration::from_millis(1500));
+    ask(&mut a, "a again");
+    ask(&mut b, "b again");
+    drop(b);
+    let mut d = tcp_client(addr);
+    assert!(
+        !greeted_within(&mut d, Duration::from_millis(500)),
+        "a holds the only slot"
+    );
+    drop(a);
+    assert!(greeted_within(&mut d, Duration::from_secs(10)));
+    // d is new: closed after a second of silence.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    d.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn config_and_the_limit_flags_do_not_mix() {
+    let output = run_with_timeout(
+        sockit().args(["serve", "--config", "/nonexistent.toml", "--max-connections", "3"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("sockit: error: "), "{stderr}");
+    assert!(stderr.contains("--max-connections"), "{stderr}");
+}
+
+#[test]
+fn a_config_that_cannot_be_read_stops_the_start() {
+    let output = run_with_timeout(
+        sockit().args([
+            "serve",
+            "tcp://127.0.0.1:0",
+            "--config",
+            "/nonexistent/limits.toml",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/limits.toml"),
+        "{stderr}"
+    );
+}

@@ -107,17 +107,21 @@ pub(crate) async fn serve<S: Service>(
     local: &Endpoint,
     service: &S,
     limits: Limits,
+    live: Live,
     shutdown: impl Future<Output = ()>,
 ) {
     match socket {
         DatagramSocket::Udp(_) => {
-            serve_from::<S, SockaddrStorage>(socket, local, service, limits, shutdown).await;
+            serve_from::<S, SockaddrStorage>(socket, local, service, limits, live, shutdown).await;
         }
         DatagramSocket::Unix(_) => {
-            serve_from::<S, SockaddrUnix>(socket, local, service, limits, shutdown).await;
+            serve_from::<S, SockaddrUnix>(socket, local, service, limits, live, shutdown).await;
         }
     }
 }
+
+/// The server's limits as a [`LimitsHandle`](crate::LimitsHandle) changes them.
+pub(crate) type Live = tokio::sync::watch::Receiver<Option<crate::server::Limits>>;
 
 /// [`serve`], with senders' addresses of type `A`.
 async fn serve_from<S: Service, A: Address>(
@@ -125,6 +129,7 @@ async fn serve_from<S: Service, A: Address>(
     local: &Endpoint,
     service: &S,
     limits: Limits,
+    mut live: Live,
     shutdown: impl Future<Output = ()>,
 ) {
     let Limits {
@@ -157,6 +162,11 @@ async fn serve_from<S: Service, A: Address>(
         if let Err(error) = received {
             receive_failed(local, &error).await;
             continue;
+        }
+        if live.has_changed().unwrap_or(false)
+            && let Some(changed) = *live.borrow_and_update()
+        {
+            guard.change(changed.rate_limit, changed.reply_cap);
         }
         // One reading of the clock a batch; tokio's, so that a test may pause it.
         let now = tokio::time::Instant::now().into_std();
@@ -230,6 +240,16 @@ struct Guard<K> {
 }
 
 impl<K: std::hash::Hash + Eq + Copy> Guard<K> {
+    /// Takes a new rate (every source's budget starts afresh when it
+    /// changes) and reply cap.
+    fn change(&mut self, rate_limit: Option<RateLimit>, reply_cap: ReplyCap) {
+        if rate_limit != self.limits.rate_limit {
+            self.sources = rate_limit.map(|rate| Sources::new(rate, DEFAULT_SOURCES));
+        }
+        self.limits.rate_limit = rate_limit;
+        self.limits.reply_cap = reply_cap;
+    }
+
     fn new(limits: &Limits) -> Self {
         Guard {
             limits: *limits,

@@ -128,10 +128,12 @@ pub struct Server<S> {
     live: tokio::sync::watch::Sender<Option<Limits>>,
 }
 
-/// The limits of stream connections that a running server can change
-/// (through a [`LimitsHandle`]): the connection limit at once, the rest for
-/// the connections accepted after the change. Connections already open keep
-/// the limits they started with, and none is closed by a change.
+/// The limits that a running server can change (through a
+/// [`LimitsHandle`]): the connection limit at once, the other limits of
+/// stream connections for the connections accepted after the change, the
+/// datagram limits from the next datagram. Connections already open keep
+/// the limits they started with, and none is closed by a change. (The
+/// longest datagram a datagram listener takes is fixed when it is bound.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The most stream connections open at once.
@@ -142,6 +144,11 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// Close a connection whose message takes longer to arrive (`None`: never).
     pub read_timeout: Option<Duration>,
+    /// Each datagram source's rate (`None`: unlimited). A change starts
+    /// every source's budget afresh.
+    pub rate_limit: Option<RateLimit>,
+    /// The cap on a datagram reply against its request.
+    pub reply_cap: ReplyCap,
 }
 
 impl Default for Limits {
@@ -151,6 +158,8 @@ impl Default for Limits {
             max_message: DEFAULT_MAX_MESSAGE,
             idle_timeout: None,
             read_timeout: None,
+            rate_limit: None,
+            reply_cap: ReplyCap::default(),
         }
     }
 }
@@ -199,6 +208,7 @@ impl LimitsHandle {
             max_message: limits.max_message.max(1),
             idle_timeout: limits.idle_timeout.filter(|t| !t.is_zero()),
             read_timeout: limits.read_timeout.filter(|t| !t.is_zero()),
+            ..limits
         };
         self.live.send_replace(Some(limits));
     }
@@ -239,6 +249,8 @@ impl<S: Service> Server<S> {
                     max_message: self.max_message,
                     idle_timeout: self.timeouts.idle,
                     read_timeout: self.timeouts.read,
+                    rate_limit: self.rate_limit,
+                    reply_cap: self.reply_cap,
                 });
             }
             first
@@ -725,7 +737,7 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, datagram, shutdown).await;
+                datagram::serve(socket, &local, &*service, datagram, live, shutdown).await;
             }
         }
         drop(socket_file);

@@ -138,3 +138,33 @@ fn a_config_that_cannot_be_read_stops_the_start() {
         "{stderr}"
     );
 }
+
+/// Datagrams answered of `count` sent at once from one socket.
+fn answered(server: std::net::SocketAddr, count: usize) -> usize {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    for n in 0..count {
+        socket.send(format!("d{n}").as_bytes()).unwrap();
+    }
+    let mut buf = [0; 64];
+    let mut got = 0;
+    while let Ok(len) = socket.recv(&mut buf) {
+        assert_eq!(&buf[..len], format!("Hello, d{got}").as_bytes());
+        got += 1;
+    }
+    got
+}
+
+#[test]
+fn sighup_changes_the_datagram_rate_limit() {
+    let dir = TestDir::new("reload-udp");
+    let config = dir.path().join("limits.toml");
+    std::fs::write(&config, "rate_limit = \"3/m\"\n").unwrap();
+    let server = Server::start(&["udp://127.0.0.1:0", "--config", config.to_str().unwrap()]);
+    let addr = server.addr(0);
+    assert_eq!(answered(addr, 10), 3, "a burst of 3, then nothing for 20 s");
+    std::fs::write(&config, "max_connections = 5\n").unwrap();
+    hangup(&server, 1, "SIGHUP: limits read again");
+    assert_eq!(answered(addr, 10), 10, "no rate limit any more");
+}

@@ -6,6 +6,10 @@
 //! max_message = "64K"     # bytes, or with K, M, G
 //! idle_timeout = "5m"     # "0" or absent: never
 //! read_timeout = "30s"
+//! rate_limit = "100/s"    # each datagram source; absent: unlimited
+//! rate_burst = 100
+//! max_amplification = 3   # a datagram reply at most 3 × its request; 0: no cap
+//! max_reply = "1K"
 //! ```
 //!
 //! A key left out takes its default; an unknown key is an error, so a typo
@@ -28,6 +32,10 @@ struct File {
     max_message: Option<Size>,
     idle_timeout: Option<Text>,
     read_timeout: Option<Text>,
+    rate_limit: Option<Text>,
+    rate_burst: Option<u32>,
+    max_amplification: Option<u32>,
+    max_reply: Option<Size>,
 }
 
 /// A size: a number of bytes, or text such as `64K`.
@@ -38,7 +46,8 @@ enum Size {
     Text(String),
 }
 
-/// A duration: text such as `30s`, or a number of seconds.
+/// A duration (`30s`) or a rate (`100/s`) as text, or a bare number: of
+/// seconds, or a count per second.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Text {
@@ -72,6 +81,31 @@ fn parse(text: &str) -> anyhow::Result<Limits> {
     if max_message == 0 {
         anyhow::bail!("max_message: must be at least 1");
     }
+    let rate_limit = match file.rate_limit {
+        None => None,
+        Some(Text::Seconds(count)) => Some(format!("{count}/s")),
+        Some(Text::Text(text)) => Some(text),
+    };
+    let rate_limit = rate_limit
+        .map(|text| text.parse::<sockit::limit::RateLimit>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("rate_limit: {e}"))?;
+    let rate_limit = match (rate_limit, file.rate_burst) {
+        (Some(rate), Some(burst)) if burst > 0 => Some(rate.burst(burst)),
+        (_, Some(_)) => anyhow::bail!("rate_burst: needs a rate_limit, and at least 1"),
+        (rate, None) => rate,
+    };
+    let max_reply = match file.max_reply {
+        None => None,
+        Some(Size::Bytes(bytes)) => Some(bytes),
+        Some(Size::Text(text)) => Some(parse_bytes(&text).map_err(|e| anyhow::anyhow!("max_reply: {e}"))?),
+    };
+    let amplification = file
+        .max_amplification
+        .unwrap_or(sockit::limit::DEFAULT_MAX_AMPLIFICATION);
+    let reply_cap = sockit::limit::ReplyCap::none()
+        .amplification(Some(amplification).filter(|&factor| factor > 0))
+        .max_reply(max_reply);
     let max_connections = file.max_connections.unwrap_or(defaults.max_connections);
     if max_connections == 0 {
         anyhow::bail!("max_connections: must be at least 1");
@@ -81,6 +115,8 @@ fn parse(text: &str) -> anyhow::Result<Limits> {
         max_message,
         idle_timeout: duration("idle_timeout", file.idle_timeout)?,
         read_timeout: duration("read_timeout", file.read_timeout)?,
+        rate_limit,
+        reply_cap,
     })
 }
 
@@ -102,7 +138,23 @@ mod tests {
                 max_message: 4096,
                 idle_timeout: Some(Duration::from_secs(300)),
                 read_timeout: Some(Duration::from_secs(30)),
+                ..Limits::default()
             }
+        );
+        let datagrams =
+            parse("rate_limit = \"10/m\"\nrate_burst = 4\nmax_amplification = 0\nmax_reply = \"1K\"")
+                .unwrap();
+        assert_eq!(
+            datagrams.rate_limit,
+            Some("10/m".parse::<sockit::limit::RateLimit>().unwrap().burst(4))
+        );
+        assert_eq!(
+            datagrams.reply_cap,
+            sockit::limit::ReplyCap::none().max_reply(Some(1024))
+        );
+        assert_eq!(
+            parse("rate_limit = 5").unwrap().rate_limit,
+            Some(sockit::limit::RateLimit::per_second(5))
         );
         assert_eq!(parse("").unwrap(), Limits::default());
         assert_eq!(
@@ -128,5 +180,14 @@ mod tests {
             "max_connections: must be at least 1"
         );
         assert_eq!(error("max_connections = ["), "unclosed array, expected `]`");
+        assert_eq!(
+            error("rate_burst = 3"),
+            "rate_burst: needs a rate_limit, and at least 1"
+        );
+        assert!(
+            error("rate_limit = \"fast\"").starts_with("rate_limit: "),
+            "{}",
+            error("rate_limit = \"fast\"")
+        );
     }
 }

@@ -46,11 +46,13 @@ pub struct Args {
     #[arg(short, long)]
     framing: Option<Framing>,
 
-    /// Read the limits of stream connections (max_connections, max_message, idle_timeout,
-    /// read_timeout) from this TOML file, and again on SIGHUP: a reload applies the
-    /// connection limit at once and the rest to new connections, and closes none.
+    /// Read the limits (max_connections, max_message, idle_timeout, read_timeout,
+    /// rate_limit, rate_burst, max_amplification, max_reply) from this TOML file, and
+    /// again on SIGHUP: a reload applies the connection limit at once, the datagram
+    /// limits from the next datagram, the rest to new connections, and closes none.
     #[arg(long, value_name = "FILE",
-          conflicts_with_all = ["max_connections", "max_message", "idle_timeout", "read_timeout"])]
+          conflicts_with_all = ["max_connections", "max_message", "idle_timeout", "read_timeout",
+                                "rate_limit", "max_amplification", "max_reply"])]
     config: Option<std::path::PathBuf>,
 
     /// The most connections open at once; more wait or are refused (--when-full).
@@ -201,28 +203,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_message: args.max_message,
             idle_timeout: Some(args.idle_timeout),
             read_timeout: Some(args.read_timeout),
+            rate_limit: args
+                .rate_limit
+                .map(|limit| args.rate_burst.map_or(limit, |burst| limit.burst(burst))),
+            reply_cap: ReplyCap::none()
+                .amplification(Some(args.max_amplification).filter(|&factor| factor > 0))
+                .max_reply(args.max_reply),
         },
     };
     let server = Server::new(args.service)
         .options(options.clone())
         .max_connections(limits.max_connections)
         .when_full(args.when_full)
-        .reply_cap(
-            ReplyCap::none()
-                .amplification(Some(args.max_amplification).filter(|&factor| factor > 0))
-                .max_reply(args.max_reply),
-        )
+        .reply_cap(limits.reply_cap)
         .max_message(limits.max_message)
         .shutdown_timeout(args.shutdown_timeout)
         .idle_timeout(limits.idle_timeout.unwrap_or_default())
         .read_timeout(limits.read_timeout.unwrap_or_default())
         .backlog(args.backlog)
         .datagram_batch(args.batch);
-    let server = match args.rate_limit {
-        Some(limit) => server.datagram_rate_limit(match args.rate_burst {
-            Some(burst) => limit.burst(burst),
-            None => limit,
-        }),
+    let server = match limits.rate_limit {
+        Some(limit) => server.datagram_rate_limit(limit),
         None => server,
     };
     let server = match args.mode {
@@ -248,8 +249,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut details = format!("{} service", args.service);
         if endpoint.transport() == Transport::Stream {
             details.push_str(&format!(", {} framing", listener.framing()));
-        } else if let Some(limit) = args.rate_limit {
-            let limit = args.rate_burst.map_or(limit, |burst| limit.burst(burst));
+        } else if let Some(limit) = limits.rate_limit {
             details.push_str(&format!(", at most {limit} a source"));
         }
         if options_set {

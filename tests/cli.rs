@@ -360,3 +360,34 @@ fn version_goes_to_stdout() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "sockit 0.1.0\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
+
+/// `--log-format json`: every log line is one JSON object, with the message
+/// and its fields, for log collectors.
+#[test]
+fn every_log_line_is_a_json_object() {
+    let server = common::Server::start(&["tcp://127.0.0.1:0", "--log-format", "json"]);
+    let mut client = common::tcp_client(server.addr(0));
+    let mut greeting = [0; 18];
+    client.read_exact(&mut greeting).unwrap();
+    let local = client.local_addr().unwrap();
+    drop(client);
+    server.process.wait_for_log("closed.", LIMIT);
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["fields"]["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[0].starts_with("listening on tcp://127.0.0.1:"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&format!("Accept new connection from {local}").as_str()),
+        "{messages:?}"
+    );
+    assert!(lines.iter().all(|l| l["level"] == "INFO"), "{log}");
+}

@@ -13,6 +13,25 @@ pub struct Verbosity {
     /// Log less: -q only warnings, -qq only errors, -qqq nothing.
     #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     quiet: u8,
+    /// How log lines look: text for people, or json (one object a line) for log
+    /// collectors.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        global = true,
+        default_value = "text",
+        display_order = 101
+    )]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-25T01:00:00Z  INFO listening on …`, colored on a terminal.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `fields` (with `message`).
+    Json,
 }
 
 impl Verbosity {
@@ -32,10 +51,12 @@ impl Verbosity {
 /// overrides the flags.
 pub fn init(verbosity: &Verbosity) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(verbosity.level()));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match verbosity.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

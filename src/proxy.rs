@@ -40,9 +40,9 @@ pub const V2_FIXED_LEN: usize = 16;
 /// The longest v2 header the spec allows: the fixed part and 65535 bytes.
 pub const V2_MAX_LEN: usize = V2_FIXED_LEN + u16::MAX as usize;
 
-/// The cap [`decode`] puts on a v2 header: 536 bytes, the smallest TCP segment
-/// every host takes, which the spec says holds any header a sender should
-/// send (the 216-byte Unix block and some TLVs).
+/// The cap [`decode`] puts on a v2 header: 536 bytes, the minimum TCP
+/// segment size, room for the largest address block (216 bytes, Unix) and
+/// some TLVs, while a connection that claims 64 KiB is refused at once.
 pub const DEFAULT_V2_MAX_LEN: usize = 536;
 
 const V1_PREFIX: &[u8] = b"PROXY ";

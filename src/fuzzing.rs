@@ -17,12 +17,17 @@ use bytes::BytesMut;
 use crate::Framing;
 use crate::framing::{Decoder, FrameError, Framed, Message};
 use crate::icmp::{self, Echo, EchoKind, Ipv4Header, Version};
+use crate::proxy::{self, Decoded};
 
 /// A fuzz target's body: panics when a property fails on the input.
 pub type Target = fn(&[u8]);
 
 /// Every fuzz target by name (its folder in `fuzz/corpus/`), with its body.
-pub const TARGETS: &[(&str, Target)] = &[("framing", framing), ("icmp_parse", icmp_parse)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("framing", framing),
+    ("icmp_parse", icmp_parse),
+    ("proxy_header", proxy_header),
+];
 
 /// The `framing` target: one framing, one maximum and one way of cutting a
 /// stream into reads, all chosen by the input.
@@ -362,6 +367,59 @@ fn reencodes(version: Version, data: &[u8], message: icmp::Message<'_>) {
     let ours = echo.encode(version, kind);
     assert_eq!(ours.len(), data.len());
     assert_eq!((&ours[..2], &ours[4..]), (&data[..2], &data[4..]));
+}
+
+/// The `proxy_header` target: the PROXY header decoder on the bytes after
+/// the first, which picks the v2 cap (16, 28, 52, 107, 232, 536, 1000 or
+/// the spec's 65551, by `b % 8`). Panics unless:
+///
+/// - growing prefixes of the input are `Incomplete` up to one length, and
+///   from there on all give the same answer (a header whose length is that
+///   one, or the same error): the answer does not depend on how the bytes
+///   came in reads;
+/// - `Incomplete` never comes for 107 bytes or more of a v1 header, nor for
+///   the cap or more of a v2 one: a caller never buffers past them;
+/// - a header ends in CRLF (v1) or at its length field's end (v2), and
+///   encodes back, in both versions, to bytes that decode to it.
+pub fn proxy_header(data: &[u8]) {
+    let Some((&cap, buf)) = data.split_first() else {
+        return;
+    };
+    const CAPS: [usize; 8] = [16, 28, 52, 107, 232, 536, 1000, proxy::V2_MAX_LEN];
+    let cap = CAPS[usize::from(cap) % CAPS.len()];
+    let limit = if buf.first() == Some(&b'P') {
+        proxy::V1_MAX_LEN
+    } else {
+        cap
+    };
+    let mut decided = None;
+    for end in 0..=buf.len() {
+        let answer = proxy::decode_with_max(&buf[..end], cap);
+        match decided {
+            None if answer == Ok(Decoded::Incomplete) => {
+                assert!(end < limit, "incomplete at {end} bytes, past {limit}");
+            }
+            None => decided = Some((end, answer)),
+            Some((at, first)) => assert_eq!(answer, first, "at {end} bytes, and at {at}"),
+        }
+    }
+    let Some((at, Ok(Decoded::Complete { header, len }))) = decided else {
+        return;
+    };
+    assert_eq!(len, at, "a header known complete only at its end");
+    assert!(len <= limit);
+    if buf[0] == b'P' {
+        assert_eq!(&buf[len - 2..len], b"\r\n");
+    } else {
+        assert_eq!(
+            len,
+            proxy::V2_FIXED_LEN + usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+        );
+    }
+    for bytes in [header.encode_v1(), header.encode_v2()] {
+        let len = bytes.len();
+        assert_eq!(proxy::decode(&bytes), Ok(Decoded::Complete { header, len }));
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@
 //! | [`framing`] | pure: cuts messages out of bytes (`raw`, `line`, `len32`, `auto`) and frames replies |
 //! | [`service`] | pure: [`Service`] and the built-ins [`Greet`], [`Echo`], [`Discard`] |
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
+//! | [`proxy`] | pure: the PROXY protocol header (v1, v2) a load balancer sends first, decoded and encoded |
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
@@ -63,6 +64,7 @@ pub mod limit;
 pub mod load;
 pub mod net;
 mod packet;
+pub mod proxy;
 pub mod relay;
 pub mod server;
 pub mod service;

@@ -236,6 +236,23 @@ impl<S: Service> Server<S> {
         }
     }
 
+    /// Sets every limit in `limits` at once: the connection limit, the
+    /// longest message, the idle and read timeouts, the datagram rate limit
+    /// and reply cap (the same as their own setters).
+    #[must_use]
+    pub fn limits(self, limits: Limits) -> Self {
+        let server = self
+            .max_connections(limits.max_connections)
+            .max_message(limits.max_message)
+            .idle_timeout(limits.idle_timeout.unwrap_or_default())
+            .read_timeout(limits.read_timeout.unwrap_or_default())
+            .reply_cap(limits.reply_cap);
+        Server {
+            rate_limit: limits.rate_limit,
+            ..server
+        }
+    }
+
     /// A handle that changes this server's [`Limits`] while its listeners
     /// serve, starting from the limits set so far. Listeners bound before or
     /// after all follow it.
@@ -940,6 +957,29 @@ fn is_one_peers_error(error: &std::io::Error) -> bool {
 mod tests {
     use super::*;
     use crate::Greet;
+
+    #[test]
+    fn limits_sets_each_limit_as_its_own_setter_does() {
+        let limits = Limits {
+            max_connections: 7,
+            max_message: 99,
+            idle_timeout: Some(Duration::from_secs(5)),
+            read_timeout: Some(Duration::ZERO),
+            rate_limit: Some(RateLimit::per_second(3)),
+            reply_cap: ReplyCap::none(),
+        };
+        let server = Server::new(Greet).limits(limits);
+        assert_eq!(server.permits.available_permits(), 7);
+        assert_eq!(server.rate_limit, Some(RateLimit::per_second(3)));
+        // A zero timeout is off, as with `read_timeout(Duration::ZERO)`.
+        assert_eq!(
+            server.limits_handle().get(),
+            Limits {
+                read_timeout: None,
+                ..limits
+            }
+        );
+    }
 
     #[test]
     fn timeouts_are_off_by_default_and_at_zero() {

@@ -103,9 +103,7 @@ fn parse(text: &str) -> anyhow::Result<Limits> {
     let amplification = file
         .max_amplification
         .unwrap_or(sockit::limit::DEFAULT_MAX_AMPLIFICATION);
-    let reply_cap = sockit::limit::ReplyCap::none()
-        .amplification(Some(amplification).filter(|&factor| factor > 0))
-        .max_reply(max_reply);
+    let reply_cap = crate::options::reply_cap(amplification, max_reply);
     let max_connections = file.max_connections.unwrap_or(defaults.max_connections);
     if max_connections == 0 {
         anyhow::bail!("max_connections: must be at least 1");

@@ -114,6 +114,15 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// The reply cap the command line and the config file describe: at most
+/// `amplification` times the request (0: no such cap), and at most
+/// `max_reply` bytes.
+pub fn reply_cap(amplification: u32, max_reply: Option<usize>) -> sockit::limit::ReplyCap {
+    sockit::limit::ReplyCap::none()
+        .amplification(Some(amplification).filter(|&factor| factor > 0))
+        .max_reply(max_reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;

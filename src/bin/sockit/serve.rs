@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use socket2::SockRef;
-use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit, ReplyCap};
+use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
 use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
@@ -206,26 +206,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             rate_limit: args
                 .rate_limit
                 .map(|limit| args.rate_burst.map_or(limit, |burst| limit.burst(burst))),
-            reply_cap: ReplyCap::none()
-                .amplification(Some(args.max_amplification).filter(|&factor| factor > 0))
-                .max_reply(args.max_reply),
+            reply_cap: options::reply_cap(args.max_amplification, args.max_reply),
         },
     };
     let server = Server::new(args.service)
         .options(options.clone())
-        .max_connections(limits.max_connections)
+        .limits(limits)
         .when_full(args.when_full)
-        .reply_cap(limits.reply_cap)
-        .max_message(limits.max_message)
         .shutdown_timeout(args.shutdown_timeout)
-        .idle_timeout(limits.idle_timeout.unwrap_or_default())
-        .read_timeout(limits.read_timeout.unwrap_or_default())
         .backlog(args.backlog)
         .datagram_batch(args.batch);
-    let server = match limits.rate_limit {
-        Some(limit) => server.datagram_rate_limit(limit),
-        None => server,
-    };
     let server = match args.mode {
         Some(mode) => server.unix_mode(mode),
         None => server,

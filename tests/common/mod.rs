@@ -318,6 +318,13 @@ impl Server {
             .filter(|a| a.contains("://") || a.contains(':') && !a.starts_with('-'))
             .count()
             .max(1);
+        Server::start_listening(wrapper, args, expected)
+    }
+
+    /// Starts `sockit serve` with `args` (under `wrapper`, if any) and waits
+    /// until it logs `expected` endpoints: for endpoints that come from a
+    /// config file.
+    pub fn start_listening(wrapper: &[&str], args: &[&str], expected: usize) -> Server {
         let mut command = match wrapper {
             [] => sockit(),
             [program, wrapper_args @ ..] => {

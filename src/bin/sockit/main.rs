@@ -66,14 +66,31 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    logging::init(&cli.verbosity);
+    // A config file may set anything the command line can, logging too.
+    let Cli { command, verbosity } = cli;
+    let (verbosity, configured) = match &command {
+        Command::Serve(serve::Args {
+            config: Some(path), ..
+        }) => {
+            let argv: Vec<_> = std::env::args_os().collect();
+            match config::load(&argv, path) {
+                Ok(config) => (config.verbosity, Some(config.listeners)),
+                Err(error) => return config_error(&error),
+            }
+        }
+        _ => (verbosity, None),
+    };
+    logging::init(&verbosity);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+        if let Some(listeners) = configured {
+            return serve::run(listeners).await;
+        }
+        match command {
+            Command::Serve(args) => serve::run(vec![config::Listener::from(args)]).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,
@@ -86,6 +103,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => fail(&error),
     }
+}
+
+/// A config file that cannot be used: one line, exit status 2, as for a bad
+/// command line.
+fn config_error(error: &anyhow::Error) -> ExitCode {
+    eprintln!("sockit: error: {error:#}");
+    ExitCode::from(2)
 }
 
 /// Prints an error with its causes on one line; a closed stdout (`| head`)
@@ -119,19 +143,24 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    // clap's first paragraph says what is wrong, over one or more lines.
-    let rendered = error.to_string();
+    let what = first_paragraph(error);
+    let subcommand = std::env::args()
+        .skip(1)
+        .find(|arg| Cli::command().find_subcommand(arg).is_some());
+    usage(&what, subcommand.as_deref().unwrap_or_default())
+}
+
+/// What clap says is wrong, on one line: its first paragraph, without the
+/// `error: ` before it.
+pub fn first_paragraph(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
     let paragraph: Vec<&str> = rendered
         .lines()
         .take_while(|line| !line.trim().is_empty())
         .map(str::trim)
         .collect();
     let paragraph = paragraph.join(" ");
-    let what = paragraph.strip_prefix("error: ").unwrap_or(&paragraph);
-    let subcommand = std::env::args()
-        .skip(1)
-        .find(|arg| Cli::command().find_subcommand(arg).is_some());
-    usage(what, subcommand.as_deref().unwrap_or_default())
+    paragraph.strip_prefix("error: ").unwrap_or(&paragraph).to_owned()
 }
 
 /// Says on one line that the command line is wrong (`what`), and where to

@@ -5,13 +5,14 @@
 //! The header is peeked (`MSG_PEEK`) until it is whole, then exactly its
 //! bytes are read: what the client sent after it stays in the socket for
 //! the conversation, which reads it as if no header had come. A connection
-//! whose listener has no [`ProxyProtocol`] never comes here, and pays
+//! whose listener has no [`ProxyProtocol`](crate::proxy::ProxyProtocol) never comes here, and pays
 //! nothing for it.
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{Interest, Ready};
@@ -20,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::Peer;
 use crate::connection::{self, Settings, Stop};
-use crate::proxy::{self, DEFAULT_V2_MAX_LEN, Decoded, ProxyError, ProxyHeader, ProxyProtocol, V1_MAX_LEN};
+use crate::proxy::{self, DEFAULT_V2_MAX_LEN, Decoded, ProxyError, ProxyHeader, V1_MAX_LEN};
 use crate::server::Connection;
 use crate::service::Service;
 
@@ -31,19 +32,18 @@ const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
     V1_MAX_LEN
 };
 
-/// Reads the header of `connection` from the trusted proxy `via`, then
-/// serves it for the client it names; or closes it, with one log line
-/// saying why. `permit` is held until the connection is done.
+/// Reads the header of `connection` from the trusted proxy `via` within
+/// `timeout`, then serves it for the client it names; or closes it, with
+/// one log line saying why. `permit` is held until the connection is done.
 pub(crate) async fn serve<S: Service>(
     connection: Connection,
     via: Peer,
-    proxy: Arc<ProxyProtocol>,
+    timeout: Duration,
     service: Arc<S>,
     settings: Settings,
     stop: Stop,
     permit: OwnedSemaphorePermit,
 ) {
-    let timeout = proxy.timeout();
     let read = tokio::select! {
         biased;
         () = stop.finish.cancelled() => {
@@ -66,8 +66,12 @@ pub(crate) async fn serve<S: Service>(
         Err(_elapsed) => NoHeader::TimedOut(timeout),
     };
     match why {
-        NoHeader::TimedOut(_) | NoHeader::Closed => info!(peer = %via, "closing the connection: {why}"),
-        NoHeader::Invalid(_) | NoHeader::Io(_) => warn!(peer = %via, "closing the connection: {why}"),
+        // What a trusted proxy sent is not a header: say it louder than a
+        // peer that went away.
+        NoHeader::Invalid(_) => warn!(peer = %via, "closing the connection: {why}"),
+        NoHeader::TimedOut(_) | NoHeader::Closed | NoHeader::Io(_) => {
+            info!(peer = %via, "closing the connection: {why}");
+        }
     }
     match &connection {
         Connection::Tcp(stream) => connection::close_gracefully(stream, &stop).await,
@@ -81,7 +85,7 @@ pub(crate) async fn serve<S: Service>(
 #[derive(Debug)]
 enum NoHeader {
     /// The header timeout passed first.
-    TimedOut(std::time::Duration),
+    TimedOut(Duration),
     /// The peer closed its side first.
     Closed,
     /// What came is not a header sockit takes.

@@ -905,7 +905,7 @@ impl<S: Service> Accepting<'_, S> {
                 self.tracker.spawn(proxied::serve(
                     connection,
                     peer,
-                    Arc::clone(proxy),
+                    proxy.timeout(),
                     Arc::clone(&self.service),
                     self.settings,
                     self.stop.clone(),

@@ -32,8 +32,8 @@ use crate::options::{self, SocketFlags};
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
     sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
-    sockit serve 10.0.0.5:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy's send-proxy-v2\n  \
-    sockit serve 127.0.0.1:8000 --reuseport & sockit serve 127.0.0.1:8000 --reuseport  two processes, one port")]
+    sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
+    sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).

@@ -157,6 +157,8 @@ fn through_haproxy(send_proxy: &str) {
         expect(&mut client, format!("Hello, client{round}!\n").as_bytes());
         client.write_all(b"exit\n").unwrap();
         assert_eq!(read_to_close(&mut client), b"");
+        // Closed here too, so the server need not wait for it to log.
+        drop(client);
         let accepted = format!("Accept new connection from {local} via 127.0.0.1:");
         let closed = format!("Connection from {local} closed.");
         let start = Instant::now();
@@ -446,6 +448,7 @@ async fn the_library_gives_the_service_the_client_from_the_header() {
             .unwrap();
         assert_eq!(&got, want, "{:?}", String::from_utf8_lossy(&got));
     }
+    drop((tcp_client, unix_client));
     // From an untrusted address (::1 is not 127.0.0.1): closed at once.
     let ipv6 = sockit::Server::new(WhoAmI).proxy_protocol(ProxyProtocol::new(["127.0.0.1".parse().unwrap()]));
     if let Ok(listener) = ipv6.bind(&"tcp://[::1]:0".parse().unwrap()).await {

@@ -613,7 +613,7 @@ fn answer<S: Service>(
 
 /// Sends end-of-stream, then reads and drops what the peer still sends until
 /// it closes too (or [`LINGER`] passes), so replies already written arrive.
-async fn close_gracefully(io: &impl ByteStream, stop: &Stop) {
+pub(crate) async fn close_gracefully(io: &impl ByteStream, stop: &Stop) {
     if io.shutdown_write().is_err() {
         return;
     }

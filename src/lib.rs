@@ -38,6 +38,7 @@
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
+//! | `proxied` | a stream connection behind a load balancer: its PROXY header first, within a timeout, then the conversation for the client it names |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
 //! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
 //! | [`load`] | the load generator of `sockit bench`: pure messages, schedule, statistics and reports; connections on one event loop |
@@ -64,6 +65,7 @@ pub mod limit;
 pub mod load;
 pub mod net;
 mod packet;
+mod proxied;
 pub mod proxy;
 pub mod relay;
 pub mod server;

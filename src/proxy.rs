@@ -25,7 +25,12 @@
 //! - v2 TLVs after the addresses are checked to lie within the declared
 //!   length, then skipped; they are not exposed.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::Peer;
 
 /// The longest v1 header, CRLF included (spec, section 2.1).
 pub const V1_MAX_LEN: usize = 107;
@@ -430,6 +435,180 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// How long a trusted proxy has to send its header, unless told.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stream listener's PROXY protocol setting
+/// ([`Server::proxy_protocol`](crate::Server::proxy_protocol)): every
+/// connection must come from a trusted proxy and start with a v1 or v2
+/// header, which says whom the connection is for.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::proxy::ProxyProtocol;
+///
+/// let proxies = ProxyProtocol::new(["127.0.0.1".parse()?, "10.0.0.0/8".parse()?])
+///     .header_timeout(Duration::from_secs(2));
+/// assert!(proxies.trusts(&"10.1.2.3:4000".parse::<std::net::SocketAddr>().unwrap().into()));
+/// assert!(!proxies.trusts(&"192.0.2.1:4000".parse::<std::net::SocketAddr>().unwrap().into()));
+/// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    trusted: Vec<TrustedProxy>,
+    header_timeout: Duration,
+}
+
+impl ProxyProtocol {
+    /// Takes headers from peers in `trusted` only; any other peer is closed
+    /// at once. With none trusted, every connection is refused.
+    pub fn new(trusted: impl IntoIterator<Item = TrustedProxy>) -> Self {
+        ProxyProtocol {
+            trusted: trusted.into_iter().collect(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+        }
+    }
+
+    /// How long a trusted peer has, from its accept, to send its whole
+    /// header (default 5 s); past it, the connection is closed.
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// The header timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
+    /// The trusted proxies.
+    pub fn trusted(&self) -> &[TrustedProxy] {
+        &self.trusted
+    }
+
+    /// Whether `peer` (the socket's own peer) may send a header.
+    pub fn trusts(&self, peer: &Peer) -> bool {
+        self.trusted.iter().any(|trusted| trusted.contains(peer))
+    }
+}
+
+/// A peer allowed to send PROXY headers: an address (`127.0.0.1`, `::1`),
+/// a network (`10.0.0.0/8`, `fd00::/8`) or `unix`, any peer of a Unix
+/// stream listener. An IPv4 address also matches the peer's IPv4-mapped
+/// IPv6 form (`::ffff:127.0.0.1` on a dual-stack listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrustedProxy {
+    /// The addresses whose first `prefix` bits are those of `addr`.
+    Network {
+        /// The network's address; bits past the prefix are zero.
+        addr: IpAddr,
+        /// The prefix length: up to 32 for IPv4, 128 for IPv6.
+        prefix: u8,
+    },
+    /// Every peer of a Unix stream listener.
+    Unix,
+}
+
+impl TrustedProxy {
+    /// Whether `peer` is one of these.
+    pub fn contains(&self, peer: &Peer) -> bool {
+        match (self, peer) {
+            (TrustedProxy::Unix, Peer::Unix { .. }) => true,
+            (TrustedProxy::Network { addr, prefix }, Peer::Ip(peer)) => {
+                match (addr, peer.ip().to_canonical()) {
+                    (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                        mask(u128::from(ip.to_bits()) << 96, *prefix) == u128::from(net.to_bits()) << 96
+                    }
+                    (IpAddr::V6(net), IpAddr::V6(ip)) => mask(ip.to_bits(), *prefix) == net.to_bits(),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The first `prefix` bits of `bits`, the rest zero.
+fn mask(bits: u128, prefix: u8) -> u128 {
+    match prefix {
+        0 => 0,
+        prefix => bits & (u128::MAX << (128 - u32::from(prefix.min(128)))),
+    }
+}
+
+/// Why a trusted proxy could not be read from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a trusted proxy: expected an address (127.0.0.1, ::1), a network (10.0.0.0/8) or unix; {why}"
+)]
+pub struct TrustedProxyError {
+    text: String,
+    why: &'static str,
+}
+
+impl FromStr for TrustedProxy {
+    type Err = TrustedProxyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |why| TrustedProxyError {
+            text: text.to_owned(),
+            why,
+        };
+        if text.eq_ignore_ascii_case("unix") {
+            return Ok(TrustedProxy::Unix);
+        }
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| error("not an IP address"))?;
+        let addr = addr.to_canonical();
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(digits) => match digits.parse::<u8>() {
+                Ok(prefix) if prefix <= bits && digits.bytes().all(|b| b.is_ascii_digit()) => prefix,
+                _ => {
+                    return Err(error(if addr.is_ipv4() {
+                        "the prefix length must be 0 to 32"
+                    } else {
+                        "the prefix length must be 0 to 128"
+                    }));
+                }
+            },
+        };
+        let host_bits = match addr {
+            IpAddr::V4(ip) => mask(u128::from(ip.to_bits()) << 96, prefix) != u128::from(ip.to_bits()) << 96,
+            IpAddr::V6(ip) => mask(ip.to_bits(), prefix) != ip.to_bits(),
+        };
+        if host_bits {
+            return Err(error(
+                "it has bits set past its prefix length (write the network's first address)",
+            ));
+        }
+        Ok(TrustedProxy::Network { addr, prefix })
+    }
+}
+
+impl fmt::Display for TrustedProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustedProxy::Unix => f.write_str("unix"),
+            TrustedProxy::Network { addr, prefix } if *prefix == if addr.is_ipv4() { 32 } else { 128 } => {
+                write!(f, "{addr}")
+            }
+            TrustedProxy::Network { addr, prefix } => write!(f, "{addr}/{prefix}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +638,88 @@ mod tests {
         assert_eq!(decode(bytes), expected, "{bytes:?}");
         let more = [bytes, b"\r\n\r\n\0data"].concat();
         assert_eq!(decode(&more), expected, "{bytes:?} and more");
+    }
+
+    fn trusted(text: &str) -> TrustedProxy {
+        text.parse().unwrap()
+    }
+
+    fn ip_peer(addr: &str) -> Peer {
+        Peer::from(addr.parse::<SocketAddr>().unwrap())
+    }
+
+    #[test]
+    fn trusted_proxies_read_as_written() {
+        for text in [
+            "127.0.0.1",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "::1",
+            "fd00::/8",
+            "::/0",
+            "unix",
+        ] {
+            assert_eq!(trusted(text).to_string(), text);
+        }
+        assert_eq!(trusted("127.0.0.1/32").to_string(), "127.0.0.1");
+        assert_eq!(trusted("[::1]").to_string(), "::1");
+        assert_eq!(trusted("UNIX"), TrustedProxy::Unix);
+        // An IPv4-mapped address is the IPv4 one.
+        assert_eq!(trusted("::ffff:10.0.0.0/8"), trusted("10.0.0.0/8"));
+        for (text, why) in [
+            ("10.0.0.1/8", "bits set past its prefix length"),
+            ("10.0.0.0/33", "0 to 32"),
+            ("::/129", "0 to 128"),
+            ("10.0.0.0/+8", "0 to 32"),
+            ("10.0.0.0/", "0 to 32"),
+            ("localhost", "not an IP address"),
+            ("", "not an IP address"),
+        ] {
+            let error = text.parse::<TrustedProxy>().unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{text:?} is not a trusted proxy")),
+                "{error}"
+            );
+            assert!(error.contains(why), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_trusted_network_holds_exactly_its_addresses() {
+        let net = trusted("10.1.0.0/16");
+        assert!(net.contains(&ip_peer("10.1.0.0:1")));
+        assert!(net.contains(&ip_peer("10.1.255.255:1")));
+        assert!(!net.contains(&ip_peer("10.2.0.0:1")));
+        assert!(!net.contains(&ip_peer("10.0.255.255:1")));
+        // A dual-stack listener's peer, mapped.
+        assert!(net.contains(&Peer::Ip("[::ffff:10.1.2.3]:1".parse().unwrap())));
+        assert!(!net.contains(&ip_peer("[::1]:1")));
+        assert!(trusted("0.0.0.0/0").contains(&ip_peer("192.0.2.1:1")));
+        assert!(!trusted("0.0.0.0/0").contains(&ip_peer("[2001:db8::1]:1")));
+        let v6 = trusted("2001:db8::/127");
+        assert!(v6.contains(&ip_peer("[2001:db8::1]:1")));
+        assert!(!v6.contains(&ip_peer("[2001:db8::2]:1")));
+        assert!(trusted("::1").contains(&ip_peer("[::1]:9")));
+        let unix = Peer::Unix {
+            addr: None,
+            cred: None,
+        };
+        assert!(trusted("unix").contains(&unix));
+        assert!(!trusted("0.0.0.0/0").contains(&unix));
+        assert!(!trusted("unix").contains(&ip_peer("127.0.0.1:1")));
+    }
+
+    #[test]
+    fn proxy_protocol_trusts_any_of_its_proxies() {
+        let none = ProxyProtocol::new([]);
+        assert!(!none.trusts(&ip_peer("127.0.0.1:1")));
+        assert_eq!(none.timeout(), DEFAULT_HEADER_TIMEOUT);
+        let two =
+            ProxyProtocol::new([trusted("127.0.0.1"), trusted("::1")]).header_timeout(Duration::from_secs(1));
+        assert_ne!(two.timeout(), DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(two.timeout(), Duration::from_secs(1));
+        assert!(two.trusts(&ip_peer("127.0.0.1:1")) && two.trusts(&ip_peer("[::1]:1")));
+        assert!(!two.trusts(&ip_peer("127.0.0.2:1")));
     }
 
     #[test]

@@ -29,6 +29,8 @@ use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
+use crate::proxied;
+use crate::proxy::ProxyProtocol;
 use crate::service::Service;
 use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
 
@@ -124,6 +126,8 @@ pub struct Server<S> {
     rate_limit: Option<RateLimit>,
     reply_cap: ReplyCap,
     timeouts: Timeouts,
+    /// Headers to take from trusted load balancers (off: `None`).
+    proxy: Option<Arc<ProxyProtocol>>,
     /// Limits set after the listeners were bound, through a [`LimitsHandle`].
     live: tokio::sync::watch::Sender<Option<Limits>>,
 }
@@ -232,6 +236,7 @@ impl<S: Service> Server<S> {
             rate_limit: None,
             reply_cap: ReplyCap::default(),
             timeouts: Timeouts::default(),
+            proxy: None,
             live: tokio::sync::watch::Sender::new(None),
         }
     }
@@ -385,6 +390,38 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Takes the PROXY protocol (v1 and v2) on TCP and Unix stream
+    /// listeners: behind a load balancer (HAProxy's `send-proxy-v2`, nginx's
+    /// `proxy_protocol on`), every connection starts with a header naming
+    /// the client, and the client is the [`Peer`] the service and the logs
+    /// see. Off by default.
+    ///
+    /// A peer that `proxy` does not trust is closed at once, before the
+    /// greeting (logged once a second at most). A trusted one must send a
+    /// whole, valid header within its timeout, or is closed with one log
+    /// line saying why; a `LOCAL` header (the proxy's health check) keeps
+    /// the proxy's own address. What follows the header in the same packet
+    /// is served as usual.
+    ///
+    /// [`bind`](Self::bind) refuses datagram and seqpacket endpoints with it
+    /// set. Connections pay for it only with it set: the header is read in
+    /// a task of their own, larger than the plain one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::proxy::ProxyProtocol;
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).proxy_protocol(ProxyProtocol::new(["10.0.0.0/8".parse()?]));
+    /// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+    /// ```
+    #[must_use]
+    pub fn proxy_protocol(mut self, proxy: ProxyProtocol) -> Self {
+        self.proxy = Some(Arc::new(proxy));
+        self
+    }
+
     /// How long shutdown lets open connections finish before closing them
     /// (default 10 s).
     #[must_use]
@@ -436,6 +473,15 @@ impl<S: Service> Server<S> {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn bind(&self, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
+        if self.proxy.is_some() && !matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_)) {
+            return Err(Error::Bind {
+                endpoint: endpoint.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it",
+                ),
+            });
+        }
         let Bound {
             socket,
             local,
@@ -456,6 +502,7 @@ impl<S: Service> Server<S> {
             permits: Arc::clone(&self.permits),
             live: self.live.subscribe(),
             when_full: self.when_full,
+            proxy: self.proxy.clone(),
             datagram: datagram::Limits {
                 max_message: self.max_message,
                 batch: self.datagram_batch,
@@ -629,7 +676,7 @@ impl Connection {
     /// Serves the connection until it ends. Not an `async fn`, which would
     /// keep a copy of its arguments beside the future it awaits: the future
     /// returned is just the conversation of the connection's kind.
-    fn serve<S: Service>(
+    pub(crate) fn serve<S: Service>(
         self,
         peer: Peer,
         service: Arc<S>,
@@ -674,6 +721,7 @@ pub struct Listener<S> {
     /// Limits changed while serving ([`LimitsHandle`]).
     live: tokio::sync::watch::Receiver<Option<Limits>>,
     when_full: WhenFull,
+    proxy: Option<Arc<ProxyProtocol>>,
     datagram: datagram::Limits,
 }
 
@@ -722,6 +770,7 @@ impl<S: Service> Listener<S> {
             permits,
             live,
             when_full,
+            proxy,
             datagram,
         } = self;
         match socket {
@@ -737,6 +786,7 @@ impl<S: Service> Listener<S> {
                     permits,
                     live,
                     when_full,
+                    proxy,
                     tracker: &tracker,
                     stop: Stop::new(finish.clone(), abort.clone(), timeouts),
                 };
@@ -772,6 +822,8 @@ struct Accepting<'a, S> {
     permits: Arc<Semaphore>,
     live: tokio::sync::watch::Receiver<Option<Limits>>,
     when_full: WhenFull,
+    /// Headers to take from trusted load balancers, if on.
+    proxy: Option<Arc<ProxyProtocol>>,
     tracker: &'a TaskTracker,
     /// Asks connections to finish, then drops those that did not in time;
     /// and their timeouts.
@@ -787,6 +839,8 @@ impl<S: Service> Accepting<'_, S> {
         let mut errors = AcceptErrors::new();
         let mut refused = 0_u64;
         let mut refusals_log = LogGate::new(RateLimit::per_second(1));
+        let mut untrusted = 0_u64;
+        let mut untrusted_log = LogGate::new(RateLimit::per_second(1));
         loop {
             let waited = match self.when_full {
                 WhenFull::Wait => Some(tokio::select! {
@@ -826,7 +880,16 @@ impl<S: Service> Accepting<'_, S> {
                     }
                 },
             };
-            info!("Accept new connection from {peer}");
+            if let Some(proxy) = &self.proxy
+                && !proxy.trusts(&peer)
+            {
+                untrusted += 1;
+                if untrusted_log.admit(tokio::time::Instant::now().into_std()) {
+                    warn!(%peer, untrusted, "not a trusted proxy, and the PROXY protocol is on: connection closed at once");
+                }
+                drop(connection);
+                continue;
+            }
             if self.live.has_changed().unwrap_or(false)
                 && let Some(limits) = *self.live.borrow_and_update()
             {
@@ -837,6 +900,20 @@ impl<S: Service> Accepting<'_, S> {
                 };
                 self.stop = Stop::new(self.stop.finish.clone(), self.stop.abort.clone(), timeouts);
             }
+            if let Some(proxy) = &self.proxy {
+                // Its header is read in the connection's own task, never here.
+                self.tracker.spawn(proxied::serve(
+                    connection,
+                    peer,
+                    proxy.timeout(),
+                    Arc::clone(&self.service),
+                    self.settings,
+                    self.stop.clone(),
+                    permit,
+                ));
+                continue;
+            }
+            info!("Accept new connection from {peer}");
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(
                 peer,

@@ -498,6 +498,17 @@ mod tests {
                 .any(|arg| arg.to_str().unwrap().contains("max-connections"))
         );
         assert!(second.fixed.contains(&OsString::from("--reuseport")));
+
+        // A repeatable flag's list, and a switch that another flag requires.
+        let proxied = read(
+            "",
+            "proxy_protocol = true\ntrusted_proxy = [\"127.0.0.1\", \"10.0.0.0/8\"]\nproxy_timeout = \"2s\"",
+        )
+        .unwrap();
+        let proxied = &proxied.listeners[0].args;
+        assert!(proxied.proxy_protocol);
+        assert_eq!(proxied.trusted_proxy.len(), 2);
+        assert_eq!(proxied.proxy_timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
 use sockit::net::SocketOptions;
+use sockit::proxy::{ProxyProtocol, TrustedProxy};
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
 use tokio::signal::unix::{SignalKind, signal};
@@ -30,7 +31,9 @@ use crate::options::{self, SocketFlags};
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
     sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
-    sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others")]
+    sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
+    sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
+    sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
@@ -126,6 +129,30 @@ pub struct Args {
           help_heading = "Datagram limits")]
     pub max_reply: Option<usize>,
 
+    /// Take the PROXY protocol (v1 and v2: HAProxy's send-proxy and send-proxy-v2, nginx's
+    /// proxy_protocol on) on stream listeners: each connection starts with a header naming
+    /// the client, and the logs and the service see that client, not the load balancer.
+    /// Peers not in --trusted-proxy are closed at once; a trusted peer's header must come
+    /// within --proxy-timeout. Only tcp:// and unix: endpoints take it.
+    #[arg(long, requires = "trusted_proxy", help_heading = "Behind a load balancer")]
+    pub proxy_protocol: bool,
+
+    /// A load balancer allowed to send PROXY headers: an address (127.0.0.1, ::1), a network
+    /// (10.0.0.0/8, fd00::/8), or unix (any peer of a unix: listener). Repeatable; required
+    /// with --proxy-protocol.
+    #[arg(
+        long,
+        value_name = "ADDR[/PREFIX]",
+        requires = "proxy_protocol",
+        help_heading = "Behind a load balancer"
+    )]
+    pub trusted_proxy: Vec<TrustedProxy>,
+
+    /// How long a trusted load balancer has to send its whole PROXY header after connecting.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration,
+          help_heading = "Behind a load balancer")]
+    pub proxy_timeout: Duration,
+
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
     pub multicast: Vec<IpAddr>,
@@ -196,6 +223,13 @@ impl Args {
         let server = match self.mode {
             Some(mode) => server.unix_mode(mode),
             None => server,
+        };
+        let server = if self.proxy_protocol {
+            server.proxy_protocol(
+                ProxyProtocol::new(self.trusted_proxy.iter().copied()).header_timeout(self.proxy_timeout),
+            )
+        } else {
+            server
         };
         match self.framing {
             Some(framing) => server.framing(framing),
@@ -286,6 +320,10 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
             details.push_str(&format!(", {} framing", listener.framing()));
         } else if let Some(limit) = args.limits().rate_limit {
             details.push_str(&format!(", at most {limit} a source"));
+        }
+        if args.proxy_protocol && endpoint.transport() == Transport::Stream {
+            let trusted: Vec<String> = args.trusted_proxy.iter().map(ToString::to_string).collect();
+            details.push_str(&format!(", PROXY protocol from {}", trusted.join(", ")));
         }
         let options = args.options();
         if options != SocketOptions::default() {

@@ -7,12 +7,14 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio_rustls::client::TlsStream;
 use tokio_seqpacket::UnixSeqpacket;
 use tokio_util::either::Either;
 
 use crate::framing::{Decoder, Framed};
+use crate::net::tls::ClientTls;
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::{Endpoint, Error, Framing};
@@ -87,11 +89,67 @@ impl StreamClient {
         timeout: Duration,
         options: &SocketOptions,
     ) -> Result<Self, Error> {
+        Self::open(endpoint, framing, timeout, options, None).await
+    }
+
+    /// Connects as [`StreamClient::connect_with`] does; on a `tls://`
+    /// endpoint, runs the TLS handshake with `tls` (trust, server name,
+    /// ALPN) before anything else. Other endpoints do not use `tls`.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamClient::connect_with`]; [`Error::Untrusted`] when the
+    /// server's certificate is not trusted, [`Error::Connect`] when the
+    /// handshake fails otherwise.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn connect_tls(
+        endpoint: &Endpoint,
+        framing: Framing,
+        timeout: Duration,
+        options: &SocketOptions,
+        tls: &ClientTls,
+    ) -> Result<Self, Error> {
+        Self::open(endpoint, framing, timeout, options, Some(tls)).await
+    }
+
+    async fn open(
+        endpoint: &Endpoint,
+        framing: Framing,
+        timeout: Duration,
+        options: &SocketOptions,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, Error> {
         let connect_error = |source| Error::Connect {
             endpoint: endpoint.clone(),
             source,
         };
         let link = match endpoint {
+            Endpoint::Tls(host_port) => {
+                let Some(tls) = tls else {
+                    return Err(connect_error(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a tls:// endpoint needs TLS settings: use StreamClient::connect_tls",
+                    )));
+                };
+                let addrs = net::resolve(endpoint).await?;
+                let stream = tcp::connect(&addrs, timeout, options)
+                    .await
+                    .map_err(connect_error)?;
+                let stream =
+                    tls.connect(stream, host_port.host()).await.map_err(
+                        |source| match net::tls::untrusted(&source) {
+                            Some(reason) => Error::Untrusted {
+                                endpoint: endpoint.clone(),
+                                reason,
+                            },
+                            None => connect_error(source),
+                        },
+                    )?;
+                Link::Tls(Box::new(stream))
+            }
             Endpoint::Tcp(_) => {
                 let addrs = net::resolve(endpoint).await?;
                 let stream = tcp::connect(&addrs, timeout, options)
@@ -145,6 +203,14 @@ impl StreamClient {
                 self.framed.encode(&[message], &mut self.output);
                 stream.write_all(&self.output).await
             }
+            Link::Tls(stream) => {
+                self.output.clear();
+                self.framed.encode(&[message], &mut self.output);
+                match stream.write_all(&self.output).await {
+                    Ok(()) => stream.flush().await,
+                    Err(e) => Err(e),
+                }
+            }
             Link::Packets(socket) => socket.send(message).await.map(drop),
         };
         sent.map_err(|source| self.failed(source))
@@ -194,6 +260,13 @@ impl StreamClient {
                 )
                 .await
             }
+            Link::Tls(stream) => {
+                tokio::time::timeout_at(
+                    deadline,
+                    receive_bytes(&mut **stream, &mut self.decoder, &mut self.input),
+                )
+                .await
+            }
             Link::Packets(socket) => {
                 tokio::time::timeout_at(deadline, receive_packet(socket, &mut self.input)).await
             }
@@ -225,6 +298,8 @@ impl StreamClient {
     pub async fn finish(&mut self) -> Result<Vec<Bytes>, Error> {
         let shut = match &mut self.link {
             Link::Bytes(stream) => stream.shutdown().await,
+            // close_notify, then end of stream.
+            Link::Tls(stream) => stream.shutdown().await,
             Link::Packets(socket) => socket.shutdown(std::net::Shutdown::Write),
         };
         shut.map_err(|source| self.failed(source))?;
@@ -260,6 +335,7 @@ impl AsFd for Link {
         match self {
             Link::Bytes(Either::Left(stream)) => stream.as_fd(),
             Link::Bytes(Either::Right(stream)) => stream.as_fd(),
+            Link::Tls(stream) => stream.get_ref().0.as_fd(),
             Link::Packets(socket) => socket.as_fd(),
         }
     }
@@ -270,6 +346,9 @@ impl AsFd for Link {
 enum Link {
     /// A byte stream (TCP, Unix stream): messages are framed.
     Bytes(Either<TcpStream, UnixStream>),
+    /// TLS over TCP: messages are framed inside it. Boxed: TLS's state is
+    /// large.
+    Tls(Box<TlsStream<TcpStream>>),
     /// A seqpacket connection: a packet is a message.
     Packets(UnixSeqpacket),
 }
@@ -282,7 +361,7 @@ enum Received {
 
 /// The next message from a byte stream; `None` at a clean end of stream.
 async fn receive_bytes(
-    stream: &mut Either<TcpStream, UnixStream>,
+    stream: &mut (impl AsyncRead + Unpin),
     decoder: &mut Decoder,
     input: &mut BytesMut,
 ) -> Result<Option<Bytes>, Received> {

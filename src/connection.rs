@@ -34,6 +34,8 @@ use crate::framing::{Decoder, FrameError};
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Framing, Peer};
 
+pub(crate) mod tls;
+
 /// How long a closing connection keeps reading (and dropping) what the peer
 /// still sends, so the kernel does not answer unread bytes with a reset that
 /// would destroy replies already written.

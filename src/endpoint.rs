@@ -20,6 +20,7 @@ use std::str::FromStr;
 /// | `tcp://127.0.0.1:8000`, `tcp://[::1]:8000`, `tcp://localhost:8000` | TCP |
 /// | `127.0.0.1:8000`, `localhost:8000`, `[::1]:8000` (no scheme) | TCP |
 /// | `udp://127.0.0.1:9000`, `udp://[::1]:9000` | UDP |
+/// | `tls://127.0.0.1:8443`, `tls://localhost:8443` | TLS over TCP |
 /// | `unix:/run/app.sock`, `unix:@name` (Linux abstract namespace) | Unix stream |
 /// | `unix-dgram:/run/app.sock`, `unix-dgram:@name` | Unix datagram |
 /// | `seqpacket:/run/app.sock`, `seqpacket:@name` | Unix seqpacket |
@@ -45,6 +46,9 @@ pub enum Endpoint {
     Tcp(HostPort),
     /// A UDP datagram socket, IPv4 or IPv6.
     Udp(HostPort),
+    /// TLS over a TCP stream socket, IPv4 or IPv6: once the handshake is
+    /// done, the same byte stream as [`Endpoint::Tcp`].
+    Tls(HostPort),
     /// A Unix stream socket (`AF_UNIX`, `SOCK_STREAM`).
     Unix(UnixAddr),
     /// A Unix datagram socket (`AF_UNIX`, `SOCK_DGRAM`).
@@ -57,7 +61,7 @@ pub enum Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
-    /// A byte stream with connections (TCP, Unix stream): messages are cut
+    /// A byte stream with connections (TCP, TLS, Unix stream): messages are cut
     /// out by a framing.
     Stream,
     /// Datagrams without connections (UDP, Unix datagram): every datagram is
@@ -81,7 +85,7 @@ impl Endpoint {
     /// Whether this endpoint is served as a stream, as datagrams or as packets.
     pub fn transport(&self) -> Transport {
         match self {
-            Endpoint::Tcp(_) | Endpoint::Unix(_) => Transport::Stream,
+            Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => Transport::Stream,
             Endpoint::Udp(_) | Endpoint::UnixDatagram(_) => Transport::Datagram,
             Endpoint::Seqpacket(_) => Transport::Seqpacket,
         }
@@ -92,10 +96,10 @@ impl Endpoint {
         self.transport() == Transport::Datagram
     }
 
-    /// The host and port, for the network endpoints (TCP, UDP).
+    /// The host and port, for the network endpoints (TCP, UDP, TLS).
     pub fn host_port(&self) -> Option<&HostPort> {
         match self {
-            Endpoint::Tcp(hp) | Endpoint::Udp(hp) => Some(hp),
+            Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => Some(hp),
             _ => None,
         }
     }
@@ -108,12 +112,13 @@ impl Endpoint {
         }
     }
 
-    /// The scheme this endpoint is written with (`tcp`, `udp`, `unix`,
-    /// `unix-dgram`, `seqpacket`).
+    /// The scheme this endpoint is written with (`tcp`, `udp`, `tls`,
+    /// `unix`, `unix-dgram`, `seqpacket`).
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp(_) => "tcp",
             Endpoint::Udp(_) => "udp",
+            Endpoint::Tls(_) => "tls",
             Endpoint::Unix(_) => "unix",
             Endpoint::UnixDatagram(_) => "unix-dgram",
             Endpoint::Seqpacket(_) => "seqpacket",
@@ -124,7 +129,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp(hp) | Endpoint::Udp(hp) => write!(f, "{}://{hp}", self.scheme()),
+            Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => {
+                write!(f, "{}://{hp}", self.scheme())
+            }
             Endpoint::Unix(addr) | Endpoint::UnixDatagram(addr) | Endpoint::Seqpacket(addr) => {
                 write!(f, "{}:{addr}", self.scheme())
             }
@@ -133,7 +140,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// The text every endpoint error repeats, so the user sees what is accepted.
-const EXPECTED: &str = "expected tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT, unix:PATH, \
+const EXPECTED: &str = "expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT, unix:PATH, \
                         unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, an abstract name)";
 
 /// Why a text is not an endpoint.
@@ -194,6 +201,7 @@ impl FromStr for Endpoint {
         match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Endpoint::Tcp(HostPort::parse(rest, text)?)),
             "udp" => Ok(Endpoint::Udp(HostPort::parse(rest, text)?)),
+            "tls" => Ok(Endpoint::Tls(HostPort::parse(rest, text)?)),
             _ => Err(EndpointError::UnknownScheme {
                 text: text.to_owned(),
                 scheme: scheme.to_owned(),
@@ -507,6 +515,9 @@ mod tests {
             "tcp://[::1]:8000",
             "udp://127.0.0.1:9000",
             "udp://[::1]:9000",
+            "tls://127.0.0.1:8443",
+            "tls://[::1]:8443",
+            "tls://localhost:443",
             "tcp://localhost:80",
             "tcp://0.0.0.0:0",
             "tcp://[::]:65535",
@@ -534,6 +545,8 @@ mod tests {
     fn transport_follows_the_scheme() {
         assert_eq!(parse("tcp://127.0.0.1:1").transport(), Transport::Stream);
         assert_eq!(parse("udp://127.0.0.1:1").transport(), Transport::Datagram);
+        assert_eq!(parse("tls://127.0.0.1:1").transport(), Transport::Stream);
+        assert_eq!(parse("TLS://127.0.0.1:1").scheme(), "tls");
         assert_eq!(parse("unix:/x").transport(), Transport::Stream);
         assert_eq!(parse("unix-dgram:/x").transport(), Transport::Datagram);
         assert_eq!(parse("seqpacket:/x").transport(), Transport::Seqpacket);

@@ -40,6 +40,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The server's TLS certificate is not trusted: not signed by a trusted
+    /// authority, not for the name asked for, expired.
+    #[error("{endpoint}: certificate not trusted: {reason}")]
+    Untrusted {
+        /// The endpoint reached.
+        endpoint: Endpoint,
+        /// What is wrong with the certificate.
+        reason: String,
+    },
     /// The peer did not answer in time.
     #[error("{endpoint} did not answer within {}", humantime::format_duration(*waited))]
     Timeout {

@@ -130,6 +130,8 @@ pub struct Server<S> {
     proxy: Option<Arc<ProxyProtocol>>,
     /// Limits set after the listeners were bound, through a [`LimitsHandle`].
     live: tokio::sync::watch::Sender<Option<Limits>>,
+    /// The certificate and key `tls://` listeners serve with.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The limits that a running server can change (through a
@@ -238,7 +240,39 @@ impl<S: Service> Server<S> {
             timeouts: Timeouts::default(),
             proxy: None,
             live: tokio::sync::watch::Sender::new(None),
+            tls: None,
         }
+    }
+
+    /// The TLS setting (certificate and key) that `tls://` listeners serve
+    /// with; other listeners do not use it. Make one from PEM files with
+    /// [`net::tls::server_config`].
+    ///
+    /// Each TLS connection's handshake must end within
+    /// [`HANDSHAKE_TIMEOUT`](net::tls::HANDSHAKE_TIMEOUT), holding its
+    /// connection permit meanwhile; a failed handshake is logged and closes
+    /// that connection only. Then it is served as on TCP, through a loop of
+    /// its own (TLS keeps its own buffers, so the idle-connection savings of
+    /// plain connections do not apply), and closed with TLS's
+    /// `close_notify`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::{Endpoint, Greet, Server};
+    ///
+    /// let tls = sockit::net::tls::server_config("cert.pem".as_ref(), "key.pem".as_ref())?;
+    /// let endpoint: Endpoint = "tls://127.0.0.1:8443".parse()?;
+    /// let listener = Server::new(Greet).tls(tls).bind(&endpoint).await?;
+    /// listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     /// Sets every limit in `limits` at once: the connection limit, the
@@ -467,7 +501,8 @@ impl<S: Service> Server<S> {
     /// # Errors
     ///
     /// [`Error::Resolve`] when its host name does not resolve, [`Error::Bind`]
-    /// when it cannot be bound (in use, not local, not permitted).
+    /// when it cannot be bound (in use, not local, not permitted), or when it
+    /// is a `tls://` endpoint and no [`tls`](Self::tls) setting was given.
     ///
     /// # Cancel safety
     ///
@@ -482,6 +517,19 @@ impl<S: Service> Server<S> {
                 ),
             });
         }
+        let tls = match (endpoint, &self.tls) {
+            (Endpoint::Tls(_), Some(config)) => Some(Arc::clone(config)),
+            (Endpoint::Tls(_), None) => {
+                return Err(Error::Bind {
+                    endpoint: endpoint.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "no certificate and key to serve TLS with (Server::tls)",
+                    ),
+                });
+            }
+            _ => None,
+        };
         let Bound {
             socket,
             local,
@@ -509,6 +557,7 @@ impl<S: Service> Server<S> {
                 rate_limit: self.rate_limit,
                 reply_cap: self.reply_cap,
             },
+            tls,
         })
     }
 }
@@ -538,13 +587,17 @@ impl Bound {
         };
         let mut socket_file = None;
         let (socket, local) = match endpoint {
-            Endpoint::Tcp(_) => {
+            Endpoint::Tcp(_) | Endpoint::Tls(_) => {
                 let addrs = net::resolve(endpoint).await?;
                 let listener =
                     net::first_success(&addrs, |addr| async move { tcp::listen(addr, backlog, options) })
                         .await
                         .map_err(bind_error)?;
-                let local = Endpoint::tcp(listener.local_addr().map_err(bind_error)?);
+                let addr = listener.local_addr().map_err(bind_error)?;
+                let local = match endpoint {
+                    Endpoint::Tls(_) => Endpoint::Tls(addr.into()),
+                    _ => Endpoint::tcp(addr),
+                };
                 (Socket::Stream(StreamListener::Tcp(listener)), local)
             }
             Endpoint::Udp(_) => {
@@ -723,6 +776,8 @@ pub struct Listener<S> {
     when_full: WhenFull,
     proxy: Option<Arc<ProxyProtocol>>,
     datagram: datagram::Limits,
+    /// The certificate and key of a `tls://` listener.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -772,6 +827,7 @@ impl<S: Service> Listener<S> {
             when_full,
             proxy,
             datagram,
+            tls,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -789,6 +845,7 @@ impl<S: Service> Listener<S> {
                     proxy,
                     tracker: &tracker,
                     stop: Stop::new(finish.clone(), abort.clone(), timeouts),
+                    tls: tls.map(tokio_rustls::TlsAcceptor::from),
                 };
                 accepting.run(shutdown).await;
                 info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
@@ -828,6 +885,8 @@ struct Accepting<'a, S> {
     /// Asks connections to finish, then drops those that did not in time;
     /// and their timeouts.
     stop: Stop,
+    /// A `tls://` listener's handshake.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl<S: Service> Accepting<'_, S> {
@@ -914,6 +973,22 @@ impl<S: Service> Accepting<'_, S> {
                 continue;
             }
             info!("Accept new connection from {peer}");
+            if let Some(acceptor) = &self.tls {
+                let Connection::Tcp(stream) = connection else {
+                    unreachable!("a tls:// listener listens on TCP")
+                };
+                // A task of another type: plain connections' stay as small as they were.
+                self.tracker.spawn(connection::tls::serve(
+                    stream,
+                    acceptor.clone(),
+                    peer,
+                    Arc::clone(&self.service),
+                    self.settings,
+                    self.stop.clone(),
+                    permit,
+                ));
+                continue;
+            }
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(
                 peer,

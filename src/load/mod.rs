@@ -130,6 +130,7 @@ pub struct Bench {
     warmup: Duration,
     timeout: Duration,
     options: SocketOptions,
+    tls: Option<crate::net::tls::ClientTls>,
 }
 
 impl Bench {
@@ -149,6 +150,7 @@ impl Bench {
             warmup: Duration::ZERO,
             timeout: Duration::from_secs(1),
             options: SocketOptions::default(),
+            tls: None,
         }
     }
 
@@ -225,6 +227,15 @@ impl Bench {
         self
     }
 
+    /// The TLS settings (trust, server name, ALPN) of a `tls://` endpoint's
+    /// connections, each of which runs its handshake before the load
+    /// starts; other endpoints do not use them.
+    #[must_use]
+    pub fn tls(mut self, tls: crate::net::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The endpoint loaded.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
@@ -271,6 +282,9 @@ impl Bench {
             return invalid(format!(
                 "a rate of {rate} requests a second: use a number above 0, up to 1e9"
             ));
+        }
+        if matches!(self.endpoint, Endpoint::Tls(_)) && self.tls.is_none() {
+            return invalid("a tls:// endpoint needs TLS settings (Bench::tls)".into());
         }
         if self.timeout.is_zero() {
             return invalid("a timeout of 0 would count every reply as missing".into());

@@ -15,6 +15,7 @@ use tokio_seqpacket::UnixSeqpacket;
 
 use super::pacer::Pacer;
 use super::{Bench, BenchError, ConnSchedule, Length, Live, Messages, Phase, Report, Schedule, Tally};
+use crate::net::tls::ClientTls;
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::{Endpoint, Error, Framing};
@@ -131,14 +132,18 @@ impl Bench {
     /// Opens every connection at once; those that fail are counted.
     async fn open_all(&self) -> Result<(Vec<Link>, Tally), BenchError> {
         let addrs: Rc<[SocketAddr]> = match self.endpoint {
-            Endpoint::Tcp(_) | Endpoint::Udp(_) => net::resolve(&self.endpoint).await?.into(),
+            Endpoint::Tcp(_) | Endpoint::Udp(_) | Endpoint::Tls(_) => {
+                net::resolve(&self.endpoint).await?.into()
+            }
             _ => Rc::from([]),
         };
         let opening: Vec<JoinHandle<io::Result<Link>>> = (0..self.connections)
             .map(|_| {
                 let (endpoint, addrs, options) = (self.endpoint.clone(), addrs.clone(), self.options.clone());
-                let timeout = self.timeout;
-                spawn_local(async move { Link::open(&endpoint, &addrs, &options, timeout).await })
+                let (timeout, tls) = (self.timeout, self.tls.clone());
+                spawn_local(
+                    async move { Link::open(&endpoint, &addrs, &options, timeout, tls.as_ref()).await },
+                )
             })
             .collect();
         let mut tally = Tally::default();
@@ -157,9 +162,11 @@ impl Bench {
             }
         }
         if links.is_empty() {
-            return Err(Error::Connect {
-                endpoint: self.endpoint.clone(),
-                source: first_error.expect("check() asks for a connection at least"),
+            let source = first_error.expect("check() asks for a connection at least");
+            let endpoint = self.endpoint.clone();
+            return Err(match net::tls::untrusted(&source) {
+                Some(reason) => Error::Untrusted { endpoint, reason },
+                None => Error::Connect { endpoint, source },
             }
             .into());
         }
@@ -364,6 +371,8 @@ impl Sender {
 /// One connection (or datagram socket), open.
 enum Link {
     Tcp(TcpStream),
+    /// Boxed: TLS's state is large.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     Unix(UnixStream),
     Seqpacket(UnixSeqpacket),
     Udp(UdpSocket),
@@ -377,9 +386,15 @@ impl Link {
         addrs: &[SocketAddr],
         options: &SocketOptions,
         timeout: Duration,
+        tls: Option<&ClientTls>,
     ) -> io::Result<Link> {
         let link = match endpoint {
             Endpoint::Tcp(_) => Link::Tcp(tcp::connect(addrs, timeout, options).await?),
+            Endpoint::Tls(host_port) => {
+                let tls = tls.expect("Bench::check asks a tls:// endpoint for TLS settings");
+                let stream = tcp::connect(addrs, timeout, options).await?;
+                Link::Tls(Box::new(tls.connect(stream, host_port.host()).await?))
+            }
             Endpoint::Udp(_) => Link::Udp(udp::connect(addrs, options).await?),
             Endpoint::Unix(addr) => Link::Unix(unix::connect(addr, options)?),
             Endpoint::Seqpacket(addr) => Link::Seqpacket(seqpacket::connect(addr, options)?),
@@ -396,6 +411,10 @@ impl Link {
         let (ending, unanswered) = match self {
             Link::Tcp(mut stream) => {
                 let (reader, writer) = stream.split();
+                super::stream::run(&shared, conn, reader, writer, &mut sender).await
+            }
+            Link::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(*stream);
                 super::stream::run(&shared, conn, reader, writer, &mut sender).await
             }
             Link::Unix(mut stream) => {

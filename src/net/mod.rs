@@ -7,6 +7,7 @@
 //! - [`unix_datagram`]: Unix datagram sockets;
 //! - [`seqpacket`]: Unix seqpacket sockets;
 //! - `batch`: many datagrams per system call (`recvmmsg`, `sendmmsg`);
+//! - [`tls`]: TLS over TCP (`rustls`): certificates and keys from PEM files, handshakes;
 //! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
 //! - [`options`]: socket options, set where they apply and read back.
 
@@ -15,6 +16,7 @@ pub mod icmp;
 pub mod options;
 pub mod seqpacket;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod unix;
 pub mod unix_datagram;

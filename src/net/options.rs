@@ -146,9 +146,9 @@ impl SocketOptions {
     /// cannot use (as `sockit`'s flags name them: `nodelay`, `rcvbuf`, …), in
     /// the order they are declared.
     pub fn not_applying_to(&self, endpoint: &crate::Endpoint) -> Vec<&'static str> {
-        use crate::Endpoint::{Seqpacket, Tcp, Udp, Unix, UnixDatagram};
-        let ip = matches!(endpoint, Tcp(_) | Udp(_));
-        let tcp = matches!(endpoint, Tcp(_));
+        use crate::Endpoint::{Seqpacket, Tcp, Tls, Udp, Unix, UnixDatagram};
+        let ip = matches!(endpoint, Tcp(_) | Tls(_) | Udp(_));
+        let tcp = matches!(endpoint, Tcp(_) | Tls(_));
         let udp = matches!(endpoint, Udp(_));
         let unix = matches!(endpoint, Unix(_) | UnixDatagram(_) | Seqpacket(_));
         [

@@ -145,7 +145,7 @@ impl Relay {
     /// # Errors
     ///
     /// [`Error::Relay`] when the two endpoints are not both streams or both
-    /// datagrams (or one is seqpacket), [`Error::Resolve`] when a host name
+    /// datagrams (or one is seqpacket or TLS), [`Error::Resolve`] when a host name
     /// does not resolve, [`Error::Bind`] when `listen` cannot be bound.
     ///
     /// # Cancel safety
@@ -157,6 +157,11 @@ impl Relay {
             target: self.target.clone(),
             reason,
         };
+        if matches!(listen, Endpoint::Tls(_)) || matches!(self.target, Endpoint::Tls(_)) {
+            return Err(refuse(
+                "tls:// endpoints are not relayed yet; relay the tcp:// beneath them (the bytes pass unchanged)",
+            ));
+        }
         match (listen.transport(), self.target.transport()) {
             (Transport::Stream, Transport::Stream) | (Transport::Datagram, Transport::Datagram) => {}
             (Transport::Seqpacket, _) | (_, Transport::Seqpacket) => {

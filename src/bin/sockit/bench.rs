@@ -16,7 +16,7 @@ use sockit::load::{Bench, BenchError, Length, Live, Phase, Progress, Report};
 use sockit::{Builtin, Endpoint, Framing};
 use tracing::warn;
 
-use crate::options::{self, SocketFlags};
+use crate::options::{self, SocketFlags, TlsFlags};
 use crate::serve::parse_duration;
 
 /// Load a server with requests and measure it: msgs/s, bytes/s, errors, and
@@ -43,10 +43,11 @@ use crate::serve::parse_duration;
     sockit bench tcp://127.0.0.1:7000 --service echo -c 50 -d 5s\n  \
     sockit bench tcp://127.0.0.1:7000 --service echo --framing line -p 16\n  \
     sockit bench udp://127.0.0.1:9000 -c 4 -p 64 -n 100000 --json\n  \
+    sockit bench tls://localhost:8443 --ca cert.pem -c 10 -d 5s\n  \
     sockit bench unix:/tmp/greet.sock --rate 20000 -d 30s --plot latency.svg\n  \
     taskset -c 1 sockit bench seqpacket:@greet -c 100 -s 1024")]
 pub struct Args {
-    /// Where to send load: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
+    /// Where to send load: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT")]
     endpoint: Endpoint,
@@ -111,6 +112,9 @@ pub struct Args {
 
     #[command(flatten)]
     socket: SocketFlags,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -126,7 +130,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Length::Duration(_) => Duration::from_secs(1),
         Length::Requests(_) => Duration::ZERO,
     });
-    let bench = Bench::new(args.endpoint.clone())
+    let mut bench = Bench::new(args.endpoint.clone())
         .service(args.service)
         .framing(args.framing)
         .connections(args.connections)
@@ -137,6 +141,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .warmup(warmup)
         .timeout(args.timeout)
         .options(options.clone());
+    if let Some(tls) = args.tls.client(&args.endpoint)? {
+        bench = bench.tls(tls);
+    }
     if let Err(BenchError::Invalid(reason)) = bench.check() {
         return Ok(usage(reason));
     }
@@ -173,7 +180,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     display.finish();
     let report = match ran {
-        Ok(report) => report?,
+        Ok(report) => report.map_err(|error| match error {
+            BenchError::Connect(error) => options::untrusted_hint(error),
+            other => other.into(),
+        })?,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     };
 

@@ -13,7 +13,7 @@ use tokio::io::AsyncBufReadExt;
 
 use tracing::debug;
 
-use crate::options::{self, SocketFlags};
+use crate::options::{self, SocketFlags, TlsFlags};
 use crate::serve::parse_duration;
 
 /// Connect, send each MESSAGE (or each line of stdin) and print every reply.
@@ -27,10 +27,11 @@ use crate::serve::parse_duration;
     sockit connect udp://127.0.0.1:9000 client1 client2\n  \
     printf 'bob\\nalice\\n' | sockit connect tcp://127.0.0.1:8000\n  \
     sockit connect tcp://[::1]:7000 --service echo hello\n  \
+    sockit connect tls://localhost:8443 --ca cert.pem client1\n  \
     sockit connect unix:/tmp/greet.sock client1\n  \
     sockit connect unix-dgram:@greet client1")]
 pub struct Args {
-    /// Where to connect: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
+    /// Where to connect: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT")]
     endpoint: Endpoint,
@@ -65,6 +66,9 @@ pub struct Args {
 
     #[command(flatten)]
     socket: SocketFlags,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -75,6 +79,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         options = options.bind(local);
     }
     options::warn_unused(&options, &args.endpoint);
+    let tls = args.tls.client(&args.endpoint)?;
     if args.endpoint.is_datagram() {
         let client =
             DatagramClient::connect_with(&args.endpoint, args.timeout, args.retries, &options).await?;
@@ -89,7 +94,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut client = StreamClient::connect_with(&args.endpoint, args.framing, args.timeout, &options).await?;
+    let mut client = match &tls {
+        Some(tls) => StreamClient::connect_tls(&args.endpoint, args.framing, args.timeout, &options, tls)
+            .await
+            .map_err(options::untrusted_hint)?,
+        None => StreamClient::connect_with(&args.endpoint, args.framing, args.timeout, &options).await?,
+    };
     debug!(
         options = options.read_back(&SockRef::from(&client)),
         "socket options"

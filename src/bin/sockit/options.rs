@@ -1,10 +1,12 @@
-//! The socket option flags `serve` and `connect` share, and what they become.
+//! The socket option flags `serve` and `connect` share, the TLS flags of
+//! `connect` and `bench`, and what they become.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use sockit::Endpoint;
 use sockit::net::SocketOptions;
+use sockit::net::tls::{ClientTls, TlsError};
 use tracing::warn;
 
 use crate::serve::parse_duration;
@@ -74,6 +76,70 @@ impl SocketFlags {
             options = options.ttl(ttl);
         }
         options
+    }
+}
+
+/// How a client verifies a `tls://` server, and what it asks for.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "TLS (tls:// endpoints)")]
+pub struct TlsFlags {
+    /// Trust the certificate authorities in this PEM file (a self-signed server
+    /// certificate is its own) [default: the system's trusted authorities].
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate: for a test server's self-signed one only.
+    #[arg(long, conflicts_with = "ca")]
+    insecure: bool,
+    /// The server name to ask for (SNI) and verify the certificate against [default:
+    /// the endpoint's host; an IP address is checked against the certificate's IP
+    /// addresses].
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// Offer this application protocol (ALPN), e.g. h2; repeat for more, most preferred first.
+    #[arg(long, value_name = "PROTO")]
+    alpn: Vec<String>,
+}
+
+impl TlsFlags {
+    /// The TLS settings for `endpoint`: `None` unless it is `tls://` (and
+    /// then a warning for each flag given, which does not apply).
+    pub fn client(&self, endpoint: &Endpoint) -> anyhow::Result<Option<ClientTls>> {
+        if !matches!(endpoint, Endpoint::Tls(_)) {
+            let given = [
+                ("ca", self.ca.is_some()),
+                ("insecure", self.insecure),
+                ("sni", self.sni.is_some()),
+                ("alpn", !self.alpn.is_empty()),
+            ];
+            for (flag, _) in given.iter().filter(|(_, given)| *given) {
+                warn!("--{flag} applies to tls:// endpoints only, not {endpoint}; ignored");
+            }
+            return Ok(None);
+        }
+        let mut tls = ClientTls::new(self.ca.as_deref(), self.insecure).map_err(tls_error)?;
+        if let Some(name) = &self.sni {
+            tls = tls.server_name(name).map_err(|e| anyhow::anyhow!("--sni {e}"))?;
+        }
+        Ok(Some(tls.alpn(&self.alpn)))
+    }
+}
+
+/// A TLS file error, naming the flag that gave the file.
+pub fn tls_error(error: TlsError) -> anyhow::Error {
+    match error {
+        TlsError::Certificate { path, reason } => anyhow::anyhow!("--cert {}: {reason}", path.display()),
+        TlsError::Key { path, reason } => anyhow::anyhow!("--key {}: {reason}", path.display()),
+        TlsError::Ca { path, reason } => anyhow::anyhow!("--ca {}: {reason}", path.display()),
+        other => other.into(),
+    }
+}
+
+/// A library error as the user should read it: an untrusted certificate
+/// says how to trust it.
+pub fn untrusted_hint(error: sockit::Error) -> anyhow::Error {
+    match error {
+        sockit::Error::Untrusted { .. } => anyhow::anyhow!("{error} (give the right --ca, or --insecure)"),
+        other => other.into(),
     }
 }
 

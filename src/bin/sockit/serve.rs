@@ -29,13 +29,14 @@ use crate::options::{self, SocketFlags};
     sockit serve tcp://[::1]:7000 --service echo   an echo server on IPv6\n  \
     sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
+    sockit serve tls://127.0.0.1:8443 --cert cert.pem --key key.pem   over TLS\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
     sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
     sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
     sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port")]
 pub struct Args {
-    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
+    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:8000")]
     pub endpoints: Vec<Endpoint>,
@@ -153,12 +154,34 @@ pub struct Args {
           help_heading = "Behind a load balancer")]
     pub proxy_timeout: Duration,
 
+    /// The certificate of tls:// listeners: a PEM file, the server's certificate first,
+    /// then any intermediates. Needs --key.
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// The private key of --cert: a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub key: Option<std::path::PathBuf>,
+
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
     pub multicast: Vec<IpAddr>,
 
     #[command(flatten)]
     pub socket: SocketFlags,
+}
+
+/// What is wrong with --cert and --key on this command line, if anything:
+/// a tls:// endpoint needs both, and they are for tls:// endpoints only.
+fn misused_tls_flags(args: &Args) -> Option<&'static str> {
+    let tls_endpoint = args.endpoints.iter().any(|e| matches!(e, Endpoint::Tls(_)));
+    match (args.cert.is_some(), args.key.is_some()) {
+        (true, true) if !tls_endpoint => Some("--cert and --key are for tls:// endpoints, and none is given"),
+        (false, false) if tls_endpoint => Some("a tls:// endpoint needs --cert FILE and --key FILE"),
+        (true, false) => Some("--cert needs --key, the certificate's private key"),
+        (false, true) => Some("--key needs --cert, the certificate it is the key of"),
+        _ => None,
+    }
 }
 
 /// Parses a count that must be at least 1.
@@ -237,6 +260,15 @@ impl Args {
         }
     }
 
+    /// The TLS setting of the tls:// endpoints, from --cert and --key.
+    fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
+            return Ok(None);
+        };
+        let config = sockit::net::tls::server_config(cert, key).map_err(options::tls_error)?;
+        Ok(Some(config))
+    }
+
     /// The socket options of the listeners.
     fn options(&self) -> SocketOptions {
         options::with_multicast(self.socket.options(), &self.multicast)
@@ -303,7 +335,13 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
     let mut handles = Vec::with_capacity(listeners.len());
     for listener in &listeners {
         let args = &listener.args;
-        let server = args.server();
+        if let Some(what) = misused_tls_flags(args) {
+            return Ok(crate::usage(what, "serve"));
+        }
+        let server = match args.tls()? {
+            Some(config) => args.server().tls(config),
+            None => args.server(),
+        };
         let options = args.options();
         for endpoint in &args.endpoints {
             options::warn_unused(&options, endpoint);

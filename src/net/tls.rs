@@ -1,0 +1,447 @@
+//! TLS over TCP, with `rustls` (and its `ring` crypto): the server's
+//! certificate and key and the client's trust, read from PEM files, and the
+//! handshakes. A `tls://` endpoint carries the same byte stream as `tcp://`
+//! once the handshake is done.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+};
+use tokio::net::TcpStream;
+
+use crate::endpoint::Host;
+
+/// The longest a TLS handshake may take, on either side: a peer that says
+/// nothing cannot hold a connection (and its permit) for longer.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a TLS setting could not be made from its files: one line naming the
+/// file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate file cannot be read or holds no certificate.
+    #[error("certificate file {}: {reason}", path.display())]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key file cannot be read, holds no private key, or a key that
+    /// does not go with the certificate.
+    #[error("key file {}: {reason}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The certificate authorities file cannot be read or holds none.
+    #[error("CA file {}: {reason}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The system's trusted certificates could not be loaded.
+    #[error("no trusted certificates found on this system ({reason}): give --ca FILE, or --insecure")]
+    NoSystemRoots {
+        /// What went wrong loading them.
+        reason: String,
+    },
+    /// The name to verify the server's certificate against is not a DNS name
+    /// or an IP address.
+    #[error("{name:?} is not a server name (a DNS name or an IP address)")]
+    BadServerName {
+        /// The name given.
+        name: String,
+    },
+}
+
+/// The crypto every TLS setting uses: `ring`'s.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The PEM error, said plainly.
+fn pem_reason(error: &pem::Error, what: &str) -> String {
+    match error {
+        pem::Error::Io(error) => error.to_string(),
+        pem::Error::NoItemsFound => format!("no {what} found (expected a PEM file)"),
+        other => format!("not a PEM file: {other}"),
+    }
+}
+
+/// Reads every certificate of a PEM file, in order.
+fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_reason(&e, what))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_reason(&e, what))?;
+    if certs.is_empty() {
+        return Err(pem_reason(&pem::Error::NoItemsFound, what));
+    }
+    Ok(certs)
+}
+
+/// The server's TLS setting: its certificate chain (`cert`, a PEM file with
+/// the server's certificate first) and private key (`key`, PEM: PKCS#8,
+/// PKCS#1 or SEC1).
+///
+/// # Errors
+///
+/// [`TlsError::Certificate`] or [`TlsError::Key`] when a file cannot be
+/// read, holds nothing of its kind, or the key is not the certificate's.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = read_certificates(cert, "certificate").map_err(|reason| TlsError::Certificate {
+        path: cert.to_owned(),
+        reason,
+    })?;
+    let key_error = |reason| TlsError::Key {
+        path: key.to_owned(),
+        reason,
+    };
+    let private_key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| key_error(pem_reason(&e, "private key")))?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                key_error(format!("not the key of the certificate in {}", cert.display()))
+            }
+            other => key_error(other.to_string()),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// What a TLS client trusts, the name it asks for, and the protocols it
+/// offers: built once, used for every connection.
+///
+/// # Examples
+///
+/// ```no_run
+/// use sockit::net::tls::ClientTls;
+///
+/// let tls = ClientTls::new(Some("ca.pem".as_ref()), false)?.alpn(["greet"]);
+/// # Ok::<(), sockit::net::tls::TlsError>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    /// The name to ask for and verify; by default the endpoint's host.
+    server_name: Option<ServerName<'static>>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .field("alpn", &self.config.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the certificate authorities in the PEM file `ca`, or with
+    /// none given the system's (as OpenSSL finds them: `SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`, or the distribution's bundle). With `insecure`, the
+    /// server's certificate is not verified at all (its handshake signature
+    /// still is): for a test server's self-signed certificate only.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Ca`] when `ca` cannot be read or holds no certificate
+    /// or one that is not a CA's; [`TlsError::NoSystemRoots`] when neither
+    /// `ca` nor `insecure` is given and the system has no trusted
+    /// certificates.
+    pub fn new(ca: Option<&Path>, insecure: bool) -> Result<Self, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let config = if insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                    provider().signature_verification_algorithms,
+                )))
+                .with_no_client_auth()
+        } else {
+            let mut roots = RootCertStore::empty();
+            match ca {
+                Some(path) => {
+                    let ca_error = |reason| TlsError::Ca {
+                        path: path.to_owned(),
+                        reason,
+                    };
+                    for cert in read_certificates(path, "certificate").map_err(ca_error)? {
+                        roots
+                            .add(cert)
+                            .map_err(|e| ca_error(format!("not a CA certificate: {e}")))?;
+                    }
+                }
+                None => {
+                    let found = rustls_native_certs::load_native_certs();
+                    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+                    if added == 0 {
+                        let reason = found
+                            .errors
+                            .first()
+                            .map_or_else(|| "none installed".to_owned(), ToString::to_string);
+                        return Err(TlsError::NoSystemRoots { reason });
+                    }
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        Ok(ClientTls {
+            config: Arc::new(config),
+            server_name: None,
+        })
+    }
+
+    /// Asks for `name` (SNI) and verifies the certificate against it,
+    /// instead of the endpoint's host. An IP address is verified against
+    /// the certificate's IP addresses, and not sent as SNI.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::BadServerName`] when `name` is neither a DNS name nor an
+    /// IP address.
+    pub fn server_name(mut self, name: &str) -> Result<Self, TlsError> {
+        let parsed = ServerName::try_from(name.to_owned()).map_err(|_| TlsError::BadServerName {
+            name: name.to_owned(),
+        })?;
+        self.server_name = Some(parsed);
+        Ok(self)
+    }
+
+    /// Offers these application protocols (ALPN), most preferred first.
+    #[must_use]
+    pub fn alpn<P: AsRef<[u8]>>(mut self, protocols: impl IntoIterator<Item = P>) -> Self {
+        Arc::make_mut(&mut self.config).alpn_protocols =
+            protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// The name asked for on a connection to `host`.
+    fn name_for(&self, host: &Host) -> io::Result<ServerName<'static>> {
+        if let Some(name) = &self.server_name {
+            return Ok(name.clone());
+        }
+        match host {
+            Host::Ip(ip) => Ok(ServerName::IpAddress(IpAddr::to_canonical(ip).into())),
+            Host::Name(name) => ServerName::try_from(name.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?}: {e}"))),
+        }
+    }
+
+    /// Runs the client's handshake on `stream`, connected to `host`, within
+    /// [`HANDSHAKE_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// The handshake's error: a certificate not trusted is
+    /// [`io::ErrorKind::InvalidData`] wrapping a [`rustls::Error`] (see
+    /// [`untrusted`]); [`io::ErrorKind::TimedOut`] when it takes too long.
+    pub async fn connect(
+        &self,
+        stream: TcpStream,
+        host: &Host,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let name = self.name_for(host)?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))?
+    }
+}
+
+/// Why the peer's certificate was not trusted, if that is why `error` (from
+/// a handshake) happened; `None` for any other failure.
+pub fn untrusted(error: &io::Error) -> Option<String> {
+    let rustls::Error::InvalidCertificate(why) = error.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    Some(match why {
+        // A chain that leads to no trusted authority: webpki reports the
+        // last dead end it tried, which may be any of these.
+        CertificateError::UnknownIssuer
+        | CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "it is not signed by an authority trusted here".to_owned()
+        }
+        // webpki's error inside rustls' `Other`, without depending on webpki for its type.
+        CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "it is a CA's certificate, not a server's (make the server's with basicConstraints CA:FALSE)"
+                .to_owned()
+        }
+        other => other.to_string(),
+    })
+}
+
+/// A verifier that takes any certificate (`--insecure`), and checks only
+/// that the peer holds its key: the handshake's signatures.
+#[derive(Debug)]
+struct AnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str, contents: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sockit-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn leaf(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_server_config_is_made_from_a_certificate_and_its_key() {
+        let (cert, key) = leaf(&["localhost"]);
+        let cert = temp("ok-cert.pem", &cert);
+        let key = temp("ok-key.pem", &key);
+        server_config(&cert, &key).unwrap();
+    }
+
+    #[test]
+    fn bad_files_are_named_with_what_is_wrong() {
+        let (cert, key) = leaf(&["localhost"]);
+        let (_, other_key) = leaf(&["localhost"]);
+        let cert = temp("cert.pem", &cert);
+        let key = temp("key.pem", &key);
+        let other_key = temp("other-key.pem", &other_key);
+        let empty = temp("empty.pem", "hello\n");
+        let missing = Path::new("/nonexistent/sockit.pem");
+
+        let said = |result: Result<Arc<ServerConfig>, TlsError>| result.unwrap_err().to_string();
+        assert_eq!(
+            said(server_config(&empty, &key)),
+            format!(
+                "certificate file {}: no certificate found (expected a PEM file)",
+                empty.display()
+            )
+        );
+        assert_eq!(
+            said(server_config(&cert, &empty)),
+            format!(
+                "key file {}: no private key found (expected a PEM file)",
+                empty.display()
+            )
+        );
+        // The certificate file holds no key either.
+        assert_eq!(
+            said(server_config(&cert, &cert)),
+            format!(
+                "key file {}: no private key found (expected a PEM file)",
+                cert.display()
+            )
+        );
+        assert_eq!(
+            said(server_config(&cert, &other_key)),
+            format!(
+                "key file {}: not the key of the certificate in {}",
+                other_key.display(),
+                cert.display()
+            )
+        );
+        assert_eq!(
+            said(server_config(missing, &key)),
+            "certificate file /nonexistent/sockit.pem: No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            ClientTls::new(Some(&empty), false).unwrap_err().to_string(),
+            format!(
+                "CA file {}: no certificate found (expected a PEM file)",
+                empty.display()
+            )
+        );
+    }
+
+    #[test]
+    fn the_server_name_is_the_host_unless_given() {
+        let tls = ClientTls::new(None, true).unwrap();
+        let ip: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            tls.name_for(&Host::Ip(ip)).unwrap(),
+            ServerName::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap().into())
+        );
+        assert_eq!(
+            tls.name_for(&Host::Name("localhost".into())).unwrap(),
+            ServerName::try_from("localhost").unwrap()
+        );
+        let tls = tls.server_name("example.com").unwrap();
+        assert_eq!(
+            tls.name_for(&Host::Ip(ip)).unwrap(),
+            ServerName::try_from("example.com").unwrap()
+        );
+        assert_eq!(
+            ClientTls::new(None, true)
+                .unwrap()
+                .server_name("a b")
+                .unwrap_err()
+                .to_string(),
+            "\"a b\" is not a server name (a DNS name or an IP address)"
+        );
+    }
+}

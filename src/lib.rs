@@ -2,7 +2,7 @@
 //! for Rust.
 //!
 //! Write a [`Service`] once (a plain value that turns a message into replies)
-//! and serve it on any [`Endpoint`], TCP or UDP, over IPv4 or IPv6, with the
+//! and serve it on any [`Endpoint`], TCP, UDP or TLS, over IPv4 or IPv6, with the
 //! [`Framing`] chosen per listener, a connection limit, a maximum message size
 //! and graceful shutdown:
 //!
@@ -32,9 +32,9 @@
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
 //! | [`proxy`] | pure: the PROXY protocol header (v1, v2) a load balancer sends first, decoded and encoded |
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
-//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
+//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; [`net::tls`] reads certificates and keys and runs handshakes |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
-//! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
+//! | `connection` | one stream connection: read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |

@@ -1,0 +1,437 @@
+//! TLS: `sockit serve tls://` answers `openssl s_client` and `sockit
+//! connect` with the greet protocol unchanged; the client verifies the
+//! server's certificate against `--ca` (or the system's), refuses a wrong
+//! one in one clear line, and skips verification with `--insecure`; bench
+//! counts replies exactly over TLS; a peer that fails its handshake stops
+//! no one else. The certificates are made here, with rcgen, per test.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Server, TestDir, peer, run_with_input, run_with_timeout, sockit, stdout_of};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A CA, a server certificate it signed for `localhost`, `127.0.0.1` and
+/// `::1`, the server's key, and an unrelated CA; as PEM files in a test
+/// directory of their own.
+struct Pki {
+    dir: TestDir,
+}
+
+impl Pki {
+    fn new(test: &str) -> Pki {
+        let dir = TestDir::new(test);
+        let ca = make_ca("sockit test CA");
+        let other = make_ca("some other CA");
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+        for (name, pem) in [
+            ("ca.pem", ca.pem()),
+            ("other-ca.pem", other.pem()),
+            ("cert.pem", leaf.pem()),
+            ("key.pem", key.serialize_pem()),
+        ] {
+            std::fs::write(dir.path().join(name), pem).unwrap();
+        }
+        Pki { dir }
+    }
+
+    /// The path of one of the files, as text.
+    fn file(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `sockit serve` on `endpoints` with the server's certificate and key.
+    fn serve(&self, endpoints: &[&str], extra: &[&str]) -> Server {
+        let (cert, key) = (self.file("cert.pem"), self.file("key.pem"));
+        let mut args = endpoints.to_vec();
+        args.extend(["--cert", &cert, "--key", &key]);
+        args.extend(extra);
+        Server::start(&args)
+    }
+}
+
+fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// Runs `sockit ARGS`, with stdin empty.
+fn run(args: &[&str]) -> std::process::Output {
+    run_with_timeout(sockit().args(args), LIMIT)
+}
+
+/// The one line a failed run wrote on stderr, checking its exit status.
+fn one_line_error(output: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "stderr {stderr:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "stdout {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    stderr
+}
+
+const GREETED_CLIENTS: &str = "Hello, I am server\nHello, client1!\nHello, client2!\nHello, client3!\n";
+
+#[test]
+fn openssl_s_client_gets_the_greeting_over_tls() {
+    let Some(openssl) = peer("openssl", "the TLS interoperability test's client") else {
+        return;
+    };
+    let pki = Pki::new("tls-openssl");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    assert!(
+        server.endpoints[0].starts_with("tls://127.0.0.1:"),
+        "{:?}",
+        server.endpoints
+    );
+    let addr = server.addr(0).to_string();
+    // -quiet also waits for the server to close after stdin ends; it does
+    // so at `exit`. -verify_return_error: an unverified server fails here.
+    let output = run_with_input(
+        std::process::Command::new(openssl).args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-quiet",
+            "-verify_return_error",
+            "-CAfile",
+            &pki.file("ca.pem"),
+            "-servername",
+            "localhost",
+        ]),
+        b"bob\nexit\n",
+        LIMIT,
+    );
+    // `auto` framing: the greeting is sent bare, before the client has said
+    // anything; then lines get lines (PROTOCOL.md).
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hello, I am serverHello, bob!\n",
+        "stderr {:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{output:?}");
+    server
+        .process
+        .wait_for_log("Connection from 127.0.0.1:", Duration::from_secs(5));
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn connect_verifies_the_server_against_the_ca() {
+    let pki = Pki::new("tls-connect");
+    let server = pki.serve(&["tls://127.0.0.1:0", "tls://[::1]:0"], &[]);
+    let ca = pki.file("ca.pem");
+    let v4 = server.addr(0).port();
+    let v6 = server.addr(1).port();
+    // By address (checked against the certificate's IP addresses) and by
+    // name (sent as SNI, checked against its DNS names).
+    for endpoint in [
+        format!("tls://127.0.0.1:{v4}"),
+        format!("tls://localhost:{v4}"),
+        format!("tls://[::1]:{v6}"),
+    ] {
+        let output = run(&["connect", &endpoint, "--ca", &ca, "client1", "client2", "client3"]);
+        assert_eq!(stdout_of(&output), GREETED_CLIENTS, "{endpoint}");
+    }
+    // Lines from stdin, `exit` included: the server closes, cleanly.
+    let output = run_with_input(
+        sockit().args(["connect", &format!("tls://127.0.0.1:{v4}"), "--ca", &ca]),
+        b"bob\nexit\nnever\n",
+        LIMIT,
+    );
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, bob!\n");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn a_wrong_certificate_is_refused_in_one_clear_line() {
+    let pki = Pki::new("tls-refuse");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
+
+    let output = run(&["connect", &endpoint, "--ca", &pki.file("other-ca.pem"), "client1"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!(
+            "sockit: error: {endpoint}: certificate not trusted: it is not signed by an authority trusted \
+             here (give the right --ca, or --insecure)\n"
+        )
+    );
+    // The right authority, the wrong name.
+    let output = run(&[
+        "connect",
+        &endpoint,
+        "--ca",
+        &pki.file("ca.pem"),
+        "--sni",
+        "example.com",
+        "x",
+    ]);
+    let line = one_line_error(&output, 1);
+    assert!(
+        line.starts_with(&format!(
+            "sockit: error: {endpoint}: certificate not trusted: certificate not valid for name \"example.com\""
+        )) && line.ends_with("(give the right --ca, or --insecure)\n"),
+        "{line}"
+    );
+    // bench refuses the same way, before any load.
+    let output = run(&[
+        "bench",
+        &endpoint,
+        "--ca",
+        &pki.file("other-ca.pem"),
+        "-c",
+        "2",
+        "-n",
+        "10",
+    ]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!(
+            "sockit: error: {endpoint}: certificate not trusted: it is not signed by an authority trusted \
+             here (give the right --ca, or --insecure)\n"
+        )
+    );
+    // The server logged each failed handshake, and serves on.
+    server
+        .process
+        .wait_for_log("TLS handshake failed", Duration::from_secs(5));
+    let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn insecure_skips_verification() {
+    let pki = Pki::new("tls-insecure");
+    // A self-signed certificate, trusted by nobody.
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(pki.path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(pki.path("key.pem"), key.serialize_pem()).unwrap();
+    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
+    let output = run(&[
+        "connect",
+        &endpoint,
+        "--insecure",
+        "client1",
+        "client2",
+        "client3",
+    ]);
+    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
+    assert!(
+        one_line_error(&output, 1).contains("certificate not trusted"),
+        "{output:?}"
+    );
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn a_peer_that_fails_its_handshake_stops_no_one_else() {
+    let pki = Pki::new("tls-garbage");
+    // Two permits: a silent peer holds one while it may still shake hands.
+    let server = pki.serve(&["tls://127.0.0.1:0"], &["--max-connections", "2"]);
+    let addr = server.addr(0);
+    let endpoint = format!("tls://{addr}");
+    let _silent = common::tcp_client(addr);
+    for _ in 0..3 {
+        // Not TLS at all: the server answers with an alert at most, and
+        // closes, giving its permit back.
+        let mut garbage = common::tcp_client(addr);
+        garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        garbage.read_to_end(&mut answer).unwrap();
+        assert!(!answer.windows(5).any(|w| w == b"Hello"), "{answer:?}");
+    }
+    let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+    common::wait_for_count(&server.process, "TLS handshake failed", 3, Duration::from_secs(5));
+    assert_eq!(
+        server.process.count_log("TLS handshake failed"),
+        3,
+        "{}",
+        server.log()
+    );
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+/// Runs `sockit bench ARGS --json` and returns its report.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let output = run_with_timeout(sockit().arg("bench").args(args).arg("--json"), LIMIT);
+    let stdout = stdout_of(&output);
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout:?}"))
+}
+
+#[test]
+fn bench_counts_replies_exactly_over_tls() {
+    let pki = Pki::new("tls-bench");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
+    let ca = pki.file("ca.pem");
+    // 64-byte requests, bare then in lines with 8 in flight; greet answers
+    // "Hello, M!" (72 bytes). Bytes are counted inside TLS.
+    for (extra, request, reply) in [(&[][..], 64, 72), (&["--framing", "line", "-p", "8"][..], 65, 73)] {
+        let mut args = vec![endpoint.as_str(), "--ca", &ca, "-n", "2000", "-c", "4"];
+        args.extend_from_slice(extra);
+        let report = bench_json(&args);
+        let what = format!("{args:?}: {report}");
+        assert_eq!(report["requests"], 2000, "{what}");
+        assert_eq!(report["replies"], 2000, "{what}");
+        assert_eq!(report["errors"]["total"], 0, "{what}");
+        assert_eq!(report["connected"], 4, "{what}");
+        assert_eq!(report["bytes_sent"], 2000 * request, "{what}");
+        assert_eq!(report["bytes_received"], 2000 * reply, "{what}");
+    }
+    // For a duration: every request sent got its reply.
+    let report = bench_json(&[&endpoint, "--ca", &ca, "-d", "300ms", "--warmup", "0s", "-c", "2"]);
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{report}");
+    assert_eq!(report["replies"].as_u64(), Some(requests), "{report}");
+    assert_eq!(report["errors"]["total"], 0, "{report}");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn tls_flags_are_checked_in_one_line() {
+    let pki = Pki::new("tls-flags");
+    let (cert, key) = (pki.file("cert.pem"), pki.file("key.pem"));
+    let usage = |args: &[&str]| one_line_error(&run(args), 2);
+    assert_eq!(
+        usage(&["serve", "tls://127.0.0.1:0"]),
+        "sockit: error: a tls:// endpoint needs --cert FILE and --key FILE (see 'sockit serve --help')\n"
+    );
+    assert_eq!(
+        usage(&["serve", "tls://127.0.0.1:0", "--cert", &cert]),
+        "sockit: error: --cert needs --key, the certificate's private key (see 'sockit serve --help')\n"
+    );
+    assert_eq!(
+        usage(&["serve", "tcp://127.0.0.1:0", "--cert", &cert, "--key", &key]),
+        "sockit: error: --cert and --key are for tls:// endpoints, and none is given (see 'sockit serve --help')\n"
+    );
+    // Files that are not what they should be: named, with what is wrong.
+    let failed = |args: &[&str]| one_line_error(&run(args), 1);
+    assert_eq!(
+        failed(&["serve", "tls://127.0.0.1:0", "--cert", &key, "--key", &key]),
+        format!("sockit: error: --cert {key}: no certificate found (expected a PEM file)\n")
+    );
+    assert_eq!(
+        failed(&["serve", "tls://127.0.0.1:0", "--cert", &cert, "--key", &cert]),
+        format!("sockit: error: --key {cert}: no private key found (expected a PEM file)\n")
+    );
+    let other_key = pki.path("other-key.pem");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let other_key = other_key.to_str().unwrap();
+    assert_eq!(
+        failed(&["serve", "tls://127.0.0.1:0", "--cert", &cert, "--key", other_key]),
+        format!("sockit: error: --key {other_key}: not the key of the certificate in {cert}\n")
+    );
+    assert_eq!(
+        failed(&["connect", "tls://127.0.0.1:1", "--ca", &key, "x"]),
+        format!("sockit: error: --ca {key}: no certificate found (expected a PEM file)\n")
+    );
+}
+
+/// The library: `Server::tls` serves Greet over TLS to a tokio-rustls
+/// client, with the stream protocol's bytes unchanged: a message too long
+/// gets its error reply, then the connection ends with close_notify.
+#[tokio::test]
+async fn the_library_serves_greet_over_tls() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use sockit::{Endpoint, Framing, Greet, Server as SockitServer, StreamClient};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::new("tls-library");
+    let config = sockit::net::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
+    let endpoint: Endpoint = "tls://127.0.0.1:0".parse().unwrap();
+
+    // Without a certificate, a tls:// endpoint is not bound.
+    let unbound = SockitServer::new(Greet).bind(&endpoint).await.unwrap_err();
+    assert_eq!(
+        format!("{unbound}: {}", std::error::Error::source(&unbound).unwrap()),
+        "cannot listen on tls://127.0.0.1:0: no certificate and key to serve TLS with (Server::tls)"
+    );
+
+    let listener = SockitServer::new(Greet)
+        .framing(Framing::Line)
+        .max_message(8)
+        .tls(config)
+        .bind(&endpoint)
+        .await
+        .unwrap();
+    let local = listener.local_endpoint().clone();
+    assert!(local.to_string().starts_with("tls://127.0.0.1:"), "{local}");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
+
+    // A client of tokio-rustls' own.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
+        .unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let addr = local.host_port().unwrap().socket_addr().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"bob\n").await.unwrap();
+    let mut got = vec![0; b"Hello, I am server\nHello, bob!\n".len()];
+    tls.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, b"Hello, I am server\nHello, bob!\n");
+    tls.write_all(b"much too long\nnever\n").await.unwrap();
+    let mut rest = Vec::new();
+    // A clean end: close_notify, not a bare end of stream (which
+    // tokio-rustls reports as an error).
+    tls.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"ERR message too long\n");
+
+    // StreamClient with the same trust, by name.
+    let client_tls = sockit::net::tls::ClientTls::new(Some(&pki.path("ca.pem")), false).unwrap();
+    let by_name: Endpoint = format!("tls://localhost:{}", addr.port()).parse().unwrap();
+    let options = sockit::net::SocketOptions::default();
+    let mut client = StreamClient::connect_tls(&by_name, Framing::Line, LIMIT, &options, &client_tls)
+        .await
+        .unwrap();
+    assert_eq!(client.receive().await.unwrap().unwrap(), "Hello, I am server");
+    client.send(b"alice").await.unwrap();
+    assert_eq!(client.receive().await.unwrap().unwrap(), "Hello, alice!");
+    // Shutdown closes it cleanly too.
+    stop.cancel();
+    assert_eq!(client.receive().await.unwrap(), None);
+    serving.await.unwrap().unwrap();
+}

@@ -365,8 +365,6 @@ fn tls_flags_are_checked_in_one_line() {
 /// gets its error reply, then the connection ends with close_notify.
 #[tokio::test]
 async fn the_library_serves_greet_over_tls() {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     use sockit::{Endpoint, Framing, Greet, Server as SockitServer, StreamClient};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -394,17 +392,7 @@ async fn the_library_serves_greet_over_tls() {
     let serving = tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
 
     // A client of tokio-rustls' own.
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
-        .unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = connector(&pki);
     let addr = local.host_port().unwrap().socket_addr().unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -434,4 +422,82 @@ async fn the_library_serves_greet_over_tls() {
     stop.cancel();
     assert_eq!(client.receive().await.unwrap(), None);
     serving.await.unwrap().unwrap();
+}
+
+/// A tokio-rustls client that trusts the test CA.
+fn connector(pki: &Pki) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
+        .unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Binds Greet on `tls://127.0.0.1:0` with `setup` applied, and serves it
+/// until the token is cancelled.
+async fn serve_greet(
+    pki: &Pki,
+    setup: impl FnOnce(sockit::Server<sockit::Greet>) -> sockit::Server<sockit::Greet>,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let config = sockit::net::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
+    let server = setup(sockit::Server::new(sockit::Greet).tls(config));
+    let listener = server.bind(&"tls://127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener
+        .local_endpoint()
+        .host_port()
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
+    (addr, stop)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_closed_at_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new("tls-silent");
+    let (addr, _stop) = serve_greet(&pki, |server| server).await;
+    let start = tokio::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    silent.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"");
+    assert_eq!(
+        start.elapsed().as_secs(),
+        sockit::net::tls::HANDSHAKE_TIMEOUT.as_secs()
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_closes_a_tls_connection_with_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("tls-idle");
+    let idle = Duration::from_millis(300);
+    let (addr, _stop) = serve_greet(&pki, |server| server.idle_timeout(idle)).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector(&pki).connect(name, tcp).await.unwrap();
+    tls.write_all(b"bob\n").await.unwrap();
+    let start = std::time::Instant::now();
+    let mut got = Vec::new();
+    // read_to_end fails on an end without close_notify.
+    tokio::time::timeout(LIMIT, tls.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"Hello, I am serverHello, bob!\n");
+    assert!(
+        start.elapsed() >= idle - Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
 }

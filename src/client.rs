@@ -315,6 +315,14 @@ impl StreamClient {
         &self.endpoint
     }
 
+    /// On TLS, the application protocol (ALPN) the server chose, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match &self.link {
+            Link::Tls(stream) => stream.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
     fn failed(&self, source: io::Error) -> Error {
         Error::Conversation {
             endpoint: self.endpoint.clone(),

@@ -284,6 +284,45 @@ fn a_peer_that_fails_its_handshake_stops_no_one_else() {
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
+#[test]
+fn alpn_is_offered_and_chosen() {
+    let pki = Pki::new("tls-alpn");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &["--alpn", "greet"]);
+    let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
+    let ca = pki.file("ca.pem");
+    // Offered among others, chosen; not offered at all, served anyway.
+    for alpn in [&["--alpn", "h2", "--alpn", "greet"][..], &[]] {
+        let mut args = vec!["connect", &endpoint, "--ca", &ca, "-v", "client1"];
+        args.extend_from_slice(alpn);
+        let output = run(&args);
+        assert_eq!(
+            stdout_of(&output),
+            "Hello, I am server\nHello, client1!\n",
+            "{alpn:?}"
+        );
+        let chose = String::from_utf8_lossy(&output.stderr)
+            .contains("the server chose an application protocol alpn=\"greet\"");
+        assert_eq!(chose, !alpn.is_empty(), "{alpn:?}: {output:?}");
+    }
+    // Only others offered: refused in the handshake.
+    let output = run(&["connect", &endpoint, "--ca", &ca, "--alpn", "h2", "client1"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!("sockit: error: cannot connect to {endpoint}: received fatal alert: NoApplicationProtocol\n")
+    );
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn relay_refuses_tls_endpoints_in_one_line() {
+    let output = run(&["relay", "tls://127.0.0.1:0", "tcp://127.0.0.1:1"]);
+    assert_eq!(
+        one_line_error(&output, 2),
+        "sockit: error: cannot relay tls://127.0.0.1:0 to tcp://127.0.0.1:1: tls:// endpoints are not relayed \
+         yet; relay the tcp:// beneath them (the bytes pass unchanged) (see 'sockit relay --help')\n"
+    );
+}
+
 /// Runs `sockit bench ARGS --json` and returns its report.
 fn bench_json(args: &[&str]) -> serde_json::Value {
     let output = run_with_timeout(sockit().arg("bench").args(args).arg("--json"), LIMIT);
@@ -353,6 +392,10 @@ fn tls_flags_are_checked_in_one_line() {
     assert_eq!(
         failed(&["serve", "tls://127.0.0.1:0", "--cert", &cert, "--key", other_key]),
         format!("sockit: error: --key {other_key}: not the key of the certificate in {cert}\n")
+    );
+    assert_eq!(
+        usage(&["serve", "tcp://127.0.0.1:0", "--alpn", "greet"]),
+        "sockit: error: --alpn is for tls:// endpoints, and none is given (see 'sockit serve --help')\n"
     );
     assert_eq!(
         failed(&["connect", "tls://127.0.0.1:1", "--ca", &key, "x"]),

@@ -104,6 +104,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         options = options.read_back(&SockRef::from(&client)),
         "socket options"
     );
+    if let Some(protocol) = client.alpn_protocol() {
+        debug!(alpn = %sockit::Escaped(protocol), "the server chose an application protocol");
+    }
     if args.service == Builtin::Greet {
         let Some(greeting) = client.receive_greeting().await? else {
             bail!("{} closed the connection without a greeting", args.endpoint);

@@ -163,6 +163,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub key: Option<std::path::PathBuf>,
 
+    /// Accept this application protocol (ALPN) on tls:// listeners, e.g. greet; repeat for
+    /// more, most preferred first. A client that offers only others is refused in its
+    /// handshake; one that offers none is served [default: no ALPN].
+    #[arg(long, value_name = "PROTO", help_heading = "TLS")]
+    pub alpn: Vec<String>,
+
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
     pub multicast: Vec<IpAddr>,
@@ -171,8 +177,9 @@ pub struct Args {
     pub socket: SocketFlags,
 }
 
-/// What is wrong with --cert and --key on this command line, if anything:
-/// a tls:// endpoint needs both, and they are for tls:// endpoints only.
+/// What is wrong with --cert, --key and --alpn on this command line, if
+/// anything: a tls:// endpoint needs a certificate and key, and they are for
+/// tls:// endpoints only.
 fn misused_tls_flags(args: &Args) -> Option<&'static str> {
     let tls_endpoint = args.endpoints.iter().any(|e| matches!(e, Endpoint::Tls(_)));
     match (args.cert.is_some(), args.key.is_some()) {
@@ -180,6 +187,9 @@ fn misused_tls_flags(args: &Args) -> Option<&'static str> {
         (false, false) if tls_endpoint => Some("a tls:// endpoint needs --cert FILE and --key FILE"),
         (true, false) => Some("--cert needs --key, the certificate's private key"),
         (false, true) => Some("--key needs --cert, the certificate it is the key of"),
+        _ if !tls_endpoint && !args.alpn.is_empty() => {
+            Some("--alpn is for tls:// endpoints, and none is given")
+        }
         _ => None,
     }
 }
@@ -260,12 +270,14 @@ impl Args {
         }
     }
 
-    /// The TLS setting of the tls:// endpoints, from --cert and --key.
+    /// The TLS setting of the tls:// endpoints, from --cert, --key and --alpn.
     fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         let (Some(cert), Some(key)) = (&self.cert, &self.key) else {
             return Ok(None);
         };
-        let config = sockit::net::tls::server_config(cert, key).map_err(options::tls_error)?;
+        let mut config = sockit::net::tls::server_config(cert, key).map_err(options::tls_error)?;
+        std::sync::Arc::make_mut(&mut config).alpn_protocols =
+            self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         Ok(Some(config))
     }
 

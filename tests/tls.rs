@@ -314,6 +314,35 @@ fn alpn_is_offered_and_chosen() {
 }
 
 #[test]
+fn a_config_file_listener_serves_tls() {
+    let pki = Pki::new("tls-config");
+    let config = pki.path("sockit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nendpoint = \"tls://127.0.0.1:0\"\ncert = {:?}\nkey = {:?}\nalpn = [\"greet\"]\n",
+            pki.file("cert.pem"),
+            pki.file("key.pem")
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let endpoint = &server.endpoints[0];
+    assert!(endpoint.starts_with("tls://127.0.0.1:"), "{endpoint}");
+    let output = run(&[
+        "connect",
+        endpoint,
+        "--ca",
+        &pki.file("ca.pem"),
+        "client1",
+        "client2",
+        "client3",
+    ]);
+    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
 fn relay_refuses_tls_endpoints_in_one_line() {
     let output = run(&["relay", "tls://127.0.0.1:0", "tcp://127.0.0.1:1"]);
     assert_eq!(

@@ -138,16 +138,16 @@ impl StreamClient {
                 let stream = tcp::connect(&addrs, timeout, options)
                     .await
                     .map_err(connect_error)?;
-                let stream =
-                    tls.connect(stream, host_port.host()).await.map_err(
-                        |source| match net::tls::untrusted(&source) {
-                            Some(reason) => Error::Untrusted {
-                                endpoint: endpoint.clone(),
-                                reason,
-                            },
-                            None => connect_error(source),
+                let stream = tls
+                    .connect(stream, host_port.host(), timeout)
+                    .await
+                    .map_err(|source| match net::tls::untrusted(&source) {
+                        Some(reason) => Error::Untrusted {
+                            endpoint: endpoint.clone(),
+                            reason,
                         },
-                    )?;
+                        None => connect_error(source),
+                    })?;
                 Link::Tls(Box::new(stream))
             }
             Endpoint::Tcp(_) => {

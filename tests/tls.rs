@@ -343,6 +343,24 @@ fn a_config_file_listener_serves_tls() {
 }
 
 #[test]
+fn a_server_that_never_shakes_hands_times_out_the_client() {
+    // Accepts (the kernel does, into the backlog), and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("tls://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let output = run(&["connect", &endpoint, "--insecure", "--timeout", "300ms", "x"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!("sockit: error: cannot connect to {endpoint}: the TLS handshake timed out\n")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn relay_refuses_tls_endpoints_in_one_line() {
     let output = run(&["relay", "tls://127.0.0.1:0", "tcp://127.0.0.1:1"]);
     assert_eq!(

@@ -393,7 +393,7 @@ impl Link {
             Endpoint::Tls(host_port) => {
                 let tls = tls.expect("Bench::check asks a tls:// endpoint for TLS settings");
                 let stream = tcp::connect(addrs, timeout, options).await?;
-                Link::Tls(Box::new(tls.connect(stream, host_port.host()).await?))
+                Link::Tls(Box::new(tls.connect(stream, host_port.host(), timeout).await?))
             }
             Endpoint::Udp(_) => Link::Udp(udp::connect(addrs, options).await?),
             Endpoint::Unix(addr) => Link::Unix(unix::connect(addr, options)?),

@@ -20,8 +20,8 @@ use tokio::net::TcpStream;
 
 use crate::endpoint::Host;
 
-/// The longest a TLS handshake may take, on either side: a peer that says
-/// nothing cannot hold a connection (and its permit) for longer.
+/// The longest a server lets a TLS handshake take: a peer that says nothing
+/// cannot hold a connection (and its permit) for longer.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a TLS setting could not be made from its files: one line naming the
@@ -250,21 +250,26 @@ impl ClientTls {
     }
 
     /// Runs the client's handshake on `stream`, connected to `host`, within
-    /// [`HANDSHAKE_TIMEOUT`].
+    /// `timeout`.
     ///
     /// # Errors
     ///
     /// The handshake's error: a certificate not trusted is
     /// [`io::ErrorKind::InvalidData`] wrapping a [`rustls::Error`] (see
     /// [`untrusted`]); [`io::ErrorKind::TimedOut`] when it takes too long.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future drops the connection.
     pub async fn connect(
         &self,
         stream: TcpStream,
         host: &Host,
+        timeout: std::time::Duration,
     ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let name = self.name_for(host)?;
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream))
+        tokio::time::timeout(timeout, connector.connect(name, stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))?
     }

@@ -269,7 +269,12 @@ fn a_peer_that_fails_its_handshake_stops_no_one_else() {
         let mut garbage = common::tcp_client(addr);
         garbage.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
         let mut answer = Vec::new();
-        garbage.read_to_end(&mut answer).unwrap();
+        match garbage.read_to_end(&mut answer) {
+            // Closed, or reset for bytes it closed without reading: closed either way.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the server did not close a peer that is not TLS: {e}"),
+        }
         assert!(!answer.windows(5).any(|w| w == b"Hello"), "{answer:?}");
     }
     let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);

@@ -56,6 +56,18 @@ enum Ending {
     TimedOut(Expired),
 }
 
+impl Ending {
+    /// Says why the connection to `peer` closes, where that is news.
+    fn log(&self, peer: &Peer, timeouts: &Timeouts) {
+        match self {
+            Ending::Shutdown => debug!(%peer, "closing the connection for shutdown"),
+            Ending::Refused(error) => warn!(%peer, %error, "closing the connection"),
+            Ending::TimedOut(expired) => info!(%peer, "closing the connection: {}", timeouts.why(*expired)),
+            Ending::Finished | Ending::PeerClosed => {}
+        }
+    }
+}
+
 /// What a stream connection is served with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -437,15 +449,7 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
 
     /// Says why the connection closes, then closes it gracefully.
     async fn close(&self, ending: Ending) {
-        let peer = &self.peer;
-        match ending {
-            Ending::Shutdown => debug!(%peer, "closing the connection for shutdown"),
-            Ending::Refused(error) => warn!(%peer, %error, "closing the connection"),
-            Ending::TimedOut(expired) => {
-                info!(%peer, "closing the connection: {}", self.stop.timeouts.why(expired));
-            }
-            Ending::Finished | Ending::PeerClosed => {}
-        }
+        ending.log(&self.peer, &self.stop.timeouts);
         close_gracefully(&self.link.io, &self.stop).await;
     }
 

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{Ending, LINGER, Settings, Stop, aborted, answer};
 use crate::Peer;
@@ -65,14 +65,7 @@ pub(crate) async fn serve<S: Service>(
         }
         Err(error) => info!(%peer, %error, "connection failed"),
         Ok(ending) => {
-            match ending {
-                Ending::Shutdown => debug!(%peer, "closing the connection for shutdown"),
-                Ending::Refused(error) => warn!(%peer, %error, "closing the connection"),
-                Ending::TimedOut(expired) => {
-                    info!(%peer, "closing the connection: {}", stop.timeouts.why(expired));
-                }
-                Ending::Finished | Ending::PeerClosed => {}
-            }
+            ending.log(&peer, &stop.timeouts);
             close_gracefully(&mut stream, &stop).await;
         }
     }

@@ -37,6 +37,7 @@
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
+//! | [`metrics`] | [`Metrics`](metrics::Metrics): what listeners count (connections, messages, bytes, errors, reply latency), in the Prometheus format, and its HTTP endpoint |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
 //! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
@@ -62,6 +63,7 @@ pub mod fuzzing;
 pub mod icmp;
 pub mod limit;
 pub mod load;
+pub mod metrics;
 pub mod net;
 mod packet;
 pub mod proxy;

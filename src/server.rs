@@ -27,6 +27,7 @@ use crate::datagram::DatagramSocket;
 use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
+use crate::metrics::{ErrorKind, ListenerMetrics, Metrics};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::service::Service;
@@ -126,6 +127,8 @@ pub struct Server<S> {
     timeouts: Timeouts,
     /// Limits set after the listeners were bound, through a [`LimitsHandle`].
     live: tokio::sync::watch::Sender<Option<Limits>>,
+    /// Where listeners count what they do, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 /// The limits that a running server can change (through a
@@ -233,6 +236,7 @@ impl<S: Service> Server<S> {
             reply_cap: ReplyCap::default(),
             timeouts: Timeouts::default(),
             live: tokio::sync::watch::Sender::new(None),
+            metrics: None,
         }
     }
 
@@ -393,6 +397,15 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Counts what the listeners bound from now on do in `metrics`, each
+    /// under its own `listener` label (off by default). See
+    /// [`crate::metrics`] for what is counted, and what it costs.
+    #[must_use]
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The listen backlog for stream listeners (default 1024).
     #[must_use]
     pub fn backlog(mut self, backlog: u32) -> Self {
@@ -441,6 +454,10 @@ impl<S: Service> Server<S> {
             local,
             socket_file,
         } = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| Arc::new(metrics.listener(&local)));
         Ok(Listener {
             socket,
             local,
@@ -462,6 +479,7 @@ impl<S: Service> Server<S> {
                 rate_limit: self.rate_limit,
                 reply_cap: self.reply_cap,
             },
+            metrics,
         })
     }
 }
@@ -675,6 +693,7 @@ pub struct Listener<S> {
     live: tokio::sync::watch::Receiver<Option<Limits>>,
     when_full: WhenFull,
     datagram: datagram::Limits,
+    metrics: Option<Arc<ListenerMetrics>>,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -723,6 +742,7 @@ impl<S: Service> Listener<S> {
             live,
             when_full,
             datagram,
+            metrics,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -738,7 +758,7 @@ impl<S: Service> Listener<S> {
                     live,
                     when_full,
                     tracker: &tracker,
-                    stop: Stop::new(finish.clone(), abort.clone(), timeouts),
+                    stop: Stop::new(finish.clone(), abort.clone(), timeouts, metrics),
                 };
                 accepting.run(shutdown).await;
                 info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
@@ -754,7 +774,7 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, datagram, live, shutdown).await;
+                datagram::serve(socket, &local, &*service, datagram, live, metrics, shutdown).await;
             }
         }
         drop(socket_file);
@@ -804,6 +824,9 @@ impl<S: Service> Accepting<'_, S> {
             let (connection, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    if let Some(metrics) = &self.stop.metrics {
+                        metrics.error(ErrorKind::Accept);
+                    }
                     tokio::select! {
                         () = &mut shutdown => return,
                         () = errors.failed(&error, &mut self.listener) => {}
@@ -818,6 +841,9 @@ impl<S: Service> Accepting<'_, S> {
                     Ok(permit) => permit,
                     Err(_) => {
                         refused += 1;
+                        if let Some(metrics) = &self.stop.metrics {
+                            metrics.error(ErrorKind::RefusedFull);
+                        }
                         if refusals_log.admit(tokio::time::Instant::now().into_std()) {
                             warn!(%peer, refused, "at the connection limit: new connections are closed at once");
                         }
@@ -835,7 +861,15 @@ impl<S: Service> Accepting<'_, S> {
                     idle: limits.idle_timeout,
                     read: limits.read_timeout,
                 };
-                self.stop = Stop::new(self.stop.finish.clone(), self.stop.abort.clone(), timeouts);
+                self.stop = Stop::new(
+                    self.stop.finish.clone(),
+                    self.stop.abort.clone(),
+                    timeouts,
+                    self.stop.metrics.clone(),
+                );
+            }
+            if let Some(metrics) = &self.stop.metrics {
+                metrics.opened();
             }
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(

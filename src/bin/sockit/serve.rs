@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
+use sockit::metrics::Metrics;
 use sockit::net::SocketOptions;
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
@@ -30,7 +31,8 @@ use crate::options::{self, SocketFlags};
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
     sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
-    sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others")]
+    sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
+    sockit serve 127.0.0.1:8000 --metrics 127.0.0.1:9100  Prometheus metrics on :9100/metrics")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
@@ -126,6 +128,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", value_parser = options::parse_bytes,
           help_heading = "Datagram limits")]
     max_reply: Option<usize>,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks
+    /// one, logged): connections open and in all, messages, replies, bytes, errors by
+    /// kind and reply latency, per listener. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
@@ -224,6 +232,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(framing) => server.framing(framing),
         None => server,
     };
+    // Bound before the listeners, so that a port in use fails before anything is served.
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let http = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
+            let local = http.local_addr().context("the metrics endpoint's address")?;
+            Some((Metrics::new(), http, local))
+        }
+        None => None,
+    };
+    let server = match &metrics {
+        Some((registry, ..)) => server.metrics(registry),
+        None => server,
+    };
     // Bind everything first, so a bad endpoint fails before anything is served.
     let mut listeners = Vec::with_capacity(args.endpoints.len());
     for endpoint in &args.endpoints {
@@ -232,6 +255,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listeners.push(listener);
     }
     let stop = CancellationToken::new();
+    if let Some((registry, http, local)) = metrics {
+        info!("metrics on http://{local}/metrics");
+        tokio::spawn(registry.serve(http, stop.clone().cancelled_owned()));
+    }
     let mut serving = JoinSet::new();
     let options_set = options != SocketOptions::default();
     for listener in listeners {

@@ -354,10 +354,10 @@ where
             // connection's state as large as its own for its whole life.
             Ok(ending) => Box::pin(conversation.close(ending)).await,
         }
-        info!("Connection from {} closed.", conversation.peer);
         if let Some(metrics) = &conversation.stop.metrics {
             metrics.closed();
         }
+        info!("Connection from {} closed.", conversation.peer);
         drop(held);
     }
 }

@@ -37,10 +37,10 @@ pub(crate) async fn serve<S: Service, H: Send>(
         info!(%peer, %error, "connection failed");
     }
     close_gracefully(&socket, &stop).await;
-    info!("Connection from {peer} closed.");
     if let Some(metrics) = &stop.metrics {
         metrics.closed();
     }
+    info!("Connection from {peer} closed.");
     drop(held);
 }
 

@@ -1,5 +1,5 @@
-//! `sockit serve --metrics`: after a known load on TCP, UDP and a Unix
-//! socket, the Prometheus endpoint shows the exact counts.
+//! `sockit serve --metrics`: after a known load on TCP, UDP, a Unix socket
+//! and a seqpacket socket, the Prometheus endpoint shows the exact counts.
 
 mod common;
 
@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use common::{
     Server, TestDir, read_exactly, read_to_close, run_with_timeout, sockit, tcp_client, wait_for_count,
@@ -90,11 +92,13 @@ fn assert_parses(text: &str) {
 fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
     let dir = TestDir::new("metrics");
     let unix = dir.socket("greet.sock");
+    let packets = dir.socket("packets.sock");
     let max_message = MAX_MESSAGE.to_string();
     let server = Server::start(&[
         "tcp://127.0.0.1:0",
         "udp://127.0.0.1:0",
         &format!("unix:{unix}"),
+        &format!("seqpacket:{packets}"),
         "--metrics=127.0.0.1:0",
         "--max-message",
         &max_message,
@@ -156,9 +160,26 @@ fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
     stream.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_close(&mut stream), b"");
 
+    // Seqpacket: one connection, one packet answered, one too long.
+    let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    socket.connect(&SockAddr::unix(&packets).unwrap()).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut packet = [0; 64];
+    let mut receive = || {
+        let len = (&socket).read(&mut packet).unwrap();
+        packet[..len].to_vec()
+    };
+    assert_eq!(receive(), GREETING);
+    socket.send(b"p0").unwrap();
+    assert_eq!(receive(), b"Hello, p0!");
+    socket.send(&[b'z'; MAX_MESSAGE + 1]).unwrap();
+    assert_eq!(receive(), b"ERR message too long");
+    assert_eq!(receive(), b"");
+    drop(socket);
+
     // Every connection closed on the server's side (counted before it says
     // so), and the long datagram counted: after every earlier datagram was.
-    wait_for_count(&server.process, "closed.", 5, Duration::from_secs(10));
+    wait_for_count(&server.process, "closed.", 6, Duration::from_secs(10));
     let udp_label = format!("listener=\"udp://{udp}\"");
     let long_counted = format!("sockit_errors_total{{{udp_label},kind=\"message_too_long\"}} 1");
     let start = std::time::Instant::now();
@@ -180,6 +201,7 @@ fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
     assert_parses(&body);
     let tcp_label = format!("listener=\"tcp://{tcp}\"");
     let unix_label = format!("listener=\"unix:{unix}\"");
+    let packets_label = format!("listener=\"seqpacket:{packets}\"");
     let want = [
         "# TYPE sockit_connections_total counter".to_owned(),
         format!("sockit_connections_total{{{tcp_label}}} 4"),
@@ -204,6 +226,17 @@ fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
         format!("sockit_bytes_received_total{{{unix_label}}} {unix_in}"),
         format!("sockit_bytes_sent_total{{{unix_label}}} {unix_out}"),
         format!("sockit_reply_latency_seconds_count{{{unix_label}}} 2"),
+        format!("sockit_connections_total{{{packets_label}}} 1"),
+        format!("sockit_connections_open{{{packets_label}}} 0"),
+        format!("sockit_messages_received_total{{{packets_label}}} 1"),
+        format!("sockit_replies_sent_total{{{packets_label}}} 1"),
+        format!(
+            "sockit_bytes_received_total{{{packets_label}}} {}",
+            2 + MAX_MESSAGE + 1
+        ),
+        format!("sockit_bytes_sent_total{{{packets_label}}} {}", 18 + 10 + 20),
+        format!("sockit_errors_total{{{packets_label},kind=\"message_too_long\"}} 1"),
+        format!("sockit_reply_latency_seconds_count{{{packets_label}}} 1"),
     ];
     for line in &want {
         assert!(body.lines().any(|l| l == line), "no line {line:?} in:\n{body}");
@@ -218,7 +251,7 @@ fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
         !body.contains(&format!("sockit_connections_total{{{udp_label}}}")),
         "{body}"
     );
-    assert_eq!(body.matches("sockit_errors_total{").count(), 2, "{body}");
+    assert_eq!(body.matches("sockit_errors_total{").count(), 3, "{body}");
     assert!(!body.contains("# EOF"), "{body}");
 
     // OpenMetrics, for a scraper that asks for it.

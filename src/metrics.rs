@@ -4,11 +4,13 @@
 //! them.
 //!
 //! Off unless a [`Metrics`] is given to [`Server::metrics`](crate::Server::metrics);
-//! then a listener counts per read and per write (one read of the clock,
-//! a few relaxed atomic additions and one short lock for the latency
-//! histogram per read batch), never per message. Off, a connection does no
-//! work for it at all, and carries no byte more: a listener's counters sit
-//! behind the pointer its connections share already.
+//! then a listener counts per read and per write (one read of the clock and
+//! a few relaxed atomic additions per read, or per batch of datagrams; the
+//! latency histogram is one observation per read that was answered), and
+//! per message only into local variables. Off, a connection does no work
+//! for it beyond a test of a pointer per read, and carries no byte more: a
+//! listener's counters sit behind the pointer its connections share
+//! already.
 //!
 //! The format is the Prometheus project's own Rust client's
 //! ([`prometheus_client`]): [`Metrics::encode`] writes the OpenMetrics text,
@@ -35,6 +37,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,11 +47,11 @@ use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -56,11 +59,22 @@ use tracing::{debug, warn};
 
 use crate::{Endpoint, Transport};
 
-/// The upper bounds of the reply latency histogram's buckets, in seconds:
-/// from 10 µs (an answer written in the read's own turn) to 1 s (a peer
-/// that does not read).
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.05, 0.25, 1.0,
+/// The upper bounds of the reply latency histogram's buckets, in
+/// nanoseconds: from 10 µs (an answer written in the read's own turn) to
+/// 1 s (a peer that does not read).
+const LATENCY_BUCKETS: [u64; 12] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    50_000_000,
+    250_000_000,
+    1_000_000_000,
 ];
 
 /// The content type of the Prometheus text format (version 0.0.4).
@@ -95,7 +109,7 @@ struct Families {
     bytes_received: Family<ListenerLabel, Counter>,
     bytes_sent: Family<ListenerLabel, Counter>,
     errors: Family<ErrorLabels, Counter>,
-    reply_latency: Family<ListenerLabel, Histogram>,
+    reply_latency: Family<ListenerLabel, Latency>,
 }
 
 /// The label of every series: which listener.
@@ -109,10 +123,6 @@ struct ListenerLabel {
 struct ErrorLabels {
     listener: String,
     kind: &'static str,
-}
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
 }
 
 impl Default for Metrics {
@@ -132,7 +142,7 @@ impl Metrics {
             bytes_received: Family::default(),
             bytes_sent: Family::default(),
             errors: Family::default(),
-            reply_latency: Family::new_with_constructor(latency_histogram),
+            reply_latency: Family::default(),
         };
         let mut registry = Registry::default();
         families.register(&mut registry);
@@ -352,6 +362,54 @@ fn prometheus_text(openmetrics: &str) -> String {
     text
 }
 
+/// A histogram of reply latencies in [`LATENCY_BUCKETS`], observed with two
+/// relaxed atomic additions: [`prometheus_client`]'s own takes a lock per
+/// observation, which every worker thread would contend for once per read.
+/// A scrape may see an observation in its bucket and not yet in the sum.
+#[derive(Debug, Clone, Default)]
+struct Latency(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket (not cumulative), the last one past every bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// The sum of the observations, in nanoseconds.
+    sum: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < nanos);
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.0.sum.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Latency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let bounds = LATENCY_BUCKETS
+            .iter()
+            .map(|nanos| Duration::from_nanos(*nanos).as_secs_f64())
+            .chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(&self.0.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        let sum = Duration::from_nanos(self.0.sum.load(Ordering::Relaxed)).as_secs_f64();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// Why a listener failed a connection or dropped a datagram: the `kind`
 /// label of `sockit_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,7 +501,7 @@ pub(crate) struct ListenerMetrics {
     replies_sent: Counter,
     bytes_received: Counter,
     bytes_sent: Counter,
-    reply_latency: Histogram,
+    reply_latency: Latency,
     errors: Family<ErrorLabels, Counter>,
     /// The error series of this listener, each made at its first error so
     /// that only kinds that happened are shown.
@@ -493,7 +551,7 @@ impl ListenerMetrics {
 
     /// The replies to what was read at `read` are all written.
     pub(crate) fn replied(&self, read: Instant) {
-        self.reply_latency.observe(read.elapsed().as_secs_f64());
+        self.reply_latency.observe(read.elapsed());
     }
 
     /// `count` errors of `kind`.
@@ -544,8 +602,9 @@ mod tests {
         tcp.error(ErrorKind::MessageTooLong);
         udp.errors(ErrorKind::RateLimited, 3);
         udp.errors(ErrorKind::ReplyCapped, 0);
-        tcp.reply_latency.observe(0.000_02);
-        tcp.reply_latency.observe(2.0);
+        tcp.reply_latency.observe(Duration::from_micros(20));
+        tcp.reply_latency.observe(Duration::from_micros(25));
+        tcp.reply_latency.observe(Duration::from_secs(2));
         let text = metrics.encode();
         for line in [
             "# HELP sockit_connections Stream connections accepted and served.",
@@ -560,10 +619,13 @@ mod tests {
             r#"sockit_errors_total{listener="udp://127.0.0.1:9000",kind="rate_limited"} 3"#,
             "# TYPE sockit_reply_latency_seconds histogram",
             "# UNIT sockit_reply_latency_seconds seconds",
-            r#"sockit_reply_latency_seconds_count{listener="tcp://127.0.0.1:8000"} 2"#,
-            r#"sockit_reply_latency_seconds_bucket{le="0.000025",listener="tcp://127.0.0.1:8000"} 1"#,
-            r#"sockit_reply_latency_seconds_bucket{le="1.0",listener="tcp://127.0.0.1:8000"} 1"#,
-            r#"sockit_reply_latency_seconds_bucket{le="+Inf",listener="tcp://127.0.0.1:8000"} 2"#,
+            r#"sockit_reply_latency_seconds_count{listener="tcp://127.0.0.1:8000"} 3"#,
+            r#"sockit_reply_latency_seconds_sum{listener="tcp://127.0.0.1:8000"} 2.000045"#,
+            r#"sockit_reply_latency_seconds_bucket{le="0.00001",listener="tcp://127.0.0.1:8000"} 0"#,
+            // A bound's own value is in its bucket (le: less or equal).
+            r#"sockit_reply_latency_seconds_bucket{le="0.000025",listener="tcp://127.0.0.1:8000"} 2"#,
+            r#"sockit_reply_latency_seconds_bucket{le="1.0",listener="tcp://127.0.0.1:8000"} 2"#,
+            r#"sockit_reply_latency_seconds_bucket{le="+Inf",listener="tcp://127.0.0.1:8000"} 3"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
         }

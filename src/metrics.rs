@@ -12,6 +12,26 @@
 //! listener's counters sit behind the pointer its connections share
 //! already.
 //!
+//! | series | what |
+//! | --- | --- |
+//! | `sockit_connections_open` | stream connections open now (gauge) |
+//! | `sockit_connections_total` | stream connections accepted and served |
+//! | `sockit_messages_received_total` | messages received whole; a datagram is one, a dropped one too |
+//! | `sockit_replies_sent_total` | replies to messages handed to the system to send |
+//! | `sockit_bytes_received_total` | bytes read from sockets |
+//! | `sockit_bytes_sent_total` | bytes written, greetings and error replies included |
+//! | `sockit_errors_total{kind}` | connections closed and datagrams dropped, by kind (below) |
+//! | `sockit_reply_latency_seconds` | histogram: from the read that completed messages to the write of the last byte of their replies, one observation per read answered (per batch of datagrams) |
+//!
+//! Error kinds, each shown from its first occurrence: `message_too_long`,
+//! `malformed` (a stream ended inside a `len32` frame), `idle_timeout`,
+//! `read_timeout`, `shutdown_timeout` (closed with replies unsent),
+//! `reset` (a read or write failed: the peer reset or went away),
+//! `refused_full` (closed at once at the connection limit), `accept`;
+//! for datagrams `rate_limited`, `reply_capped`, `reply_too_large`,
+//! `receive` and `send` (a reply whose send failed: it was counted as
+//! sent, too).
+//!
 //! The format is the Prometheus project's own Rust client's
 //! ([`prometheus_client`]): [`Metrics::encode`] writes the OpenMetrics text,
 //! and [`Metrics::register`] adds the counters to a registry of the caller's.

@@ -314,3 +314,49 @@ fn a_metrics_address_in_use_fails_before_serving() {
     assert!(!stderr.contains("listening on"), "{stderr}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn a_library_server_counts_into_the_callers_registry() {
+    use prometheus_client::registry::Registry;
+    use sockit::metrics::Metrics;
+    use sockit::{Endpoint, Greet, Server};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let metrics = Metrics::new();
+    let endpoint: Endpoint = "tcp://127.0.0.1:0".parse().unwrap();
+    let listener = Server::new(Greet)
+        .metrics(&metrics)
+        .bind(&endpoint)
+        .await
+        .unwrap();
+    let local = listener.local_endpoint().to_string();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
+
+    let mut client = tokio::net::TcpStream::connect(local.strip_prefix("tcp://").unwrap())
+        .await
+        .unwrap();
+    client.write_all(b"lib\n").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"Hello, I am serverHello, lib!\n");
+    stop.cancel();
+    serving.await.unwrap().unwrap();
+
+    // Embedded in a registry of the caller's, beside its own metrics.
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        format!("sockit_connections_total{{listener=\"{local}\"}} 1"),
+        format!("sockit_connections_open{{listener=\"{local}\"}} 0"),
+        format!("sockit_messages_received_total{{listener=\"{local}\"}} 1"),
+        format!("sockit_bytes_received_total{{listener=\"{local}\"}} 4"),
+        format!("sockit_bytes_sent_total{{listener=\"{local}\"}} {}", 18 + 12),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+    }
+    assert_eq!(text, metrics.encode());
+}

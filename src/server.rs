@@ -27,6 +27,7 @@ use crate::datagram::DatagramSocket;
 use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
+use crate::metrics::{ErrorKind, ListenerMetrics, Metrics};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::proxied;
@@ -130,6 +131,8 @@ pub struct Server<S> {
     proxy: Option<Arc<ProxyProtocol>>,
     /// Limits set after the listeners were bound, through a [`LimitsHandle`].
     live: tokio::sync::watch::Sender<Option<Limits>>,
+    /// Where listeners count what they do, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 /// The limits that a running server can change (through a
@@ -238,6 +241,7 @@ impl<S: Service> Server<S> {
             timeouts: Timeouts::default(),
             proxy: None,
             live: tokio::sync::watch::Sender::new(None),
+            metrics: None,
         }
     }
 
@@ -430,6 +434,15 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Counts what the listeners bound from now on do in `metrics`, each
+    /// under its own `listener` label (off by default). See
+    /// [`crate::metrics`] for what is counted, and what it costs.
+    #[must_use]
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The listen backlog for stream listeners (default 1024).
     #[must_use]
     pub fn backlog(mut self, backlog: u32) -> Self {
@@ -487,6 +500,10 @@ impl<S: Service> Server<S> {
             local,
             socket_file,
         } = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| Arc::new(metrics.listener(&local)));
         Ok(Listener {
             socket,
             local,
@@ -509,6 +526,7 @@ impl<S: Service> Server<S> {
                 rate_limit: self.rate_limit,
                 reply_cap: self.reply_cap,
             },
+            metrics,
         })
     }
 }
@@ -723,6 +741,7 @@ pub struct Listener<S> {
     when_full: WhenFull,
     proxy: Option<Arc<ProxyProtocol>>,
     datagram: datagram::Limits,
+    metrics: Option<Arc<ListenerMetrics>>,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -772,6 +791,7 @@ impl<S: Service> Listener<S> {
             when_full,
             proxy,
             datagram,
+            metrics,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -788,7 +808,7 @@ impl<S: Service> Listener<S> {
                     when_full,
                     proxy,
                     tracker: &tracker,
-                    stop: Stop::new(finish.clone(), abort.clone(), timeouts),
+                    stop: Stop::new(finish.clone(), abort.clone(), timeouts, metrics),
                 };
                 accepting.run(shutdown).await;
                 info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
@@ -804,7 +824,7 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, datagram, live, shutdown).await;
+                datagram::serve(socket, &local, &*service, datagram, live, metrics, shutdown).await;
             }
         }
         drop(socket_file);
@@ -858,6 +878,9 @@ impl<S: Service> Accepting<'_, S> {
             let (connection, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    if let Some(metrics) = &self.stop.metrics {
+                        metrics.error(ErrorKind::Accept);
+                    }
                     tokio::select! {
                         () = &mut shutdown => return,
                         () = errors.failed(&error, &mut self.listener) => {}
@@ -872,6 +895,9 @@ impl<S: Service> Accepting<'_, S> {
                     Ok(permit) => permit,
                     Err(_) => {
                         refused += 1;
+                        if let Some(metrics) = &self.stop.metrics {
+                            metrics.error(ErrorKind::RefusedFull);
+                        }
                         if refusals_log.admit(tokio::time::Instant::now().into_std()) {
                             warn!(%peer, refused, "at the connection limit: new connections are closed at once");
                         }
@@ -898,7 +924,15 @@ impl<S: Service> Accepting<'_, S> {
                     idle: limits.idle_timeout,
                     read: limits.read_timeout,
                 };
-                self.stop = Stop::new(self.stop.finish.clone(), self.stop.abort.clone(), timeouts);
+                self.stop = Stop::new(
+                    self.stop.finish.clone(),
+                    self.stop.abort.clone(),
+                    timeouts,
+                    self.stop.metrics.clone(),
+                );
+            }
+            if let Some(metrics) = &self.stop.metrics {
+                metrics.opened();
             }
             if let Some(proxy) = &self.proxy {
                 // Its header is read in the connection's own task, never here.

@@ -20,7 +20,7 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use socket2::SockRef;
@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::deadline::{Deadline, Expired, Timeouts};
 use crate::framing::{Decoder, FrameError};
+use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Framing, Peer};
 
@@ -90,6 +91,8 @@ pub(crate) struct StopWhen {
     pub finish: CancellationToken,
     pub abort: CancellationToken,
     pub timeouts: Timeouts,
+    /// The listener's counters, when it has them ([`crate::metrics`]).
+    pub metrics: Option<Arc<ListenerMetrics>>,
 }
 
 impl std::ops::Deref for Stop {
@@ -102,11 +105,17 @@ impl std::ops::Deref for Stop {
 
 impl Stop {
     /// The stop shared by a listener's connections.
-    pub(crate) fn new(finish: CancellationToken, abort: CancellationToken, timeouts: Timeouts) -> Self {
+    pub(crate) fn new(
+        finish: CancellationToken,
+        abort: CancellationToken,
+        timeouts: Timeouts,
+        metrics: Option<Arc<ListenerMetrics>>,
+    ) -> Self {
         Stop(Arc::new(StopWhen {
             finish,
             abort,
             timeouts,
+            metrics,
         }))
     }
 
@@ -258,6 +267,9 @@ struct Leftover {
     input: BytesMut,
     /// Replies the peer has not taken yet; empty (unallocated) otherwise.
     output: BytesMut,
+    /// When the read that brought the messages of the oldest of those
+    /// replies completed, with metrics on.
+    replies_read_at: Option<Instant>,
 }
 
 impl Leftover {
@@ -342,6 +354,11 @@ where
                 }
             }
         };
+        if let Some(metrics) = &conversation.stop.metrics
+            && let Some(kind) = error_kind(&ending)
+        {
+            metrics.error(kind);
+        }
         match ending {
             Ok(Ending::PeerClosed) => {
                 let _ = conversation.link.io.shutdown_write();
@@ -350,6 +367,9 @@ where
             // Boxed: it comes once, and inline it would make every
             // connection's state as large as its own for its whole life.
             Ok(ending) => Box::pin(conversation.close(ending)).await,
+        }
+        if let Some(metrics) = &conversation.stop.metrics {
+            metrics.closed();
         }
         info!("Connection from {} closed.", conversation.peer);
         drop(held);
@@ -381,15 +401,19 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
             link: Link { io, .. },
             peer,
             service,
+            stop,
             decoder,
             leftover,
-            ..
         } = self;
         let framed = decoder.framing().sending();
         with_scratch(|scratch| {
             service.greeting(&mut Replies::new(&mut scratch.output, framed, peer));
             with_leftover(leftover, |own| {
-                write_now(io, &mut scratch.output, &mut own.output)
+                let written = write_now(io, &mut scratch.output, &mut own.output)?;
+                if let Some(metrics) = &stop.metrics {
+                    metrics.sent(written);
+                }
+                Ok(())
             })
         })
     }
@@ -425,7 +449,21 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                     Err(e) => return Err(e),
                 };
-                let ending = answer(decoder, input, read == 0, &**service, &mut scratch.output, peer);
+                // Counted per read, never per message, and only when asked.
+                let read_at = stop.metrics.as_ref().map(|_| Instant::now());
+                let mut tally = Tally::default();
+                let ending = answer(
+                    decoder,
+                    input,
+                    read == 0,
+                    &**service,
+                    &mut scratch.output,
+                    peer,
+                    &mut tally,
+                );
+                if let Some(metrics) = &stop.metrics {
+                    metrics.received(read, tally);
+                }
                 if from_scratch {
                     keep_leftover(&mut scratch.input, &mut own.input);
                 } else if own.input.is_empty() {
@@ -441,7 +479,19 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
                         .as_mut()
                         .read(read, own.input.len());
                 }
-                write_now(io, &mut scratch.output, &mut own.output)?;
+                let replying = !scratch.output.is_empty();
+                let written = write_now(io, &mut scratch.output, &mut own.output)?;
+                if let (Some(metrics), Some(read_at)) = (&stop.metrics, read_at) {
+                    metrics.sent(written);
+                    if replying {
+                        if own.output.is_empty() {
+                            metrics.replied(read_at);
+                        } else {
+                            // Observed once the peer has taken them all.
+                            own.replies_read_at.get_or_insert(read_at);
+                        }
+                    }
+                }
                 Ok(ending)
             })
         })
@@ -467,6 +517,12 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
         match self.link.io.try_write(&own.output) {
             Ok(written) => {
                 let _ = own.output.split_to(written);
+                if let Some(metrics) = &self.stop.metrics {
+                    metrics.sent(written);
+                    if let (true, Some(read_at)) = (own.output.is_empty(), own.replies_read_at.take()) {
+                        metrics.replied(read_at);
+                    }
+                }
                 if let (true, Some(deadline)) = (written > 0, &mut self.link.deadline) {
                     deadline.as_mut().wrote();
                 }
@@ -560,9 +616,10 @@ fn keep_leftover(scratch: &mut BytesMut, own: &mut BytesMut) {
 ///
 /// `output` is always left empty, error or not: it is lent to whichever
 /// connection the thread runs next.
-fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut) -> io::Result<()> {
+/// Returns how many bytes the socket took.
+fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut) -> io::Result<usize> {
     if output.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let written = if pending.is_empty() {
         io.try_write(output)
@@ -572,11 +629,11 @@ fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut
     let result = match written {
         Ok(written) => {
             pending.extend_from_slice(&output[written..]);
-            Ok(())
+            Ok(written)
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             pending.extend_from_slice(output);
-            Ok(())
+            Ok(0)
         }
         Err(e) => Err(e),
     };
@@ -585,7 +642,8 @@ fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut
 }
 
 /// Answers every whole message in `input`; returns how the conversation
-/// ends, if it does. At end of stream a last unterminated line is answered too.
+/// ends, if it does. At end of stream a last unterminated line is answered
+/// too. Counts the messages and their replies in `tally`.
 fn answer<S: Service>(
     decoder: &mut Decoder,
     input: &mut BytesMut,
@@ -593,6 +651,7 @@ fn answer<S: Service>(
     service: &S,
     output: &mut BytesMut,
     peer: &Peer,
+    tally: &mut Tally,
 ) -> Option<Ending> {
     loop {
         let next = if end_of_stream {
@@ -604,7 +663,10 @@ fn answer<S: Service>(
             Ok(Some(message)) => {
                 debug!(%peer, data = %Escaped(&message.payload), "received");
                 let mut replies = Replies::new(output, message.framed, peer);
-                if service.message(&message.payload, &mut replies) == Flow::Close {
+                let flow = service.message(&message.payload, &mut replies);
+                tally.messages += 1;
+                tally.replies += replies.sent() as u64;
+                if flow == Flow::Close {
                     return Some(Ending::Finished);
                 }
             }
@@ -614,6 +676,18 @@ fn answer<S: Service>(
                 return Some(Ending::Refused(error));
             }
         }
+    }
+}
+
+/// The kind of error a conversation ended with, if it ended with one.
+fn error_kind(ending: &io::Result<Ending>) -> Option<ErrorKind> {
+    match ending {
+        Ok(Ending::Refused(FrameError::TooLong { .. })) => Some(ErrorKind::MessageTooLong),
+        Ok(Ending::Refused(_)) => Some(ErrorKind::Malformed),
+        Ok(Ending::TimedOut(Expired::Idle)) => Some(ErrorKind::IdleTimeout),
+        Ok(Ending::TimedOut(Expired::Read)) => Some(ErrorKind::ReadTimeout),
+        Ok(Ending::PeerClosed | Ending::Finished | Ending::Shutdown) => None,
+        Err(error) => Some(ErrorKind::of_io(error)),
     }
 }
 
@@ -667,7 +741,7 @@ mod tests {
             framing,
             max_message: max,
         };
-        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default());
+        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default(), None);
         let server = tokio::spawn(serve(server_end, peer, Arc::new(Greet), settings, stop, ()));
         client_end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         (client_end, server)

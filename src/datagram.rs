@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{SockaddrStorage, UnixAddr as SockaddrUnix};
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
 use crate::limit::{DEFAULT_SOURCES, LogGate, RateLimit, ReplyCap, Sources, Verdict};
+use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 use crate::net::batch::{Address, Datagram, Inbox, Outbox};
 use crate::net::{udp, unix_datagram};
 use crate::service::{Replies, Service};
@@ -108,14 +110,16 @@ pub(crate) async fn serve<S: Service>(
     service: &S,
     limits: Limits,
     live: Live,
+    metrics: Option<Arc<ListenerMetrics>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let metrics = metrics.as_deref();
     match socket {
         DatagramSocket::Udp(_) => {
-            serve_from::<S, SockaddrStorage>(socket, local, service, limits, live, shutdown).await;
+            serve_from::<S, SockaddrStorage>(socket, local, service, limits, live, metrics, shutdown).await;
         }
         DatagramSocket::Unix(_) => {
-            serve_from::<S, SockaddrUnix>(socket, local, service, limits, live, shutdown).await;
+            serve_from::<S, SockaddrUnix>(socket, local, service, limits, live, metrics, shutdown).await;
         }
     }
 }
@@ -130,6 +134,7 @@ async fn serve_from<S: Service, A: Address>(
     service: &S,
     limits: Limits,
     mut live: Live,
+    metrics: Option<&ListenerMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let Limits {
@@ -160,6 +165,9 @@ async fn serve_from<S: Service, A: Address>(
             received = socket.io(Interest::READABLE, |fd| inbox.receive(fd)) => received,
         };
         if let Err(error) = received {
+            if let Some(metrics) = metrics {
+                metrics.error(ErrorKind::Receive);
+            }
             receive_failed(local, &error).await;
             continue;
         }
@@ -171,15 +179,34 @@ async fn serve_from<S: Service, A: Address>(
         // One reading of the clock a batch; tokio's, so that a test may pause it.
         let now = tokio::time::Instant::now().into_std();
         outbox.clear();
+        let dropped_before = guard.dropped;
+        let mut tally = Tally::default();
+        let mut bytes = 0;
         for datagram in inbox.datagrams() {
+            // Per datagram, but only additions to locals: counted once per batch.
+            tally.messages += 1;
+            bytes += datagram.data.len();
             answer(datagram, &socket, service, &mut outbox, &mut guard, now);
         }
+        if let Some(metrics) = metrics {
+            tally.replies = outbox.queued() as u64;
+            metrics.received(bytes, tally);
+            metrics.sent(outbox.buffer().len());
+            guard.dropped.count_since(&dropped_before, metrics);
+        }
+        let replying = !outbox.is_empty();
         while !outbox.is_empty() {
             if let Err(error) = socket.io(Interest::WRITABLE, |fd| outbox.send(fd)).await {
                 let peer = peer_of(outbox.next_destination());
                 warn!(%peer, %error, "could not send the reply");
+                if let Some(metrics) = metrics {
+                    metrics.error(ErrorKind::Send);
+                }
                 outbox.skip();
             }
+        }
+        if let (Some(metrics), true) = (metrics, replying) {
+            metrics.replied(now);
         }
     }
     guard.dropped.summarize(local);
@@ -198,7 +225,7 @@ fn peer_of<A: Address>(from: Option<&A>) -> Peer {
 }
 
 /// What the loop has dropped so far, for its log lines.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Dropped {
     too_long: u64,
     oversized: u64,
@@ -207,6 +234,14 @@ struct Dropped {
 }
 
 impl Dropped {
+    /// Counts in `metrics` what was dropped since `before`.
+    fn count_since(&self, before: &Dropped, metrics: &ListenerMetrics) {
+        metrics.errors(ErrorKind::MessageTooLong, self.too_long - before.too_long);
+        metrics.errors(ErrorKind::ReplyTooLarge, self.oversized - before.oversized);
+        metrics.errors(ErrorKind::RateLimited, self.rate_limited - before.rate_limited);
+        metrics.errors(ErrorKind::ReplyCapped, self.amplifying - before.amplifying);
+    }
+
     /// Says what was dropped, if anything, when the listener stops.
     fn summarize(&self, local: &Endpoint) {
         let Dropped {

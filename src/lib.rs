@@ -37,6 +37,7 @@
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
+//! | [`metrics`] | [`Metrics`](metrics::Metrics): what listeners count (connections, messages, bytes, errors, reply latency), in the Prometheus format, and its HTTP endpoint |
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | `proxied` | a stream connection behind a load balancer: its PROXY header first, within a timeout, then the conversation for the client it names |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
@@ -63,6 +64,7 @@ pub mod fuzzing;
 pub mod icmp;
 pub mod limit;
 pub mod load;
+pub mod metrics;
 pub mod net;
 mod packet;
 mod proxied;

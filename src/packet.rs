@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{LINGER, Stop};
 use crate::deadline::Expired;
 use crate::framing::FrameError;
+use crate::metrics::{ErrorKind, Tally};
 use crate::service::{Flow, Replies, Service};
 use crate::{Escaped, Peer};
 
@@ -30,9 +31,15 @@ pub(crate) async fn serve<S: Service, H: Send>(
     held: H,
 ) {
     if let Err(error) = converse(&socket, &peer, &*service, max_message, &stop).await {
+        if let Some(metrics) = &stop.metrics {
+            metrics.error(ErrorKind::of_io(&error));
+        }
         info!(%peer, %error, "connection failed");
     }
     close_gracefully(&socket, &stop).await;
+    if let Some(metrics) = &stop.metrics {
+        metrics.closed();
+    }
     info!("Connection from {peer} closed.");
     drop(held);
 }
@@ -55,13 +62,19 @@ async fn converse<S: Service>(
             tokio::select! {
                 biased;
                 sent = stop.or_abort(send_each(socket, &mut output, &mut ends)) => {
-                    sent?;
+                    let sent = sent?;
+                    if let Some(metrics) = &stop.metrics {
+                        metrics.sent(sent);
+                    }
                     if let Some(idle) = &mut idle {
                         idle.progress = Instant::now();
                     }
                 }
                 expired = Idle::expired(&mut idle) => {
                     info!(%peer, "closing the connection: {}", stop.timeouts.why(expired));
+                    if let Some(metrics) = &stop.metrics {
+                        metrics.error(ErrorKind::IdleTimeout);
+                    }
                     return Ok(());
                 }
             }
@@ -77,6 +90,9 @@ async fn converse<S: Service>(
             received = socket.recv(&mut input) => received?,
             expired = Idle::expired(&mut idle) => {
                 info!(%peer, "closing the connection: {}", stop.timeouts.why(expired));
+                if let Some(metrics) = &stop.metrics {
+                    metrics.error(ErrorKind::IdleTimeout);
+                }
                 return Ok(());
             }
         };
@@ -94,13 +110,34 @@ async fn converse<S: Service>(
                 framed: crate::framing::Framed::Raw,
             };
             warn!(%peer, %error, "closing the connection");
-            stop.or_abort(socket.send(FrameError::REPLY)).await?;
+            if let Some(metrics) = &stop.metrics {
+                metrics.received(len, Tally::default());
+                metrics.error(ErrorKind::MessageTooLong);
+            }
+            let sent = stop.or_abort(socket.send(FrameError::REPLY)).await?;
+            if let Some(metrics) = &stop.metrics {
+                metrics.sent(sent);
+            }
             return Ok(());
         }
         let message = &input[..len];
         debug!(%peer, data = %Escaped(message), "received");
+        let read_at = stop.metrics.as_ref().map(|_| std::time::Instant::now());
         let flow = service.message(message, &mut Replies::packets(&mut output, peer, &mut ends));
+        let replies = ends.len();
+        if let Some(metrics) = &stop.metrics {
+            metrics.received(
+                len,
+                Tally {
+                    messages: 1,
+                    replies: replies as u64,
+                },
+            );
+        }
         send_all!();
+        if let (Some(metrics), Some(read_at), true) = (&stop.metrics, read_at, replies > 0) {
+            metrics.replied(read_at);
+        }
         if flow == Flow::Close {
             return Ok(());
         }
@@ -142,7 +179,12 @@ impl Idle {
 }
 
 /// Sends each reply in `output` as one packet, then empties both.
-async fn send_each(socket: &UnixSeqpacket, output: &mut BytesMut, ends: &mut Vec<usize>) -> io::Result<()> {
+/// Returns how many bytes were sent.
+async fn send_each(
+    socket: &UnixSeqpacket,
+    output: &mut BytesMut,
+    ends: &mut Vec<usize>,
+) -> io::Result<usize> {
     let mut start = 0;
     for &end in ends.iter() {
         socket.send(&output[start..end]).await?;
@@ -150,7 +192,7 @@ async fn send_each(socket: &UnixSeqpacket, output: &mut BytesMut, ends: &mut Vec
     }
     output.clear();
     ends.clear();
-    Ok(())
+    Ok(start)
 }
 
 /// Sends end-of-stream, then reads and drops the packets the peer still

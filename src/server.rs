@@ -27,6 +27,7 @@ use crate::datagram::DatagramSocket;
 use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
+use crate::metrics::{ErrorKind, ListenerMetrics, Metrics};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::proxied;
@@ -132,6 +133,8 @@ pub struct Server<S> {
     live: tokio::sync::watch::Sender<Option<Limits>>,
     /// The certificate and key `tls://` listeners serve with.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where listeners count what they do, if anywhere.
+    metrics: Option<Metrics>,
 }
 
 /// The limits that a running server can change (through a
@@ -241,6 +244,7 @@ impl<S: Service> Server<S> {
             proxy: None,
             live: tokio::sync::watch::Sender::new(None),
             tls: None,
+            metrics: None,
         }
     }
 
@@ -464,6 +468,15 @@ impl<S: Service> Server<S> {
         self
     }
 
+    /// Counts what the listeners bound from now on do in `metrics`, each
+    /// under its own `listener` label (off by default). See
+    /// [`crate::metrics`] for what is counted, and what it costs.
+    #[must_use]
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The listen backlog for stream listeners (default 1024).
     #[must_use]
     pub fn backlog(mut self, backlog: u32) -> Self {
@@ -535,6 +548,10 @@ impl<S: Service> Server<S> {
             local,
             socket_file,
         } = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| Arc::new(metrics.listener(&local)));
         Ok(Listener {
             socket,
             local,
@@ -558,6 +575,7 @@ impl<S: Service> Server<S> {
                 reply_cap: self.reply_cap,
             },
             tls,
+            metrics,
         })
     }
 }
@@ -778,6 +796,7 @@ pub struct Listener<S> {
     datagram: datagram::Limits,
     /// The certificate and key of a `tls://` listener.
     tls: Option<Arc<rustls::ServerConfig>>,
+    metrics: Option<Arc<ListenerMetrics>>,
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -828,6 +847,7 @@ impl<S: Service> Listener<S> {
             proxy,
             datagram,
             tls,
+            metrics,
         } = self;
         match socket {
             Socket::Stream(listener) => {
@@ -844,7 +864,7 @@ impl<S: Service> Listener<S> {
                     when_full,
                     proxy,
                     tracker: &tracker,
-                    stop: Stop::new(finish.clone(), abort.clone(), timeouts),
+                    stop: Stop::new(finish.clone(), abort.clone(), timeouts, metrics),
                     tls: tls.map(tokio_rustls::TlsAcceptor::from),
                 };
                 accepting.run(shutdown).await;
@@ -861,7 +881,7 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, datagram, live, shutdown).await;
+                datagram::serve(socket, &local, &*service, datagram, live, metrics, shutdown).await;
             }
         }
         drop(socket_file);
@@ -917,6 +937,9 @@ impl<S: Service> Accepting<'_, S> {
             let (connection, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
+                    if let Some(metrics) = &self.stop.metrics {
+                        metrics.error(ErrorKind::Accept);
+                    }
                     tokio::select! {
                         () = &mut shutdown => return,
                         () = errors.failed(&error, &mut self.listener) => {}
@@ -931,6 +954,9 @@ impl<S: Service> Accepting<'_, S> {
                     Ok(permit) => permit,
                     Err(_) => {
                         refused += 1;
+                        if let Some(metrics) = &self.stop.metrics {
+                            metrics.error(ErrorKind::RefusedFull);
+                        }
                         if refusals_log.admit(tokio::time::Instant::now().into_std()) {
                             warn!(%peer, refused, "at the connection limit: new connections are closed at once");
                         }
@@ -957,7 +983,15 @@ impl<S: Service> Accepting<'_, S> {
                     idle: limits.idle_timeout,
                     read: limits.read_timeout,
                 };
-                self.stop = Stop::new(self.stop.finish.clone(), self.stop.abort.clone(), timeouts);
+                self.stop = Stop::new(
+                    self.stop.finish.clone(),
+                    self.stop.abort.clone(),
+                    timeouts,
+                    self.stop.metrics.clone(),
+                );
+            }
+            if let Some(metrics) = &self.stop.metrics {
+                metrics.opened();
             }
             if let Some(proxy) = &self.proxy {
                 // Its header is read in the connection's own task, never here.

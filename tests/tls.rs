@@ -365,6 +365,78 @@ fn a_server_that_never_shakes_hands_times_out_the_client() {
     );
 }
 
+/// The metrics text served on `addr`, fetched with a plain HTTP/1.1 request.
+fn metrics_text(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[test]
+fn metrics_count_tls_connections_and_failed_handshakes() {
+    let pki = Pki::new("tls-metrics");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &["--metrics=127.0.0.1:0"]);
+    let logged = server
+        .process
+        .wait_for_log("metrics on http://", Duration::from_secs(5));
+    let metrics = logged
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.trim().strip_suffix("/metrics"))
+        .unwrap()
+        .to_owned();
+    let endpoint = &server.endpoints[0];
+    let output = run(&[
+        "connect",
+        endpoint,
+        "--ca",
+        &pki.file("ca.pem"),
+        "client1",
+        "client2",
+        "client3",
+    ]);
+    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    let mut garbage = common::tcp_client(server.addr(0));
+    garbage.write_all(b"not TLS\r\n").unwrap();
+    let _ = garbage.read_to_end(&mut Vec::new());
+
+    // Bytes are counted inside TLS: 3 requests of 7, the greeting (18) and 3 replies of 15.
+    let label = format!("listener=\"{endpoint}\"");
+    let want = [
+        format!("sockit_connections_total{{{label}}} 2"),
+        format!("sockit_connections_open{{{label}}} 0"),
+        format!("sockit_messages_received_total{{{label}}} 3"),
+        format!("sockit_replies_sent_total{{{label}}} 3"),
+        format!("sockit_bytes_received_total{{{label}}} 21"),
+        format!("sockit_bytes_sent_total{{{label}}} {}", 18 + 3 * 15),
+        format!("sockit_reply_latency_seconds_count{{{label}}} 3"),
+        format!("sockit_errors_total{{{label},kind=\"tls_handshake\"}} 1"),
+    ];
+    // The last connection's counts land just after its log line: wait for them.
+    let started = std::time::Instant::now();
+    let body = loop {
+        let body = metrics_text(&metrics);
+        if want.iter().all(|line| body.lines().any(|l| l == line))
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for line in &want {
+        assert!(body.lines().any(|l| l == line), "no line {line:?} in:\n{body}");
+    }
+    assert_eq!(body.matches("sockit_errors_total{").count(), 1, "{body}");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
 #[test]
 fn relay_refuses_tls_endpoints_in_one_line() {
     let output = run(&["relay", "tls://127.0.0.1:0", "tcp://127.0.0.1:1"]);

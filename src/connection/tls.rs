@@ -11,18 +11,21 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
 
-use super::{Ending, LINGER, Settings, Stop, aborted, answer};
+use super::{Ending, LINGER, Settings, Stop, aborted, answer, error_kind};
 use crate::Peer;
 use crate::deadline::{Deadline, Expired};
 use crate::framing::Decoder;
+use crate::metrics::{ErrorKind, Tally};
 use crate::net::tls::HANDSHAKE_TIMEOUT;
 use crate::service::{Replies, Service};
 
@@ -43,34 +46,61 @@ pub(crate) async fn serve<S: Service>(
         () = stop.finish.cancelled() => None,
         accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => Some(accepted),
     };
-    let mut stream = match handshake {
+    let stream = match handshake {
         None => {
             debug!(%peer, "closing the connection for shutdown, before its TLS handshake");
-            return;
+            Err(None)
         }
         Some(Err(_)) => {
             info!(%peer, "TLS handshake failed: not done within {}", humantime::format_duration(HANDSHAKE_TIMEOUT));
-            return;
+            Err(Some(ErrorKind::TlsHandshake))
         }
         Some(Ok(Err(error))) => {
             info!(%peer, %error, "TLS handshake failed");
-            return;
+            Err(Some(ErrorKind::TlsHandshake))
         }
-        Some(Ok(Ok(stream))) => stream,
+        Some(Ok(Ok(stream))) => Ok(stream),
     };
-    match converse(&mut stream, &peer, &*service, settings, &stop).await {
+    let served = stream.is_ok();
+    let failed = match stream {
+        Ok(stream) => serve_handshaken(stream, &peer, &*service, settings, &stop).await,
+        Err(failed) => failed,
+    };
+    if let Some(metrics) = &stop.metrics {
+        if let Some(kind) = failed {
+            metrics.error(kind);
+        }
+        metrics.closed();
+    }
+    if served {
+        info!("Connection from {peer} closed.");
+    }
+    drop(permit);
+}
+
+/// Serves a connection whose handshake is done until it ends, and closes
+/// it; the kind of error it ended with, if it did.
+async fn serve_handshaken<S: Service>(
+    mut stream: TlsStream<TcpStream>,
+    peer: &Peer,
+    service: &S,
+    settings: Settings,
+    stop: &Stop,
+) -> Option<ErrorKind> {
+    let ending = converse(&mut stream, peer, service, settings, stop).await;
+    let failed = error_kind(&ending);
+    match ending {
         Ok(Ending::PeerClosed) => {
             // Every reply is written: answer the peer's close_notify with ours.
             let _ = tokio::time::timeout(LINGER, stop.or_abort(stream.shutdown())).await;
         }
         Err(error) => info!(%peer, %error, "connection failed"),
         Ok(ending) => {
-            ending.log(&peer, &stop.timeouts);
-            close_gracefully(&mut stream, &stop).await;
+            ending.log(peer, &stop.timeouts);
+            close_gracefully(&mut stream, stop).await;
         }
     }
-    info!("Connection from {peer} closed.");
-    drop(permit);
+    failed
 }
 
 /// The conversation once the handshake is done: the greeting, then every
@@ -93,10 +123,15 @@ where
     let mut output = BytesMut::new();
     service.greeting(&mut Replies::new(&mut output, decoder.framing().sending(), peer));
     let mut ending = None;
+    // When the read that the replies in `output` answer came, with metrics on.
+    let mut read_at = None;
     loop {
         // Every reply owed is written before anything more is read.
         if let Some(expired) = write_all(io, &mut output, stop, &mut deadline).await? {
             return Ok(Ending::TimedOut(expired));
+        }
+        if let (Some(metrics), Some(read_at)) = (&stop.metrics, read_at.take()) {
+            metrics.replied(read_at);
         }
         if let Some(ending) = ending {
             return Ok(ending);
@@ -117,7 +152,22 @@ where
                 Err(e) => return Err(e),
             },
         };
-        ending = answer(&mut decoder, &mut input, read == 0, service, &mut output, peer);
+        // Counted per read, never per message, and only when asked.
+        let now = stop.metrics.as_ref().map(|_| Instant::now());
+        let mut tally = Tally::default();
+        ending = answer(
+            &mut decoder,
+            &mut input,
+            read == 0,
+            service,
+            &mut output,
+            peer,
+            &mut tally,
+        );
+        if let Some(metrics) = &stop.metrics {
+            metrics.received(read, tally);
+        }
+        read_at = now.filter(|_| !output.is_empty());
         if let Some(deadline) = &mut deadline {
             deadline.as_mut().read(read, input.len());
         }
@@ -148,6 +198,9 @@ async fn write_all<IO: AsyncWrite + Unpin>(
         output.advance(written);
         if let Some(deadline) = deadline {
             deadline.as_mut().wrote();
+        }
+        if let Some(metrics) = &stop.metrics {
+            metrics.sent(written);
         }
     }
     tokio::select! {

@@ -307,6 +307,11 @@ impl<A: Address> Outbox<A> {
         self.replies.push((start..self.bytes.len(), to));
     }
 
+    /// How many replies are sealed and not yet sent.
+    pub(crate) fn queued(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Whether everything has been sent (or given up on).
     pub(crate) fn is_empty(&self) -> bool {
         self.sent == self.messages.len() && self.replies.is_empty()

@@ -64,7 +64,7 @@ pub const LIMIT_KEYS: [&str; 8] = [
 ];
 
 /// Keys of the whole process, not of one listener.
-const PROCESS_WIDE: [&str; 4] = ["config", "verbose", "quiet", "log_format"];
+const PROCESS_WIDE: [&str; 5] = ["config", "verbose", "quiet", "log_format", "metrics"];
 
 /// The key that holds the endpoints (the flagless arguments).
 const ENDPOINTS: &str = "endpoints";

@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
+use sockit::metrics::Metrics;
 use sockit::net::SocketOptions;
 use sockit::proxy::{ProxyProtocol, TrustedProxy};
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
@@ -34,7 +35,8 @@ use crate::options::{self, SocketFlags};
     sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
     sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
-    sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port")]
+    sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port\n  \
+    sockit serve 127.0.0.1:8000 --metrics 127.0.0.1:9100  Prometheus metrics on :9100/metrics")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
@@ -168,6 +170,12 @@ pub struct Args {
     /// handshake; one that offers none is served [default: no ALPN].
     #[arg(long, value_name = "PROTO", help_heading = "TLS")]
     pub alpn: Vec<String>,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks
+    /// one, logged): connections open and in all, messages, replies, bytes, errors by
+    /// kind and reply latency, per listener. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
@@ -342,6 +350,17 @@ fn reload(listeners: &[Listener], handles: &[sockit::LimitsHandle]) {
 /// Serves each listener (the command line's, or each table of its config
 /// file) with a server of its own, until SIGINT or SIGTERM.
 pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
+    // Bound before the listeners, so that a port in use fails before anything is served.
+    let metrics = match listeners.first().and_then(|listener| listener.args.metrics) {
+        Some(addr) => {
+            let http = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
+            let local = http.local_addr().context("the metrics endpoint's address")?;
+            Some((Metrics::new(), http, local))
+        }
+        None => None,
+    };
     // Bind everything first, so a bad endpoint fails before anything is served.
     let mut bound = Vec::new();
     let mut handles = Vec::with_capacity(listeners.len());
@@ -350,9 +369,13 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
         if let Some(what) = misused_tls_flags(args) {
             return Ok(crate::usage(what, "serve"));
         }
-        let server = match args.tls()? {
-            Some(config) => args.server().tls(config),
+        let server = match &metrics {
+            Some((registry, ..)) => args.server().metrics(registry),
             None => args.server(),
+        };
+        let server = match args.tls()? {
+            Some(config) => server.tls(config),
+            None => server,
         };
         let options = args.options();
         for endpoint in &args.endpoints {
@@ -362,6 +385,10 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
         handles.push(server.limits_handle());
     }
     let stop = CancellationToken::new();
+    if let Some((registry, http, local)) = metrics {
+        info!("metrics on http://{local}/metrics");
+        tokio::spawn(registry.serve(http, stop.clone().cancelled_owned()));
+    }
     let mut serving = JoinSet::new();
     for (listener, args) in bound {
         let endpoint = listener.local_endpoint();

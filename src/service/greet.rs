@@ -1,4 +1,21 @@
 //! `greet`: the seed's greeting protocol, exactly as PROTOCOL.md defines it.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::Framed;
+//! use sockit::{Greet, Peer, Replies, Service};
+//!
+//! let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+//! let mut out = BytesMut::new();
+//! let mut replies = Replies::new(&mut out, Framed::Raw, &peer);
+//! Greet.greeting(&mut replies);
+//! Greet.message(b"client1", &mut replies);
+//! Greet.datagram(b"client2", &mut replies);
+//! assert_eq!(&out[..], b"Hello, I am serverHello, client1!Hello, client2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use super::{Flow, Replies, Service};
 
@@ -24,8 +41,30 @@ pub struct Greet;
 
 impl Greet {
     /// What a new stream connection is greeted with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Greet;
+    ///
+    /// assert_eq!(Greet::GREETING, b"Hello, I am server");
+    /// ```
     pub const GREETING: &'static [u8] = b"Hello, I am server";
     /// The message that ends a conversation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Flow, Greet, Peer, Replies, Service};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let flow = Greet.message(Greet::EXIT, &mut Replies::new(&mut out, Framed::Line, &peer));
+    /// assert_eq!(flow, Flow::Close);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const EXIT: &'static [u8] = b"exit";
 }
 

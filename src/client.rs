@@ -55,16 +55,24 @@ const MAX_REPLY: usize = 1 << 20;
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use std::time::Duration;
-/// use sockit::{Framing, StreamClient};
+/// The seed's client, on a seqpacket socket in the abstract namespace:
 ///
-/// let endpoint = "tcp://127.0.0.1:8000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::{Framing, Greet, Server, StreamClient};
+///
+/// let endpoint = format!("seqpacket:@sockit-doc-client-{}", std::process::id()).parse()?;
+/// let listener = Server::new(Greet).bind(&endpoint).await?;
+/// tokio::spawn(listener.serve(std::future::pending()));
+///
 /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
-/// let greeting = client.receive().await?;
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, I am server");
 /// client.send(b"client1").await?;
-/// assert_eq!(client.receive().await?.as_deref(), Some(&b"Hello, client1!"[..]));
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, client1!");
+/// client.send(b"exit").await?;
+/// assert_eq!(client.receive().await?, None);
 /// # Ok(())
 /// # }
 /// ```
@@ -489,14 +497,21 @@ async fn receive_packet(socket: &mut UnixSeqpacket, input: &mut BytesMut) -> Res
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use std::time::Duration;
-/// use sockit::DatagramClient;
+/// On a Unix datagram socket, whose server replies to the client's own
+/// temporary socket file:
 ///
-/// let endpoint = "udp://127.0.0.1:9000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::{DatagramClient, Greet, Server};
+///
+/// let endpoint = format!("unix-dgram:@sockit-doc-client-{}", std::process::id()).parse()?;
+/// let listener = Server::new(Greet).bind(&endpoint).await?;
+/// tokio::spawn(listener.serve(std::future::pending()));
+///
 /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(1), 2).await?;
-/// assert_eq!(&client.request(b"client1").await?[..], b"Hello, client1");
+/// assert_eq!(client.request(b"client1").await?, "Hello, client1");
 /// # Ok(())
 /// # }
 /// ```

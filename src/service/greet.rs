@@ -27,13 +27,28 @@ use super::{Flow, Replies, Service};
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use sockit::{Endpoint, Greet, Server};
+/// Served on TCP until told to stop:
 ///
-/// let endpoint: Endpoint = "tcp://127.0.0.1:8000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use tokio::sync::oneshot;
+/// use sockit::{Endpoint, Framing, Greet, Server, StreamClient};
+///
+/// let endpoint: Endpoint = "tcp://127.0.0.1:0".parse()?;
 /// let listener = Server::new(Greet).bind(&endpoint).await?;
-/// listener.serve(std::future::pending()).await
+/// let endpoint = listener.local_endpoint().clone();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+///
+/// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+/// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+/// client.send("你好".as_bytes()).await?;
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, 你好!");
+/// drop(client);
+/// stop.send(()).unwrap();
+/// serving.await.unwrap()
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]

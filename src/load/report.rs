@@ -88,7 +88,12 @@ impl Report {
     ///
     /// let mut tally = Tally::default();
     /// tally.wrong = 1;
-    /// let report = Report::new(Bench::new("tcp://127.0.0.1:7000".parse()?), 50, tally, Duration::from_secs(1));
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
     /// assert_eq!(report.tally().errors(), 1);
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
@@ -104,7 +109,12 @@ impl Report {
     /// use std::time::Duration;
     /// use sockit::load::{Bench, Report, Tally};
     ///
-    /// let report = Report::new(Bench::new("tcp://127.0.0.1:7000".parse()?), 50, Tally::default(), Duration::from_millis(1500));
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     Tally::default(),
+    ///     Duration::from_millis(1500),
+    /// );
     /// assert_eq!(report.elapsed().as_secs_f64(), 1.5);
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
@@ -120,7 +130,12 @@ impl Report {
     /// use std::time::Duration;
     /// use sockit::load::{Bench, Report, Tally};
     ///
-    /// let report = Report::new(Bench::new("tcp://127.0.0.1:7000".parse()?), 49, Tally::default(), Duration::from_secs(1));
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     49,
+    ///     Tally::default(),
+    ///     Duration::from_secs(1),
+    /// );
     /// assert_eq!(report.connected(), 49);
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
@@ -138,7 +153,12 @@ impl Report {
     ///
     /// let mut tally = Tally::default();
     /// tally.missing = 1;
-    /// let report = Report::new(Bench::new("udp://127.0.0.1:9000".parse()?), 50, tally, Duration::from_secs(1));
+    /// let report = Report::new(
+    ///     Bench::new("udp://127.0.0.1:9000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
     /// assert!(!report.is_ok());
     /// let summary = report.summary();
     /// let tail: Vec<&str> = summary.lines().skip(4).collect();
@@ -166,7 +186,12 @@ impl Report {
     /// for _ in 0..300 {
     ///     tally.reply(Duration::from_micros(50));
     /// }
-    /// let report = Report::new(Bench::new("tcp://127.0.0.1:7000".parse()?), 50, tally, Duration::from_millis(1500));
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_millis(1500),
+    /// );
     /// assert_eq!(report.msgs_per_sec(), 200.0);
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
@@ -204,7 +229,9 @@ impl Report {
     /// use std::time::Duration;
     /// use sockit::load::{Bench, Report, Tally};
     ///
-    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?).rate(Some(20_000.0)).warmup(Duration::from_secs(1));
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?)
+    ///     .rate(Some(20_000.0))
+    ///     .warmup(Duration::from_secs(1));
     /// let report = Report::new(bench, 50, Tally::default(), Duration::from_secs(5));
     /// let summary = report.summary();
     /// let mut lines = summary.lines();
@@ -326,7 +353,12 @@ impl Report {
     /// tally.requests = 2;
     /// tally.reply(Duration::from_micros(10));
     /// tally.connection_error(std::io::ErrorKind::ConnectionReset);
-    /// let report = Report::new(Bench::new("udp://127.0.0.1:9000".parse()?), 50, tally, Duration::from_secs(1));
+    /// let report = Report::new(
+    ///     Bench::new("udp://127.0.0.1:9000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
     /// let json: serde_json::Value = serde_json::from_str(&report.to_json())?;
     /// assert_eq!(json["endpoint"], "udp://127.0.0.1:9000");
     /// assert_eq!(json["framing"], serde_json::Value::Null);
@@ -396,7 +428,12 @@ impl Report {
     /// for us in 1..=1000 {
     ///     tally.reply(Duration::from_micros(us));
     /// }
-    /// let report = Report::new(Bench::new("tcp://127.0.0.1:7000".parse()?), 50, tally, Duration::from_secs(1));
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
     /// let svg = report.plot_svg();
     /// assert!(svg.starts_with("<svg"));
     /// assert!(svg.contains("99.9%"));

@@ -99,7 +99,12 @@ impl Schedule {
     /// use std::time::Duration;
     /// use sockit::load::{Length, Schedule};
     ///
-    /// let schedule = Schedule::new(1000.0, 10, Duration::from_secs(2), Length::Duration(Duration::from_secs(3)));
+    /// let schedule = Schedule::new(
+    ///     1000.0,
+    ///     10,
+    ///     Duration::from_secs(2),
+    ///     Length::Duration(Duration::from_secs(3)),
+    /// );
     /// assert_eq!(schedule.measured(), 3000);
     /// ```
     pub fn measured(&self) -> u64 {
@@ -156,7 +161,12 @@ impl Schedule {
 /// use sockit::load::{Length, Schedule};
 ///
 /// // 100 a second over 2 connections, half a second of warmup, then 1 s.
-/// let schedule = Schedule::new(100.0, 2, Duration::from_millis(500), Length::Duration(Duration::from_secs(1)));
+/// let schedule = Schedule::new(
+///     100.0,
+///     2,
+///     Duration::from_millis(500),
+///     Length::Duration(Duration::from_secs(1)),
+/// );
 /// let first = schedule.conn(0);
 /// assert_eq!((first.len(), first.period()), (75, Duration::from_millis(20)));
 /// assert!(!first.is_measured(24) && first.is_measured(25)); // request 25 is due at 500 ms

@@ -622,7 +622,9 @@ impl EchoSocket {
     ///         match socket.recv(&mut buf).await? {
     ///             // A raw socket sees our own request, looped back, before the reply.
     ///             Received::Other(Message::EchoRequest(echo)) if echo == ours => saw_request = true,
-    ///             Received::Reply(reply) => break Ok::<_, std::io::Error>((reply.seq, reply.payload.to_vec())),
+    ///             Received::Reply(reply) => {
+    ///                 break Ok::<_, std::io::Error>((reply.seq, reply.payload.to_vec()));
+    ///             }
     ///             _ => {} // other pingers' packets
     ///         }
     ///     }

@@ -147,7 +147,12 @@ impl SocketOptions {
     /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// let endpoint = Endpoint::tcp(server.local_addr()?);
     /// let options = SocketOptions::default().nodelay(false);
-    /// let client = StreamClient::connect_with(&endpoint, Framing::Raw, Duration::from_secs(5), &options).await?;
+    /// let client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
     /// assert_eq!(options.read_back(&socket2::SockRef::from(&client)), "SO_REUSEADDR=0 TCP_NODELAY=0");
     /// # Ok(())
     /// # }
@@ -172,7 +177,12 @@ impl SocketOptions {
     /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// let endpoint = Endpoint::tcp(server.local_addr()?);
     /// let options = SocketOptions::default().keepalive(Duration::from_secs(30));
-    /// let client = StreamClient::connect_with(&endpoint, Framing::Raw, Duration::from_secs(5), &options).await?;
+    /// let client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
     /// assert_eq!(
     ///     options.read_back(&socket2::SockRef::from(&client)),
     ///     "SO_REUSEADDR=0 TCP_NODELAY=1 SO_KEEPALIVE=1 TCP_KEEPIDLE=30",
@@ -199,7 +209,10 @@ impl SocketOptions {
     /// use sockit::{Echo, Server};
     ///
     /// let options = SocketOptions::default().recv_buffer(64 * 1024).send_buffer(32 * 1024);
-    /// let listener = Server::new(Echo).options(options.clone()).bind(&"unix-dgram:@sockit-doc-rcvbuf".parse()?).await?;
+    /// let listener = Server::new(Echo)
+    ///     .options(options.clone())
+    ///     .bind(&"unix-dgram:@sockit-doc-rcvbuf".parse()?)
+    ///     .await?;
     /// assert_eq!(options.read_back(&socket2::SockRef::from(&listener)), "SO_RCVBUF=131072 SO_SNDBUF=65536");
     /// # Ok(())
     /// # }
@@ -323,7 +336,12 @@ impl SocketOptions {
     /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     /// let endpoint = Endpoint::tcp(server.local_addr()?);
     /// let options = SocketOptions::default().bind("127.0.0.2:0".parse()?);
-    /// let _client = StreamClient::connect_with(&endpoint, Framing::Raw, Duration::from_secs(5), &options).await?;
+    /// let _client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
     /// let (_, peer) = server.accept().await?;
     /// assert_eq!(peer.ip().to_string(), "127.0.0.2");
     /// # Ok(())

@@ -49,7 +49,12 @@ use crate::endpoint::{Credentials, UnixAddr};
 /// use sockit::net::{SocketOptions, seqpacket};
 ///
 /// let path = std::env::temp_dir().join(format!("sockit-doc-seqpacket-{}.sock", std::process::id()));
-/// let (_listener, file) = seqpacket::listen(&UnixAddr::Path(path.clone()), 16, Some(0o660), &SocketOptions::default())?;
+/// let (_listener, file) = seqpacket::listen(
+///     &UnixAddr::Path(path.clone()),
+///     16,
+///     Some(0o660),
+///     &SocketOptions::default(),
+/// )?;
 /// assert_eq!(file.unwrap().path(), path);
 /// # Ok(())
 /// # }

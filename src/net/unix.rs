@@ -47,13 +47,23 @@ use crate::endpoint::{Credentials, UnixAddr};
 /// use sockit::net::{SocketOptions, unix};
 ///
 /// let path = std::env::temp_dir().join(format!("sockit-doc-file-{}.sock", std::process::id()));
-/// let (_socket, file) = unix::bind(&UnixAddr::Path(path.clone()), socket2::Type::STREAM, None, &SocketOptions::default())?;
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Path(path.clone()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// )?;
 /// let file = file.expect("a path has a socket file");
 /// assert_eq!(file.path(), path);
 /// drop(file);
 /// assert!(!path.exists());
 /// // An abstract name has no file.
-/// let (_socket, file) = unix::bind(&UnixAddr::Abstract(b"sockit-doc-file".to_vec()), socket2::Type::STREAM, None, &SocketOptions::default())?;
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Abstract(b"sockit-doc-file".to_vec()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// )?;
 /// assert!(file.is_none());
 /// # Ok(())
 /// # }
@@ -77,7 +87,12 @@ impl SocketFile {
     /// use sockit::net::{SocketOptions, unix};
     ///
     /// let path = std::env::temp_dir().join(format!("sockit-doc-path-{}.sock", std::process::id()));
-    /// let (_listener, file) = unix::listen(&UnixAddr::Path(path.clone()), 16, None, &SocketOptions::default())?;
+    /// let (_listener, file) = unix::listen(
+    ///     &UnixAddr::Path(path.clone()),
+    ///     16,
+    ///     None,
+    ///     &SocketOptions::default(),
+    /// )?;
     /// assert_eq!(file.unwrap().path(), path);
     /// # Ok(())
     /// # }
@@ -126,13 +141,23 @@ impl Drop for SocketFile {
 /// let dir = std::env::temp_dir();
 /// let notes = dir.join(format!("sockit-doc-notes-{}.txt", std::process::id()));
 /// std::fs::write(&notes, "keep me")?;
-/// let err = unix::bind(&UnixAddr::Path(notes.clone()), socket2::Type::STREAM, None, &SocketOptions::default()).unwrap_err();
+/// let err = unix::bind(
+///     &UnixAddr::Path(notes.clone()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// ).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
 /// assert_eq!(std::fs::read_to_string(&notes)?, "keep me");
 /// std::fs::remove_file(&notes)?;
 ///
 /// let path = dir.join(format!("sockit-doc-mode-{}.sock", std::process::id()));
-/// let (_socket, file) = unix::bind(&UnixAddr::Path(path.clone()), socket2::Type::DGRAM, Some(0o600), &SocketOptions::default())?;
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Path(path.clone()),
+///     socket2::Type::DGRAM,
+///     Some(0o600),
+///     &SocketOptions::default(),
+/// )?;
 /// assert_eq!(std::fs::metadata(file.unwrap().path())?.permissions().mode() & 0o777, 0o600);
 /// # Ok(())
 /// # }

@@ -49,7 +49,11 @@ use crate::endpoint::UnixAddr;
 /// use sockit::net::{SocketOptions, unix_datagram};
 ///
 /// let path = std::env::temp_dir().join(format!("sockit-doc-dgram-{}.sock", std::process::id()));
-/// let (_socket, file) = unix_datagram::bind(&UnixAddr::Path(path.clone()), None, &SocketOptions::default())?;
+/// let (_socket, file) = unix_datagram::bind(
+///     &UnixAddr::Path(path.clone()),
+///     None,
+///     &SocketOptions::default(),
+/// )?;
 /// assert_eq!(file.unwrap().path(), path);
 /// # Ok(())
 /// # }

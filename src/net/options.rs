@@ -208,11 +208,9 @@ impl SocketOptions {
     /// use sockit::net::SocketOptions;
     /// use sockit::{Echo, Server};
     ///
+    /// let endpoint = format!("unix-dgram:@sockit-doc-rcvbuf-{}", std::process::id()).parse()?;
     /// let options = SocketOptions::default().recv_buffer(64 * 1024).send_buffer(32 * 1024);
-    /// let listener = Server::new(Echo)
-    ///     .options(options.clone())
-    ///     .bind(&"unix-dgram:@sockit-doc-rcvbuf".parse()?)
-    ///     .await?;
+    /// let listener = Server::new(Echo).options(options.clone()).bind(&endpoint).await?;
     /// assert_eq!(options.read_back(&socket2::SockRef::from(&listener)), "SO_RCVBUF=131072 SO_SNDBUF=65536");
     /// # Ok(())
     /// # }

@@ -85,7 +85,8 @@ pub fn listen(
 /// use sockit::UnixAddr;
 /// use sockit::net::{SocketOptions, seqpacket};
 ///
-/// let missing = UnixAddr::Path(std::env::temp_dir().join("sockit-doc-no-such.sock"));
+/// let missing = std::env::temp_dir().join(format!("sockit-doc-missing-{}.sock", std::process::id()));
+/// let missing = UnixAddr::Path(missing);
 /// let err = seqpacket::connect(&missing, &SocketOptions::default()).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 /// # Ok(())

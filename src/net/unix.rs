@@ -59,7 +59,7 @@ use crate::endpoint::{Credentials, UnixAddr};
 /// assert!(!path.exists());
 /// // An abstract name has no file.
 /// let (_socket, file) = unix::bind(
-///     &UnixAddr::Abstract(b"sockit-doc-file".to_vec()),
+///     &UnixAddr::Abstract(format!("sockit-doc-file-{}", std::process::id()).into_bytes()),
 ///     socket2::Type::STREAM,
 ///     None,
 ///     &SocketOptions::default(),
@@ -283,7 +283,7 @@ pub fn listen(
 /// server.read_exact(&mut buf).await?;
 /// assert_eq!(&buf, b"hello");
 ///
-/// let nowhere = UnixAddr::Abstract(b"sockit-doc-nobody-listens-here".to_vec());
+/// let nowhere = UnixAddr::Abstract(format!("sockit-doc-nobody-{}", std::process::id()).into_bytes());
 /// let err = unix::connect(&nowhere, &SocketOptions::default()).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
 /// # Ok(())

@@ -446,10 +446,28 @@ impl BoundRelay {
 ///
 /// # Examples
 ///
-/// ```
-/// use sockit::relay::Counters;
+/// Read while the relay runs:
 ///
-/// assert_eq!(Counters::default().snapshot().resets, 0);
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::relay::Relay;
+/// use sockit::{Echo, Framing, Server, StreamClient};
+///
+/// let server = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// let relay = Relay::new(server.local_endpoint().clone()).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// let (through, counters) = (relay.local_endpoint().clone(), relay.counters());
+/// tokio::spawn(server.serve(std::future::pending()));
+/// tokio::spawn(relay.run(std::future::pending()));
+///
+/// let mut client = StreamClient::connect(&through, Framing::Line, Duration::from_secs(5)).await?;
+/// client.send(b"hello").await?;
+/// assert_eq!(client.receive().await?.unwrap(), "hello");
+/// let stats = counters.snapshot();
+/// assert_eq!((stats.connections, stats.to_target.bytes_in, stats.to_target.bytes_out), (1, 6, 6));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Default)]
 pub struct Counters {

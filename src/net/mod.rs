@@ -27,6 +27,12 @@ pub use options::SocketOptions;
 use crate::{Endpoint, Error};
 
 /// The default listen backlog (the seed's `listen(10)` is too small for load).
+///
+/// ```
+/// assert_eq!(sockit::net::DEFAULT_BACKLOG, 1024);
+/// let server = sockit::Server::new(sockit::Greet).backlog(sockit::net::DEFAULT_BACKLOG * 4);
+/// # drop(server);
+/// ```
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Resolves the host of a network endpoint to the addresses to try, in order.

@@ -1,0 +1,123 @@
+//! Sockets opened elsewhere and handed to sockit (by systemd, a parent
+//! process, a test): what kind each is, where it is bound, and made ready to
+//! serve without binding anything.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
+use tokio_seqpacket::UnixSeqpacketListener;
+
+use super::SocketOptions;
+use crate::Endpoint;
+use crate::endpoint::UnixAddr;
+
+/// An open socket of a kind sockit serves, ready on the runtime.
+#[derive(Debug)]
+pub(crate) enum Inherited {
+    /// A listening TCP socket.
+    Tcp(TcpListener),
+    /// A bound UDP socket.
+    Udp(UdpSocket),
+    /// A listening Unix stream socket.
+    Unix(UnixListener),
+    /// A bound Unix datagram socket.
+    UnixDatagram(UnixDatagram),
+    /// A listening Unix seqpacket socket.
+    Seqpacket(UnixSeqpacketListener),
+}
+
+/// What sockit can serve, said when it is handed something else.
+const SERVED: &str = "sockit serves listening TCP, Unix stream and seqpacket sockets, \
+                      and bound UDP and Unix datagram sockets";
+
+/// Finds out what `socket` is (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`,
+/// `SO_ACCEPTCONN`) and where it is bound, makes it non-blocking and
+/// close-on-exec, applies the options of `options` that take effect on a
+/// bound socket (buffer sizes; UDP broadcast and multicast groups), and
+/// registers it with the runtime. The options that must precede `bind`
+/// (address reuse, TTL, IPv6-only) are its maker's.
+///
+/// # Errors
+///
+/// `InvalidInput`, saying what it is, for a descriptor that is not a
+/// socket, a stream socket that is not listening (a connection, as systemd's
+/// `Accept=yes` passes), a datagram socket that is not bound, or a kind
+/// sockit does not serve (raw, netlink, SCTP...); and the errors of the
+/// system calls.
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub(crate) fn adopt(socket: OwnedFd, options: &SocketOptions) -> io::Result<(Inherited, Endpoint)> {
+    let fd = socket.as_raw_fd();
+    let socket = Socket::from(socket);
+    let unusable = |what: String| io::Error::new(io::ErrorKind::InvalidInput, format!("{what}; {SERVED}"));
+    let domain = match socket.domain() {
+        Ok(domain) => domain,
+        Err(error) if error.raw_os_error().map(Errno::from_raw) == Some(Errno::ENOTSOCK) => {
+            return Err(unusable(format!("descriptor {fd} is not a socket")));
+        }
+        Err(error) => return Err(error),
+    };
+    let kind = socket.r#type()?;
+    let protocol = socket.protocol()?;
+    let local = socket.local_addr()?;
+    let is_ip = domain == Domain::IPV4 || domain == Domain::IPV6;
+    let is_stream = kind == Type::STREAM || kind == Type::SEQPACKET;
+    if is_stream && (is_ip || domain == Domain::UNIX) && !socket.is_listener()? {
+        let name = if is_ip { "TCP" } else { "Unix stream or seqpacket" };
+        return Err(unusable(format!(
+            "it is a {name} socket that is not listening (a connection, such as systemd's \
+             Accept=yes passes: use Accept=no)"
+        )));
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    options.apply_buffers(&socket)?;
+    let not_bound = || unusable("it is a datagram socket that is not bound to an address".to_owned());
+    let adopted = if is_ip && kind == Type::STREAM && protocol.is_none_or(|p| p == Protocol::TCP) {
+        let addr = local.as_socket().expect("an IP socket has an IP address");
+        let listener = TcpListener::from_std(std::net::TcpListener::from(OwnedFd::from(socket)))?;
+        (Inherited::Tcp(listener), Endpoint::tcp(addr))
+    } else if is_ip && kind == Type::DGRAM && protocol.is_none_or(|p| p == Protocol::UDP) {
+        let addr = local.as_socket().expect("an IP socket has an IP address");
+        if addr.port() == 0 {
+            return Err(not_bound());
+        }
+        options.apply_udp(&socket, addr)?;
+        let socket = UdpSocket::from_std(std::net::UdpSocket::from(OwnedFd::from(socket)))?;
+        (Inherited::Udp(socket), Endpoint::udp(addr))
+    } else if domain == Domain::UNIX {
+        let addr = UnixAddr::from_sockaddr(&local);
+        let fd = OwnedFd::from(socket);
+        match kind {
+            Type::STREAM => {
+                let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
+                let addr = addr.ok_or_else(|| unusable("it is an unnamed Unix listener".to_owned()))?;
+                (Inherited::Unix(listener), Endpoint::Unix(addr))
+            }
+            Type::DGRAM => {
+                let addr = addr.ok_or_else(not_bound)?;
+                let socket = UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))?;
+                (Inherited::UnixDatagram(socket), Endpoint::UnixDatagram(addr))
+            }
+            Type::SEQPACKET => {
+                let addr = addr.ok_or_else(|| unusable("it is an unnamed seqpacket listener".to_owned()))?;
+                (
+                    Inherited::Seqpacket(UnixSeqpacketListener::try_from(fd)?),
+                    Endpoint::Seqpacket(addr),
+                )
+            }
+            other => return Err(unusable(format!("it is a Unix socket of type {other:?}"))),
+        }
+    } else {
+        let protocol = protocol.map_or_else(|| "its default protocol".to_owned(), |p| format!("{p:?}"));
+        return Err(unusable(format!(
+            "it is a {domain:?} {kind:?} socket of {protocol}"
+        )));
+    };
+    Ok(adopted)
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::sys::socket::AddressFamily;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 use tokio_seqpacket::UnixSeqpacketListener;
@@ -114,9 +115,11 @@ pub(crate) fn adopt(socket: OwnedFd, options: &SocketOptions) -> io::Result<(Inh
             other => return Err(unusable(format!("it is a Unix socket of type {other:?}"))),
         }
     } else {
-        let protocol = protocol.map_or_else(|| "its default protocol".to_owned(), |p| format!("{p:?}"));
+        let protocol = protocol.map(|p| format!(", protocol {p:?}")).unwrap_or_default();
+        let raw = i32::from(domain);
+        let family = AddressFamily::from_i32(raw).map_or_else(|| raw.to_string(), |f| format!("{f:?}"));
         return Err(unusable(format!(
-            "it is a {domain:?} {kind:?} socket of {protocol}"
+            "it is a socket of family {family}, type {kind:?}{protocol}"
         )));
     };
     Ok(adopted)

@@ -405,3 +405,33 @@ async fn adopt_says_what_it_cannot_serve() {
     let (_, cause) = refusal(OwnedFd::from(file)).await;
     assert_eq!(cause, format!("descriptor {fd} is not a socket; {SERVED}"));
 }
+
+#[test]
+fn the_sample_units_in_deploy_are_valid() {
+    let Some(analyze) = peer("systemd-analyze", "Debian's systemd package has it") else {
+        return;
+    };
+    // As installed, but with this build's sockit (verify checks that it runs).
+    let dir = TestDir::new("systemd-units");
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for unit in ["sockit.socket", "sockit.service"] {
+        let text = std::fs::read_to_string(deploy.join(unit)).unwrap();
+        let text = text.replace("/usr/local/bin/sockit", env!("CARGO_BIN_EXE_sockit"));
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let output = run_with_timeout(
+        Command::new(analyze)
+            .args(["verify", "sockit.socket", "sockit.service"])
+            .current_dir(dir.path()),
+        WAIT,
+    );
+    // Unknown keys and bad values are only warned about: none may be.
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).as_ref()
+        ),
+        (Some(0), ""),
+        "{output:?}"
+    );
+}

@@ -26,12 +26,14 @@ const GREETING: &[u8] = b"Hello, I am server";
 /// .socket unit, and passes them to `sockit serve --systemd` as systemd
 /// does: moved to descriptors 3 to 7 in a child process, which sets
 /// `LISTEN_FDS`, `LISTEN_PID` (its own id, or with `parent` its parent's, as
-/// a stale variable would) and `LISTEN_FDNAMES` and becomes sockit. Prints
+/// a stale variable would) and `LISTEN_FDNAMES` and becomes sockit (`serve
+/// --systemd`, or the arguments after the first three). Prints
 /// the child's id and the ports as one JSON line, says how sockit exited, and
 /// holds the sockets until killed: they are this process's, not sockit's.
 const LAUNCHER: &str = r#"
 import fcntl, json, os, socket, sys, time
 sockit, directory, listen_pid = sys.argv[1:4]
+args = sys.argv[4:] or ["serve", "--systemd"]
 def unix(kind, name):
     s = socket.socket(socket.AF_UNIX, kind)
     s.bind(os.path.join(directory, name))
@@ -56,7 +58,7 @@ if pid == 0:
     os.environ["LISTEN_FDS"] = str(len(made))
     os.environ["LISTEN_PID"] = str(os.getpid() if listen_pid == "own" else os.getppid())
     os.environ["LISTEN_FDNAMES"] = "web:dns:local:local-dgram:local-seqpacket"
-    os.execv(sockit, [sockit, "serve", "--systemd"])
+    os.execv(sockit, [sockit] + args)
 print(json.dumps({"pid": pid, "tcp": tcp.getsockname()[1], "udp": udp.getsockname()[1]}), flush=True)
 _, status = os.waitpid(pid, 0)
 print("launcher: sockit exited with %d" % os.waitstatus_to_exitcode(status), file=sys.stderr, flush=True)
@@ -76,11 +78,17 @@ struct Launched {
 /// Starts [`LAUNCHER`] with sockets in `dir`, and `NOTIFY_SOCKET` set to
 /// `notify` if given.
 fn launch(dir: &TestDir, listen_pid: &str, notify: Option<&str>) -> Launched {
+    launch_with(dir, listen_pid, notify, &[])
+}
+
+/// [`launch`], running `sockit ARGS` instead of `sockit serve --systemd`.
+fn launch_with(dir: &TestDir, listen_pid: &str, notify: Option<&str>, args: &[&str]) -> Launched {
     let mut command = Command::new("python3");
     command
         .args(["-c", LAUNCHER, env!("CARGO_BIN_EXE_sockit")])
         .arg(dir.path())
         .arg(listen_pid)
+        .args(args)
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("NOTIFY_SOCKET");
@@ -218,6 +226,64 @@ fn serves_every_kind_of_socket_passed_in_listen_fds_and_leaves_them_to_their_own
     for name in ["stream.sock", "dgram.sock", "seqpacket.sock"] {
         assert!(common::is_socket(&path(name)), "{name} was removed");
     }
+}
+
+#[test]
+fn a_config_file_listener_with_systemd_set_serves_the_passed_sockets() {
+    if peer("python3", "it hands sockets over as systemd does").is_none() {
+        return;
+    }
+    let dir = TestDir::new("systemd-config");
+    let config = dir.path().join("sockit.toml");
+    let bound = free_port(Type::STREAM);
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nsystemd = true\nservice = \"echo\"\n\n\
+             [[listener]]\nendpoint = \"tcp://127.0.0.1:{bound}\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let launched = launch_with(&dir, "own", None, &["serve", "--config", config]);
+    let log = &launched.launcher;
+    let line = log.wait_for_log(&format!("listening on tcp://{}", launched.tcp), WAIT);
+    assert_eq!(
+        message(&line),
+        format!(
+            "listening on tcp://{} (passed by systemd as fd 3 \"web\", echo service, raw framing)",
+            launched.tcp
+        )
+    );
+    log.wait_for_log(
+        &format!("listening on tcp://127.0.0.1:{bound} (greet service"),
+        WAIT,
+    );
+    let mut echo = tcp_client(launched.tcp);
+    echo.write_all(b"client1").unwrap();
+    assert_eq!(read_exactly(&mut echo, 7), b"client1");
+    greet_stream(&mut tcp_client(SocketAddr::from(([127, 0, 0, 1], bound))));
+    kill("TERM", launched.pid);
+    log.wait_for_log("launcher: sockit exited with 0", WAIT);
+
+    // One listener serves them all: two would have to share them out.
+    let dir = TestDir::new("systemd-config-two");
+    let two = dir.path().join("two.toml");
+    std::fs::write(
+        &two,
+        "[[listener]]\nsystemd = true\n\n[[listener]]\nsystemd = true\n",
+    )
+    .unwrap();
+    let launched = launch_with(&dir, "own", None, &["serve", "--config", two.to_str().unwrap()]);
+    let log = &launched.launcher;
+    log.wait_for_log("launcher: sockit exited with 1", WAIT);
+    let want = "sockit: error: systemd is set for 2 listeners: the sockets systemd passes are \
+                served by one (its unit says where they listen)";
+    assert!(
+        log.log().lines().any(|line| line == want),
+        "want {want:?}; log:\n{}",
+        log.log()
+    );
 }
 
 #[test]

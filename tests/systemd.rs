@@ -451,6 +451,15 @@ async fn adopt_says_what_it_cannot_serve() {
              Accept=yes passes: use Accept=no); {SERVED}"
         )
     );
+    let (connection, _peer) = UnixStream::pair().unwrap();
+    let (_, cause) = refusal(OwnedFd::from(connection)).await;
+    assert_eq!(
+        cause,
+        format!(
+            "it is a Unix stream socket that is not listening (a connection, such as systemd's \
+             Accept=yes passes: use Accept=no); {SERVED}"
+        )
+    );
     // A UDP socket bound nowhere.
     let unbound = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
     let (_, cause) = refusal(OwnedFd::from(unbound)).await;

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::AddressFamily;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket, UnixDatagram, UnixListener};
 use tokio_seqpacket::UnixSeqpacketListener;
 
@@ -65,56 +65,7 @@ pub(crate) fn adopt(socket: OwnedFd, options: &SocketOptions) -> io::Result<(Inh
     };
     let kind = socket.r#type()?;
     let protocol = socket.protocol()?;
-    let local = socket.local_addr()?;
-    let is_ip = domain == Domain::IPV4 || domain == Domain::IPV6;
-    let is_stream = kind == Type::STREAM || kind == Type::SEQPACKET;
-    if is_stream && (is_ip || domain == Domain::UNIX) && !socket.is_listener()? {
-        let name = if is_ip { "TCP" } else { "Unix stream or seqpacket" };
-        return Err(unusable(format!(
-            "it is a {name} socket that is not listening (a connection, such as systemd's \
-             Accept=yes passes: use Accept=no)"
-        )));
-    }
-    socket.set_nonblocking(true)?;
-    socket.set_cloexec(true)?;
-    options.apply_buffers(&socket)?;
-    let not_bound = || unusable("it is a datagram socket that is not bound to an address".to_owned());
-    let adopted = if is_ip && kind == Type::STREAM && protocol.is_none_or(|p| p == Protocol::TCP) {
-        let addr = local.as_socket().expect("an IP socket has an IP address");
-        let listener = TcpListener::from_std(std::net::TcpListener::from(OwnedFd::from(socket)))?;
-        (Inherited::Tcp(listener), Endpoint::tcp(addr))
-    } else if is_ip && kind == Type::DGRAM && protocol.is_none_or(|p| p == Protocol::UDP) {
-        let addr = local.as_socket().expect("an IP socket has an IP address");
-        if addr.port() == 0 {
-            return Err(not_bound());
-        }
-        options.apply_udp(&socket, addr)?;
-        let socket = UdpSocket::from_std(std::net::UdpSocket::from(OwnedFd::from(socket)))?;
-        (Inherited::Udp(socket), Endpoint::udp(addr))
-    } else if domain == Domain::UNIX {
-        let addr = UnixAddr::from_sockaddr(&local);
-        let fd = OwnedFd::from(socket);
-        match kind {
-            Type::STREAM => {
-                let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
-                let addr = addr.ok_or_else(|| unusable("it is an unnamed Unix listener".to_owned()))?;
-                (Inherited::Unix(listener), Endpoint::Unix(addr))
-            }
-            Type::DGRAM => {
-                let addr = addr.ok_or_else(not_bound)?;
-                let socket = UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))?;
-                (Inherited::UnixDatagram(socket), Endpoint::UnixDatagram(addr))
-            }
-            Type::SEQPACKET => {
-                let addr = addr.ok_or_else(|| unusable("it is an unnamed seqpacket listener".to_owned()))?;
-                (
-                    Inherited::Seqpacket(UnixSeqpacketListener::try_from(fd)?),
-                    Endpoint::Seqpacket(addr),
-                )
-            }
-            other => return Err(unusable(format!("it is a Unix socket of type {other:?}"))),
-        }
-    } else {
+    let Some(served) = Kind::of(domain, kind, protocol) else {
         let protocol = protocol.map(|p| format!(", protocol {p:?}")).unwrap_or_default();
         let raw = i32::from(domain);
         let family = AddressFamily::from_i32(raw).map_or_else(|| raw.to_string(), |f| format!("{f:?}"));
@@ -122,5 +73,86 @@ pub(crate) fn adopt(socket: OwnedFd, options: &SocketOptions) -> io::Result<(Inh
             "it is a socket of family {family}, type {kind:?}{protocol}"
         )));
     };
-    Ok(adopted)
+    let is_datagram = matches!(served, Kind::Udp | Kind::UnixDatagram);
+    if !is_datagram && !socket.is_listener()? {
+        return Err(unusable(format!(
+            "it is a {} socket that is not listening (a connection, such as systemd's \
+             Accept=yes passes: use Accept=no)",
+            served.name()
+        )));
+    }
+    let local = socket.local_addr()?;
+    let not_bound = || unusable("it is a datagram socket that is not bound to an address".to_owned());
+    let ip = local.as_socket();
+    let unix = UnixAddr::from_sockaddr(&local);
+    let unnamed = || unusable(format!("it is an unnamed {} listener", served.name()));
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    options.apply_buffers(&socket)?;
+    let fd = OwnedFd::from(socket);
+    Ok(match served {
+        Kind::Tcp => {
+            let addr = ip.expect("an IP socket has an IP address");
+            let listener = TcpListener::from_std(std::net::TcpListener::from(fd))?;
+            (Inherited::Tcp(listener), Endpoint::tcp(addr))
+        }
+        Kind::Udp => {
+            let addr = ip.filter(|addr| addr.port() != 0).ok_or_else(not_bound)?;
+            options.apply_udp(&SockRef::from(&fd), addr)?;
+            let socket = UdpSocket::from_std(std::net::UdpSocket::from(fd))?;
+            (Inherited::Udp(socket), Endpoint::udp(addr))
+        }
+        Kind::Unix => {
+            let addr = unix.ok_or_else(unnamed)?;
+            let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))?;
+            (Inherited::Unix(listener), Endpoint::Unix(addr))
+        }
+        Kind::UnixDatagram => {
+            let addr = unix.ok_or_else(not_bound)?;
+            let socket = UnixDatagram::from_std(std::os::unix::net::UnixDatagram::from(fd))?;
+            (Inherited::UnixDatagram(socket), Endpoint::UnixDatagram(addr))
+        }
+        Kind::Seqpacket => {
+            let addr = unix.ok_or_else(unnamed)?;
+            let listener = UnixSeqpacketListener::try_from(fd)?;
+            (Inherited::Seqpacket(listener), Endpoint::Seqpacket(addr))
+        }
+    })
+}
+
+/// The kinds of socket sockit serves.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tcp,
+    Udp,
+    Unix,
+    UnixDatagram,
+    Seqpacket,
+}
+
+impl Kind {
+    /// The kind of a socket of `domain`, `kind` and `protocol`, if sockit serves it.
+    fn of(domain: Domain, kind: Type, protocol: Option<Protocol>) -> Option<Kind> {
+        let ip = domain == Domain::IPV4 || domain == Domain::IPV6;
+        let is = |want: Protocol| protocol.is_none_or(|p| p == want);
+        match kind {
+            Type::STREAM if ip && is(Protocol::TCP) => Some(Kind::Tcp),
+            Type::DGRAM if ip && is(Protocol::UDP) => Some(Kind::Udp),
+            Type::STREAM if domain == Domain::UNIX => Some(Kind::Unix),
+            Type::DGRAM if domain == Domain::UNIX => Some(Kind::UnixDatagram),
+            Type::SEQPACKET if domain == Domain::UNIX => Some(Kind::Seqpacket),
+            _ => None,
+        }
+    }
+
+    /// What the kind is called in errors.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "TCP",
+            Kind::Udp => "UDP",
+            Kind::Unix => "Unix stream",
+            Kind::UnixDatagram => "Unix datagram",
+            Kind::Seqpacket => "Unix seqpacket",
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::{Running, TestDir, peer, read_exactly, run_with_timeout, sockit, tcp_client};
 use socket2::{Domain, SockAddr, Socket, Type};
+use sockit::proxy::{ProxyProtocol, TrustedProxy};
 use sockit::{Greet, Server};
 
 /// How long any single wait in these tests may take.
@@ -473,6 +474,22 @@ async fn adopt_says_what_it_cannot_serve() {
     assert_eq!(
         cause,
         format!("it is a socket of family Netlink, type SOCK_DGRAM; {SERVED}")
+    );
+    // A UDP socket, for a server that takes the PROXY protocol.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fd = udp.as_raw_fd();
+    let trusted = "127.0.0.1".parse::<TrustedProxy>().unwrap();
+    let proxied = Server::new(Greet).proxy_protocol(ProxyProtocol::new([trusted]));
+    let error = proxied
+        .adopt(OwnedFd::from(udp))
+        .expect_err("no PROXY protocol on UDP");
+    assert_eq!(
+        (error.to_string(), std::error::Error::source(&error).unwrap().to_string()),
+        (
+            format!("cannot serve descriptor {fd}"),
+            "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it"
+                .to_owned()
+        )
     );
     // Not a socket at all.
     let file = std::fs::File::open("/dev/null").unwrap();

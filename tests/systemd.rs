@@ -236,7 +236,7 @@ fn a_config_file_listener_with_systemd_set_serves_the_passed_sockets() {
     }
     let dir = TestDir::new("systemd-config");
     let config = dir.path().join("sockit.toml");
-    let bound = free_port(Type::STREAM);
+    let bound = free_port("127.0.0.1", Type::STREAM);
     std::fs::write(
         &config,
         format!(
@@ -339,12 +339,11 @@ fn systemd_and_endpoints_exclude_each_other() {
     );
 }
 
-/// A port free on 127.0.0.1 a moment ago.
-fn free_port(kind: Type) -> u16 {
-    let socket = Socket::new(Domain::IPV4, kind, None).unwrap();
-    socket
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
+/// A port free on `ip` a moment ago.
+fn free_port(ip: &str, kind: Type) -> u16 {
+    let addr = SocketAddr::new(ip.parse().unwrap(), 0);
+    let socket = Socket::new(Domain::for_address(addr), kind, None).unwrap();
+    socket.bind(&addr.into()).unwrap();
     socket.local_addr().unwrap().as_socket().unwrap().port()
 }
 
@@ -360,28 +359,40 @@ fn socket_activate(args: &[String]) -> Option<Running> {
             .env_remove("LISTEN_PID")
             .env_remove("NOTIFY_SOCKET"),
     );
-    activate.wait_for_log("Listening on 127.0.0.1:", WAIT);
+    activate.wait_for_log("Listening on ", WAIT);
     Some(activate)
 }
 
 #[test]
 fn systemd_socket_activate_hands_a_tcp_socket_to_sockit() {
-    let port = free_port(Type::STREAM);
-    let listen = format!("127.0.0.1:{port}");
-    let Some(activate) = socket_activate(&["-l".into(), listen.clone(), "--fdname=web".into()]) else {
+    activate_tcp("127.0.0.1");
+}
+
+#[test]
+fn systemd_socket_activate_hands_an_ipv6_tcp_socket_to_sockit() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        common::skip("::1 cannot be bound here (IPv6 disabled)");
+        return;
+    }
+    activate_tcp("::1");
+}
+
+/// `systemd-socket-activate` listening on TCP at `ip`, a free port.
+fn activate_tcp(ip: &str) {
+    let port = free_port(ip, Type::STREAM);
+    let addr = SocketAddr::new(ip.parse().unwrap(), port);
+    let Some(activate) = socket_activate(&["-l".into(), addr.to_string(), "--fdname=web".into()]) else {
         return;
     };
     // The first peer starts sockit, which greets it.
-    let mut client = tcp_client(listen.parse().unwrap());
+    let mut client = tcp_client(addr);
     greet_stream(&mut client);
     let line = activate.wait_for_log("listening on", WAIT);
     assert_eq!(
         message(&line),
-        format!(
-            "listening on tcp://{listen} (passed by systemd as fd 3 \"web\", greet service, auto framing)"
-        )
+        format!("listening on tcp://{addr} (passed by systemd as fd 3 \"web\", greet service, auto framing)")
     );
-    greet_stream(&mut tcp_client(listen.parse().unwrap()));
+    greet_stream(&mut tcp_client(addr));
     drop(client);
     kill("TERM", activate.pid());
     let mut activate = activate;
@@ -391,7 +402,7 @@ fn systemd_socket_activate_hands_a_tcp_socket_to_sockit() {
 
 #[test]
 fn systemd_socket_activate_hands_a_udp_socket_to_sockit() {
-    let port = free_port(Type::DGRAM);
+    let port = free_port("127.0.0.1", Type::DGRAM);
     let listen = format!("127.0.0.1:{port}");
     let Some(mut activate) = socket_activate(&["--datagram".into(), "-l".into(), listen.clone()]) else {
         return;

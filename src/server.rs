@@ -524,17 +524,25 @@ impl<S: Service> Server<S> {
     ///
     /// # Examples
     ///
-    /// Serve a listener made with the standard library:
+    /// Serve a listener made with the standard library, where it is:
     ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), sockit::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
     /// use std::os::fd::OwnedFd;
-    /// use sockit::{Greet, Server};
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
     ///
-    /// let made = std::net::TcpListener::bind("127.0.0.1:8000").expect("bind");
+    /// let made = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    /// let addr = made.local_addr().expect("bound");
     /// let listener = Server::new(Greet).adopt(OwnedFd::from(made))?;
-    /// assert_eq!(listener.local_endpoint().to_string(), "tcp://127.0.0.1:8000");
-    /// listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await
+    /// let endpoint = listener.local_endpoint().clone();
+    /// assert_eq!(endpoint.to_string(), format!("tcp://{addr}"));
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, I am server");
+    /// # Ok(())
     /// # }
     /// ```
     pub fn adopt(&self, socket: OwnedFd) -> Result<Listener<S>, Error> {

@@ -84,6 +84,33 @@ const KINDS: [(Domain, Type); 5] = [
 /// behaviour in C's `getenv`. (`sockit serve --systemd` calls it before its
 /// runtime starts.)
 ///
+/// # Examples
+///
+/// Serve what systemd passed, if anything:
+///
+/// ```
+/// use sockit::net::systemd::{self, NotPassed};
+/// use sockit::{Greet, Server};
+///
+/// // Before any other thread starts, a runtime's included.
+/// let passed = match systemd::take() {
+///     Ok(passed) => passed,
+///     Err(NotPassed::NotSet) => Vec::new(), // not started by systemd
+///     Err(other) => panic!("{other}"),
+/// };
+/// let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+/// runtime.block_on(async {
+///     let server = Server::new(Greet);
+///     for passed in passed {
+///         let listener = server.adopt(passed.socket)?;
+///         println!("serving {} ({:?})", listener.local_endpoint(), passed.name);
+///         tokio::spawn(listener.serve(std::future::pending()));
+///     }
+///     Ok::<(), sockit::Error>(())
+/// })?;
+/// # Ok::<(), sockit::Error>(())
+/// ```
+///
 /// # Errors
 ///
 /// [`NotPassed`] says why none was taken: the variables are missing or

@@ -58,6 +58,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An open socket handed over ([`Server::adopt`](crate::Server::adopt))
+    /// cannot be served: not a socket, not listening, or of a kind sockit
+    /// does not serve.
+    #[error("cannot serve descriptor {fd}")]
+    Adopt {
+        /// The socket's descriptor number.
+        fd: std::os::fd::RawFd,
+        /// What it is, or why it cannot be set up.
+        #[source]
+        source: io::Error,
+    },
     /// The endpoint could not be reached.
     #[error("cannot connect to {endpoint}")]
     Connect {

@@ -32,7 +32,7 @@
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
 //! | [`proxy`] | pure: the PROXY protocol header (v1, v2) a load balancer sends first, decoded and encoded |
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
-//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options |
+//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; takes sockets handed over (systemd's socket activation) |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |

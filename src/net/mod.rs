@@ -8,12 +8,17 @@
 //! - [`seqpacket`]: Unix seqpacket sockets;
 //! - `batch`: many datagrams per system call (`recvmmsg`, `sendmmsg`);
 //! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
-//! - [`options`]: socket options, set where they apply and read back.
+//! - [`options`]: socket options, set where they apply and read back;
+//! - `inherited`: sockets opened elsewhere, found out and made ready to serve
+//!   ([`Server::adopt`](crate::Server::adopt));
+//! - [`systemd`]: the sockets systemd passes (socket activation, `LISTEN_FDS`).
 
 pub(crate) mod batch;
 pub mod icmp;
+pub(crate) mod inherited;
 pub mod options;
 pub mod seqpacket;
+pub mod systemd;
 pub mod tcp;
 pub mod udp;
 pub mod unix;

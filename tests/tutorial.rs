@@ -26,8 +26,13 @@
 //!   (or `../shared/seed`), and python3 runs the seed's programs with
 //!   `SO_REUSEADDR` set before their `bind` (their ports may be in
 //!   `TIME_WAIT`) and unbuffered.
+//! - Before each command, the runner waits until the background jobs have
+//!   printed nothing for 150 ms, as a reader waits for a server's log line;
+//!   `NO_COLOR=1` keeps the examples' logs plain.
 //! - Blocks tagged `sh` are commands that are not run (installing, long
 //!   runs); `text` blocks are output samples, not checked. Keep both few.
+//!   A `rust` block of the tutorial is an excerpt of one of `examples/*.rs`,
+//!   verbatim, so it cannot drift from code that compiles and runs.
 //!
 //! The seed's fixed ports (8000, 9000), and every other fixed port and name a
 //! document uses, are held with the seed ports lock for the whole document.
@@ -510,6 +515,30 @@ fn every_console_command_of_the_readme_runs_as_written() {
 }
 
 #[test]
+fn the_tutorial_rust_blocks_are_excerpts_of_the_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("docs/tutorial.md")).expect("read docs/tutorial.md");
+    let examples: Vec<String> = fs::read_dir(root.join("examples"))
+        .expect("read examples/")
+        .map(|entry| fs::read_to_string(entry.expect("an entry").path()).expect("read an example"))
+        .collect();
+    let mut excerpts = 0;
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\n```rust\n") {
+        let body = &rest[at + "\n```rust\n".len()..];
+        let end = body.find("```\n").expect("a closed rust block");
+        let excerpt = &body[..end];
+        assert!(
+            examples.iter().any(|example| example.contains(excerpt)),
+            "docs/tutorial.md: this rust block is in none of examples/*.rs:\n{excerpt}"
+        );
+        excerpts += 1;
+        rest = &body[end..];
+    }
+    assert!(excerpts >= 2, "docs/tutorial.md shows {excerpts} rust blocks");
+}
+
+#[test]
 fn a_line_with_an_ellipsis_matches_any_text_there() {
     assert!(line_matches("abc", "abc"));
     assert!(!line_matches("abc", "abcd"));
@@ -522,6 +551,11 @@ fn a_line_with_an_ellipsis_matches_any_text_there() {
     assert!(line_matches("time=… ms", "time=0.190 ms"));
     assert!(!line_matches("a…a", "a"));
     assert!(line_matches("a…b…c", "a-b-b-c"));
+    let lines = |text: &str| text.lines().map(str::to_owned).collect::<Vec<_>>();
+    assert!(lines_match(&lines("a\n…\nz"), &lines("a\nb\nc\nz")));
+    assert!(lines_match(&lines("a\n…\nz"), &lines("a\nz")));
+    assert!(!lines_match(&lines("a\n…\nz"), &lines("a\nb")));
+    assert!(lines_match(&lines("…"), &[]));
 }
 
 #[test]

@@ -42,7 +42,12 @@ fn assert_same_code_blocks(english: &str, chinese: &str) {
     let chinese_blocks = code_blocks(&read(chinese));
     assert!(!english_blocks.is_empty(), "{english} has no code blocks");
     for (i, (en, zh)) in english_blocks.iter().zip(&chinese_blocks).enumerate() {
-        assert_eq!(zh, en, "code block {} of {chinese} differs from {english}'s", i + 1);
+        assert_eq!(
+            zh,
+            en,
+            "code block {} of {chinese} differs from {english}'s",
+            i + 1
+        );
     }
     assert_eq!(
         chinese_blocks.len(),

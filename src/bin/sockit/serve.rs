@@ -29,7 +29,7 @@ use crate::options::{self, SocketFlags};
     sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
-    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
+    sockit serve udp://[::]:9000 --rate-limit 20/s  a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH,

@@ -485,6 +485,19 @@ fn run_document(name: &str) -> Option<usize> {
     let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let steps = console_steps(name, &text);
+    let uses = |program: &str| {
+        steps
+            .iter()
+            .any(|s| s.command.split_whitespace().any(|word| word == program))
+    };
+    for (program, why) in [
+        ("nc", "a plain TCP client"),
+        ("timeout", "stops a client that would wait forever"),
+    ] {
+        if uses(program) {
+            peer(program, &format!("{why}, in {name}"))?;
+        }
+    }
     let needs_seed = steps.iter().any(|s| s.command.contains("../shared/seed/"));
     let seed = if needs_seed {
         peer("python3", "runs the seed's programs")?;

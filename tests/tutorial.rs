@@ -498,6 +498,19 @@ fn run_document(name: &str) -> Option<usize> {
             peer(program, &format!("{why}, in {name}"))?;
         }
     }
+    const CAP_NET_RAW: u64 = 1 << 13;
+    if steps.iter().any(|s| s.command.contains("sockit ping")) && common::capabilities() & CAP_NET_RAW == 0 {
+        common::skip(&format!(
+            "{name} pings on a raw socket, which needs root or CAP_NET_RAW"
+        ));
+        return None;
+    }
+    if steps.iter().any(|s| s.command.contains("[::1]")) && std::net::TcpListener::bind("[::1]:0").is_err() {
+        common::skip(&format!(
+            "::1 cannot be bound here (IPv6 disabled), and {name} uses it"
+        ));
+        return None;
+    }
     let needs_seed = steps.iter().any(|s| s.command.contains("../shared/seed/"));
     let seed = if needs_seed {
         peer("python3", "runs the seed's programs")?;

@@ -518,6 +518,21 @@ fn run_document(name: &str) -> Option<usize> {
     } else {
         None
     };
+    for step in &steps {
+        let mut words = step.command.split_whitespace();
+        while let Some(word) = words.next() {
+            if word == "--example" {
+                let name = words.next().unwrap_or_default();
+                let binary = bin_dir().join("examples").join(name);
+                assert!(
+                    binary.is_file(),
+                    "{}: {} is not built: run `cargo test`, which builds the examples, or `cargo build --examples`",
+                    step.at,
+                    binary.display()
+                );
+            }
+        }
+    }
     let _ports = seed_ports();
     let mut shell = Shell::new(seed);
     for step in &steps {

@@ -7,7 +7,7 @@
 //!   root. A line starting with `$ ` is a command, run by `sh -c`; the lines
 //!   after it, up to the next `$ ` or the end of the block, are exactly what
 //!   it prints (stdout and stderr together, as on a terminal), and it must
-//!   exit 0.
+//!   exit 0 (show a failure as `$ CMD || echo "exit status $?"`).
 //! - A command ending in ` &` runs in the background, as a server for the
 //!   commands after it, until `$ kill %N` (N counts the background jobs as a
 //!   shell does: one more than the highest still running). The lines under
@@ -33,6 +33,10 @@
 //!   runs); `text` blocks are output samples, not checked. Keep both few.
 //!   A `rust` block of the tutorial is an excerpt of one of `examples/*.rs`,
 //!   verbatim, so it cannot drift from code that compiles and runs.
+//!
+//! A document whose commands need what this machine lacks (python3 and the
+//! seed, `nc`, `timeout`, `::1`, `CAP_NET_RAW` for `sockit ping`) says SKIP,
+//! and fails under `CI=true`.
 //!
 //! The seed's fixed ports (8000, 9000), and every other fixed port and name a
 //! document uses, are held with the seed ports lock for the whole document.

@@ -1,10 +1,11 @@
-//! Every command in `docs/tutorial.md` (and in README.md's `console` blocks)
+//! Every command in `docs/tutorial.md` (and in README.md's `console run` blocks)
 //! runs here as written, and prints what the text says it prints.
 //!
 //! The convention, for anyone writing these documents:
 //!
 //! - A code block tagged `console` is a shell session, run in the repository
-//!   root. A line starting with `$ ` is a command, run by `sh -c`; the lines
+//!   root (in README.md, only a block tagged `console run`: its other
+//!   `console` blocks are samples, such as the error a mistaken file gives). A line starting with `$ ` is a command, run by `sh -c`; the lines
 //!   after it, up to the next `$ ` or the end of the block, are exactly what
 //!   it prints (stdout and stderr together, as on a terminal), and it must
 //!   exit 0 (show a failure as `$ CMD || echo "exit status $?"`).
@@ -72,7 +73,17 @@ struct Step {
 }
 
 /// The `$ ` commands of every `console` block of `text`, in order.
-fn console_steps(file: &str, text: &str) -> Vec<Step> {
+/// Which `console` blocks of a document run.
+#[derive(Clone, Copy)]
+enum Blocks {
+    /// Every one (the tutorial).
+    All,
+    /// Those tagged `console run` (README.md, whose other `console` blocks
+    /// are samples a reader cannot run as written).
+    Tagged,
+}
+
+fn console_steps(file: &str, text: &str, blocks: Blocks) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     let mut fence: Option<String> = None;
     for (number, line) in text.lines().enumerate() {
@@ -84,7 +95,13 @@ fn console_steps(file: &str, text: &str) -> Vec<Step> {
             continue;
         }
         let Some(info) = &fence else { continue };
-        if info.split_whitespace().next() != Some("console") {
+        let mut words = info.split_whitespace();
+        let runs = words.next() == Some("console")
+            && match blocks {
+                Blocks::All => true,
+                Blocks::Tagged => words.any(|word| word == "run"),
+            };
+        if !runs {
             continue;
         }
         if let Some(command) = line.strip_prefix("$ ") {
@@ -485,10 +502,10 @@ impl Output {
 
 /// Runs every `console` command of the document `name` (relative to the
 /// repository root); returns how many ran, or `None` if it was skipped.
-fn run_document(name: &str) -> Option<usize> {
+fn run_document(name: &str, blocks: Blocks) -> Option<usize> {
     let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let steps = console_steps(name, &text);
+    let steps = console_steps(name, &text, blocks);
     let uses = |program: &str| {
         steps
             .iter()
@@ -548,15 +565,15 @@ fn run_document(name: &str) -> Option<usize> {
 
 #[test]
 fn every_command_of_the_tutorial_runs_as_written() {
-    if let Some(count) = run_document("docs/tutorial.md") {
+    if let Some(count) = run_document("docs/tutorial.md", Blocks::All) {
         assert!(count >= 30, "docs/tutorial.md has only {count} commands");
     }
 }
 
 #[test]
 fn every_console_command_of_the_readme_runs_as_written() {
-    // README.md's `sh` blocks are recipes, not run; its `console` blocks are.
-    let _ = run_document("README.md");
+    // README.md's `sh` blocks are recipes, not run; its `console run` blocks are.
+    let _ = run_document("README.md", Blocks::Tagged);
 }
 
 #[test]
@@ -581,6 +598,19 @@ fn the_tutorial_rust_blocks_are_excerpts_of_the_examples() {
         rest = &body[end..];
     }
     assert!(excerpts >= 2, "docs/tutorial.md shows {excerpts} rust blocks");
+}
+
+#[test]
+fn readme_runs_only_the_blocks_tagged_to_run() {
+    let text = "```console\n$ false\nno\n```\n\n```console run\n$ echo a\na\n```\n";
+    let commands = |blocks| -> Vec<String> {
+        console_steps("x.md", text, blocks)
+            .into_iter()
+            .map(|step| step.command)
+            .collect()
+    };
+    assert_eq!(commands(Blocks::Tagged), ["echo a"]);
+    assert_eq!(commands(Blocks::All), ["false", "echo a"]);
 }
 
 #[test]

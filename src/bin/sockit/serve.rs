@@ -33,7 +33,7 @@ use crate::options::{self, SocketFlags};
     sockit serve unix:/tmp/greet.sock --mode 0660  on a Unix socket file\n  \
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
-    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
+    sockit serve udp://[::]:9000 --rate-limit 20/s  a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
     sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
     sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port\n  \

@@ -1,5 +1,28 @@
 //! Clients: the connect logic shared by `sockit connect` and `sockit bench`,
 //! speaking the same framing code as the server.
+//!
+//! # Examples
+//!
+//! A [`StreamClient`] talking to a [`Greet`](crate::Greet) server on a port the
+//! system chose:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sockit::Error> {
+//! use std::time::Duration;
+//! use sockit::{Framing, Greet, Server, StreamClient};
+//!
+//! let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+//! let endpoint = listener.local_endpoint().clone();
+//! tokio::spawn(listener.serve(std::future::pending()));
+//!
+//! let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+//! assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+//! client.send(b"bob").await?;
+//! assert_eq!(client.receive().await?.unwrap(), "Hello, bob!");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
@@ -34,16 +57,24 @@ const MAX_REPLY: usize = 1 << 20;
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use std::time::Duration;
-/// use sockit::{Framing, StreamClient};
+/// The seed's client, on a seqpacket socket in the abstract namespace:
 ///
-/// let endpoint = "tcp://127.0.0.1:8000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::{Framing, Greet, Server, StreamClient};
+///
+/// let endpoint = format!("seqpacket:@sockit-doc-client-{}", std::process::id()).parse()?;
+/// let listener = Server::new(Greet).bind(&endpoint).await?;
+/// tokio::spawn(listener.serve(std::future::pending()));
+///
 /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
-/// let greeting = client.receive().await?;
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, I am server");
 /// client.send(b"client1").await?;
-/// assert_eq!(client.receive().await?.as_deref(), Some(&b"Hello, client1!"[..]));
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, client1!");
+/// client.send(b"exit").await?;
+/// assert_eq!(client.receive().await?, None);
 /// # Ok(())
 /// # }
 /// ```
@@ -69,6 +100,24 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Echo, Framing, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Echo).bind(&"tcp://[::1]:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let client = StreamClient::connect(&endpoint, Framing::Len32, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.endpoint(), &endpoint);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(endpoint: &Endpoint, framing: Framing, timeout: Duration) -> Result<Self, Error> {
         Self::connect_with(endpoint, framing, timeout, &SocketOptions::default()).await
     }
@@ -83,6 +132,28 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Framing, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let options = SocketOptions::default().nodelay(true);
+    /// let mut client =
+    ///     StreamClient::connect_with(&endpoint, Framing::Raw, Duration::from_secs(5), &options).await?;
+    /// client.send(b"ping").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "ping");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_with(
         endpoint: &Endpoint,
         framing: Framing,
@@ -196,6 +267,29 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Not cancel safe: part of the message may have been sent.
+    ///
+    /// # Examples
+    ///
+    /// In `len32` framing the message goes out with its length first:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::AsyncReadExt;
+    /// use sockit::{Endpoint, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Len32, Duration::from_secs(5)).await?;
+    /// client.send(b"hi").await?;
+    /// let (mut conn, _) = server.accept().await?;
+    /// let mut wire = [0; 6];
+    /// conn.read_exact(&mut wire).await?;
+    /// assert_eq!(&wire, b"\0\0\0\x02hi");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
         let sent = match &mut self.link {
             Link::Bytes(stream) => {
@@ -228,6 +322,25 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// // The server is in `auto` framing: it greets bare, with no `\n`.
+    /// let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn receive_greeting(&mut self) -> Result<Option<Bytes>, Error> {
         if self.decoder.framing() != Framing::Line {
             return self.receive().await;
@@ -250,6 +363,30 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Cancel safe: bytes already read stay buffered for the next call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::AsyncWriteExt;
+    /// use sockit::{Endpoint, Error, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_millis(50)).await?;
+    /// let (mut conn, _) = server.accept().await?;
+    /// conn.write_all(b"one\r\ntw").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "one");
+    /// assert!(matches!(client.receive().await, Err(Error::Timeout { .. })));
+    /// conn.write_all(b"o\n").await?;
+    /// drop(conn);
+    /// assert_eq!(client.receive().await?.unwrap(), "two");
+    /// assert_eq!(client.receive().await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn receive(&mut self) -> Result<Option<Bytes>, Error> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let received = match &mut self.link {
@@ -295,6 +432,29 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Not cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// Pipelined lines, then end-of-stream: the replies still owed come back.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// client.receive_greeting().await?;
+    /// client.send(b"a").await?;
+    /// client.send(b"b").await?;
+    /// assert_eq!(client.finish().await?, ["Hello, a!", "Hello, b!"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn finish(&mut self) -> Result<Vec<Bytes>, Error> {
         let shut = match &mut self.link {
             Link::Bytes(stream) => stream.shutdown().await,
@@ -311,6 +471,22 @@ impl StreamClient {
     }
 
     /// The endpoint talked to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::{Endpoint, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let client = StreamClient::connect(&endpoint, Framing::Raw, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.endpoint().to_string(), format!("tcp://{}", server.local_addr()?));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
@@ -408,14 +584,21 @@ async fn receive_packet(socket: &mut UnixSeqpacket, input: &mut BytesMut) -> Res
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use std::time::Duration;
-/// use sockit::DatagramClient;
+/// On a Unix datagram socket, whose server replies to the client's own
+/// temporary socket file:
 ///
-/// let endpoint = "udp://127.0.0.1:9000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::{DatagramClient, Greet, Server};
+///
+/// let endpoint = format!("unix-dgram:@sockit-doc-client-{}", std::process::id()).parse()?;
+/// let listener = Server::new(Greet).bind(&endpoint).await?;
+/// tokio::spawn(listener.serve(std::future::pending()));
+///
 /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(1), 2).await?;
-/// assert_eq!(&client.request(b"client1").await?[..], b"Hello, client1");
+/// assert_eq!(client.request(b"client1").await?, "Hello, client1");
 /// # Ok(())
 /// # }
 /// ```
@@ -438,6 +621,24 @@ impl DatagramClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Greet, Server};
+    ///
+    /// let listener = Server::new(Greet).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(1), 2).await?;
+    /// assert_eq!(client.request(b"client1").await?, "Hello, client1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(endpoint: &Endpoint, timeout: Duration, retries: u32) -> Result<Self, Error> {
         Self::connect_with(endpoint, timeout, retries, &SocketOptions::default()).await
     }
@@ -452,6 +653,26 @@ impl DatagramClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{DatagramClient, Echo, Server};
+    ///
+    /// let listener = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let options = SocketOptions::default().recv_buffer(256 * 1024);
+    /// let client = DatagramClient::connect_with(&endpoint, Duration::from_secs(1), 0, &options).await?;
+    /// assert_eq!(client.request(b"ping").await?, "ping");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_with(
         endpoint: &Endpoint,
         timeout: Duration,
@@ -488,6 +709,29 @@ impl DatagramClient {
     ///
     /// Cancel safe, but a reply that arrives after cancelling is read by the
     /// next request.
+    ///
+    /// # Examples
+    ///
+    /// A peer that never answers: each of the 1 + 2 tries waits 10 ms.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Endpoint, Error};
+    ///
+    /// let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let endpoint = Endpoint::udp(silent.local_addr()?);
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_millis(10), 2).await?;
+    /// let err = client.request(b"anyone?").await.unwrap_err();
+    /// assert!(matches!(err, Error::Timeout { waited, .. } if waited == Duration::from_millis(30)));
+    /// let mut buf = [0; 16];
+    /// for _ in 0..3 {
+    ///     assert_eq!(silent.recv(&mut buf)?, 7); // sent once per try
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn request(&self, message: &[u8]) -> Result<Bytes, Error> {
         let failed = |source| Error::Conversation {
             endpoint: self.endpoint.clone(),

@@ -1,4 +1,13 @@
 //! The library's errors: what failed, on which endpoint, and why.
+//!
+//! # Examples
+//!
+//! ```
+//! use sockit::{Endpoint, Error};
+//!
+//! let err = Error::from("tcp://nowhere".parse::<Endpoint>().unwrap_err());
+//! assert!(matches!(err, Error::Endpoint(_)));
+//! ```
 
 use std::io;
 use std::time::Duration;
@@ -7,6 +16,24 @@ use crate::Endpoint;
 use crate::endpoint::EndpointError;
 
 /// Everything that can go wrong serving or reaching an endpoint.
+///
+/// # Examples
+///
+/// Binding a port that is taken names the endpoint, with the reason as its source:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockit::{Echo, Endpoint, Error, Server};
+///
+/// let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let endpoint = Endpoint::tcp(taken.local_addr()?);
+/// let err = Server::new(Echo).bind(&endpoint).await.unwrap_err();
+/// assert!(matches!(err, Error::Bind { .. }));
+/// assert_eq!(err.to_string(), format!("cannot listen on {endpoint}"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -28,6 +55,17 @@ pub enum Error {
         /// The endpoint that could not be bound.
         endpoint: Endpoint,
         /// Why binding failed.
+        #[source]
+        source: io::Error,
+    },
+    /// An open socket handed over ([`Server::adopt`](crate::Server::adopt))
+    /// cannot be served: not a socket, not listening, or of a kind sockit
+    /// does not serve.
+    #[error("cannot serve descriptor {fd}")]
+    Adopt {
+        /// The socket's descriptor number.
+        fd: std::os::fd::RawFd,
+        /// What it is, or why it cannot be set up.
         #[source]
         source: io::Error,
     },

@@ -1,4 +1,13 @@
 //! Bytes shown safely in logs: text stays readable, everything else is escaped.
+//!
+//! # Examples
+//!
+//! ```
+//! use sockit::Escaped;
+//!
+//! let message = b"bob\r\n\xff";
+//! assert_eq!(format!("got {}", Escaped(message)), r#"got "bob\r\n\xff""#);
+//! ```
 
 use std::fmt;
 

@@ -8,6 +8,17 @@
 //! A new decoder gets a function here, a line in [`TARGETS`], a file in
 //! `fuzz/fuzz_targets/` and a `[[bin]]` in `fuzz/Cargo.toml`, and a folder in
 //! `fuzz/corpus/`.
+//!
+//! # Examples
+//!
+//! Replaying one input through every target, as `tests/fuzz_corpus.rs` does
+//! with the corpus:
+//!
+//! ```
+//! for (_name, target) in sockit::fuzzing::TARGETS {
+//!     target(b"\x02\x40\x00\x00PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nhello\n"); // panics on a failed property
+//! }
+//! ```
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
@@ -20,9 +31,25 @@ use crate::icmp::{self, Echo, EchoKind, Ipv4Header, Version};
 use crate::proxy::{self, Decoded};
 
 /// A fuzz target's body: panics when a property fails on the input.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::fuzzing::Target;
+///
+/// let target: Target = sockit::fuzzing::icmp_parse;
+/// target(b"\x08\x00\xf7\xfe\x00\x01\x00\x00");
+/// ```
 pub type Target = fn(&[u8]);
 
 /// Every fuzz target by name (its folder in `fuzz/corpus/`), with its body.
+///
+/// # Examples
+///
+/// ```
+/// let names: Vec<&str> = sockit::fuzzing::TARGETS.iter().map(|(name, _)| *name).collect();
+/// assert_eq!(names, ["framing", "icmp_parse", "proxy_header"]);
+/// ```
 pub const TARGETS: &[(&str, Target)] = &[
     ("framing", framing),
     ("icmp_parse", icmp_parse),
@@ -37,6 +64,13 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// 16 KiB read window are both reachable); byte 3 is a count `n`, the next `n`
 /// bytes are read lengths (`b + 1`); the rest is the stream. See
 /// [`check_framing`] for what is checked.
+///
+/// # Examples
+///
+/// ```
+/// // `line` framing (2), maximum 64, reads of 3 bytes, then the stream.
+/// sockit::fuzzing::framing(b"\x02\x40\x00\x01\x02bob\nalice\n");
+/// ```
 pub fn framing(data: &[u8]) {
     let [which, max, shift, count, rest @ ..] = data else {
         return;
@@ -74,6 +108,14 @@ struct Run {
 ///   line (at the start or after a `\n`) and does not fill the read window.
 ///   That holds for the fuzzer's reads when it happens to, and always for
 ///   reads that end at every `\n`.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::Framing;
+///
+/// sockit::fuzzing::check_framing(Framing::Len32, 16, b"\0\0\0\x02hi\0\0\0\x01!", &[1, 5]);
+/// ```
 pub fn check_framing(framing: Framing, max: usize, stream: &[u8], lengths: &[usize]) {
     let window = Decoder::new(framing, max).read_size();
     let reads = cut(stream.len(), lengths, window);
@@ -288,6 +330,13 @@ fn spells(framing: Framing, max: usize, stream: &[u8], run: &Run) {
 /// The `icmp_parse` target: the parsers never panic, what they accept
 /// re-encodes to the same bytes, and a message built from the input's first
 /// bytes parses back to itself.
+///
+/// # Examples
+///
+/// ```
+/// // An echo request, its checksum right.
+/// sockit::fuzzing::icmp_parse(b"\x08\x00\xf7\xfe\x00\x01\x00\x00");
+/// ```
 pub fn icmp_parse(data: &[u8]) {
     let source = Ipv6Addr::from([1; 16]);
     let destination = Ipv6Addr::LOCALHOST;
@@ -381,6 +430,12 @@ fn reencodes(version: Version, data: &[u8], message: icmp::Message<'_>) {
 ///   the cap or more of a v2 one: a caller never buffers past them;
 /// - a header ends in CRLF (v1) or at its length field's end (v2), and
 ///   encodes back, in both versions, to bytes that decode to it.
+///
+/// # Examples
+///
+/// ```
+/// sockit::fuzzing::proxy_header(b"\x03PROXY TCP4 192.0.2.1 192.0.2.2 5555 80\r\n");
+/// ```
 pub fn proxy_header(data: &[u8]) {
     let Some((&cap, buf)) = data.split_first() else {
         return;

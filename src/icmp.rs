@@ -25,17 +25,77 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// The length of an echo message's header: type, code, checksum, id, sequence.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{ECHO_HEADER_LEN, Echo, EchoKind, Version};
+///
+/// let echo = Echo { id: 1, seq: 1, payload: b"ping" };
+/// assert_eq!(echo.encode(Version::V4, EchoKind::Request).len(), ECHO_HEADER_LEN + 4);
+/// ```
 pub const ECHO_HEADER_LEN: usize = 8;
 /// The length of an IPv4 header without options (IHL 5).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use sockit::icmp::{IPV4_HEADER_LEN, Ipv4Header};
+///
+/// let header = Ipv4Header::icmp(Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST, 0, 64, 8)?;
+/// assert_eq!(header.encode().len(), IPV4_HEADER_LEN);
+/// assert_eq!(header.total_length, 28);
+/// # Ok::<(), sockit::icmp::IcmpError>(())
+/// ```
 pub const IPV4_HEADER_LEN: usize = 20;
 /// The IPv4 protocol number of ICMP.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use sockit::icmp::{Ipv4Header, PROTOCOL_ICMP};
+///
+/// let header = Ipv4Header::icmp(Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST, 0, 64, 8)?;
+/// assert_eq!(header.encode()[9], PROTOCOL_ICMP);
+/// # Ok::<(), sockit::icmp::IcmpError>(())
+/// ```
 pub const PROTOCOL_ICMP: u8 = 1;
 /// How many payload bytes the send timestamp takes (a 64-bit `timeval`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::icmp::{TIMESTAMP_LEN, echo_payload};
+///
+/// let payload = echo_payload(20, Duration::from_secs(1));
+/// assert_eq!(&payload[TIMESTAMP_LEN..], [16, 17, 18, 19]);
+/// ```
 pub const TIMESTAMP_LEN: usize = 16;
 /// The largest echo payload one IPv4 packet can carry (65535 − 20 − 8).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{MAX_PAYLOAD_V4, Version};
+///
+/// assert_eq!(MAX_PAYLOAD_V4, 65_507);
+/// assert_eq!(Version::V4.max_payload(), MAX_PAYLOAD_V4);
+/// ```
 pub const MAX_PAYLOAD_V4: usize = 65_535 - IPV4_HEADER_LEN - ECHO_HEADER_LEN;
 /// The largest echo payload one IPv6 packet can carry without jumbograms
 /// (65535 − 8: the IPv6 payload length does not count its own header).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{MAX_PAYLOAD_V6, Version};
+///
+/// assert_eq!(MAX_PAYLOAD_V6, 65_527);
+/// assert_eq!(Version::V6.max_payload(), MAX_PAYLOAD_V6);
+/// ```
 pub const MAX_PAYLOAD_V6: usize = 65_535 - ECHO_HEADER_LEN;
 
 const ECHO_REQUEST_V4: u8 = 8;
@@ -45,6 +105,16 @@ const ECHO_REPLY_V6: u8 = 129;
 const NEXT_HEADER_ICMPV6: u8 = 58;
 
 /// What is wrong with a packet that could not be parsed.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{self, IcmpError};
+///
+/// let err = icmp::parse_icmpv4(b"\x08\0\0").unwrap_err();
+/// assert_eq!(err, IcmpError::Truncated { what: "ICMP message", needed: 8, got: 3 });
+/// assert_eq!(err.to_string(), "ICMP message is truncated: 3 bytes, at least 8 needed");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IcmpError {
@@ -105,6 +175,16 @@ pub enum IcmpError {
 }
 
 /// The IP version an ICMP message travels over: ICMP (IPv4) or ICMPv6.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{Echo, EchoKind, Version};
+///
+/// let echo = Echo { id: 7, seq: 1, payload: b"" };
+/// assert_eq!(echo.encode(Version::V4, EchoKind::Request)[0], 8);
+/// assert_eq!(echo.encode(Version::V6, EchoKind::Request)[0], 128);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     /// ICMP for IPv4 (RFC 792).
@@ -115,6 +195,15 @@ pub enum Version {
 
 impl Version {
     /// The largest echo payload one packet of this version can carry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::icmp::Version;
+    ///
+    /// assert_eq!(Version::V4.max_payload(), 65_535 - 20 - 8);
+    /// assert_eq!(Version::V6.max_payload(), 65_535 - 8);
+    /// ```
     pub fn max_payload(self) -> usize {
         match self {
             Version::V4 => MAX_PAYLOAD_V4,
@@ -133,6 +222,16 @@ impl Version {
 }
 
 /// Which half of an echo exchange a message is.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{Echo, EchoKind, Version};
+///
+/// let echo = Echo { id: 7, seq: 1, payload: b"" };
+/// assert_eq!(echo.encode(Version::V4, EchoKind::Reply)[0], 0);
+/// assert_eq!(echo.encode(Version::V6, EchoKind::Reply)[0], 129);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EchoKind {
     /// Echo request: type 8 (ICMP) or 128 (ICMPv6).
@@ -143,6 +242,18 @@ pub enum EchoKind {
 
 /// The body of an echo request or reply: identifier, sequence number and the
 /// payload the reply must carry back unchanged.
+///
+/// # Examples
+///
+/// A reply carries back the request's identifier, sequence number and payload:
+///
+/// ```
+/// use sockit::icmp::{self, Echo, EchoKind, Message, Version};
+///
+/// let request = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// let reply = request.encode(Version::V4, EchoKind::Reply);
+/// assert_eq!(icmp::parse_icmpv4(&reply), Ok(Message::EchoReply(request)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Echo<'a> {
     /// The identifier: which pinger this is (an ICMP datagram socket's port).
@@ -165,6 +276,23 @@ impl Echo<'_> {
     ///
     /// If the payload is larger than [`Version::max_payload`]; check with
     /// [`check_payload_size`] first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::icmp::{Echo, EchoKind, Version};
+    ///
+    /// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+    /// assert_eq!(
+    ///     echo.encode(Version::V4, EchoKind::Request),
+    ///     b"\x08\x00\x06\xfa\x12\x34\x00\x01ping",
+    /// );
+    /// // Over IPv6 the kernel fills in the checksum.
+    /// assert_eq!(
+    ///     echo.encode(Version::V6, EchoKind::Request),
+    ///     b"\x80\x00\x00\x00\x12\x34\x00\x01ping",
+    /// );
+    /// ```
     pub fn encode(&self, version: Version, kind: EchoKind) -> Vec<u8> {
         let max = version.max_payload();
         assert!(self.payload.len() <= max, "echo payload over {max} bytes");
@@ -186,6 +314,18 @@ impl Echo<'_> {
 /// # Errors
 ///
 /// [`IcmpError::TooLarge`] when they do not.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{self, IcmpError, Version};
+///
+/// assert_eq!(icmp::check_payload_size(Version::V6, 65_527), Ok(()));
+/// assert_eq!(
+///     icmp::check_payload_size(Version::V4, 65_527),
+///     Err(IcmpError::TooLarge { size: 65_527, max: 65_507 }),
+/// );
+/// ```
 pub fn check_payload_size(version: Version, size: usize) -> Result<(), IcmpError> {
     let max = version.max_payload();
     if size > max {
@@ -195,6 +335,16 @@ pub fn check_payload_size(version: Version, size: usize) -> Result<(), IcmpError
 }
 
 /// An ICMP message as far as a pinger cares.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{self, Message};
+///
+/// // Destination unreachable (3), port unreachable (3), checksum filled in.
+/// let unreachable = [3, 3, 0xfc, 0xfc, 0, 0, 0, 0];
+/// assert_eq!(icmp::parse_icmpv4(&unreachable), Ok(Message::Other { kind: 3, code: 3 }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Message<'a> {
     /// An echo request (one's own, looped back, on a raw socket).
@@ -215,6 +365,17 @@ pub enum Message<'a> {
 /// ones' complement sum of its 16-bit big-endian words (an odd last byte is
 /// padded with zero). Over data that includes a correct checksum field, it
 /// is 0.
+///
+/// # Examples
+///
+/// The example of RFC 1071 §3:
+///
+/// ```
+/// use sockit::icmp::checksum;
+///
+/// assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d);
+/// assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7, 0x22, 0x0d]), 0);
+/// ```
 pub fn checksum(data: &[u8]) -> u16 {
     fold(sum_words(0, data))
 }
@@ -226,6 +387,18 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// # Panics
 ///
 /// If `message` is longer than 4 GiB, which no IPv6 packet is.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv6Addr;
+/// use sockit::icmp::{Echo, EchoKind, Version, icmpv6_checksum};
+///
+/// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// let message = echo.encode(Version::V6, EchoKind::Request);
+/// let localhost = Ipv6Addr::LOCALHOST;
+/// assert_eq!(icmpv6_checksum(localhost, localhost, &message), 0x8eb1);
+/// ```
 pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
     let length = u32::try_from(message.len()).expect("an ICMPv6 message fits in 4 GiB");
     let mut sum = sum_words(0, &src.octets());
@@ -240,6 +413,21 @@ pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
 /// # Panics
 ///
 /// If `message` is shorter than 4 bytes.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv6Addr;
+/// use sockit::icmp::{self, Echo, EchoKind, Message, Version};
+///
+/// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// let mut message = echo.encode(Version::V6, EchoKind::Request);
+/// let localhost = Ipv6Addr::LOCALHOST;
+/// icmp::set_icmpv6_checksum(&mut message, localhost, localhost);
+/// assert_eq!(&message[2..4], [0x8e, 0xb1]);
+/// let checked = icmp::parse_icmpv6(&message, Some((localhost, localhost)));
+/// assert_eq!(checked, Ok(Message::EchoRequest(echo)));
+/// ```
 pub fn set_icmpv6_checksum(message: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) {
     message[2..4].fill(0);
     let sum = icmpv6_checksum(src, dst, message);
@@ -273,6 +461,19 @@ fn fold(mut sum: u64) -> u16 {
 ///
 /// [`IcmpError::Truncated`] below 8 bytes, [`IcmpError::BadChecksum`] when
 /// the checksum does not add up.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{self, Echo, IcmpError, Message};
+///
+/// let reply = b"\x00\x00\x0e\xfa\x12\x34\x00\x01ping";
+/// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// assert_eq!(icmp::parse_icmpv4(reply), Ok(Message::EchoReply(echo)));
+///
+/// let corrupted = b"\x00\x00\x0e\xfa\x12\x34\x00\x01pong";
+/// assert!(matches!(icmp::parse_icmpv4(corrupted), Err(IcmpError::BadChecksum { .. })));
+/// ```
 pub fn parse_icmpv4(message: &[u8]) -> Result<Message<'_>, IcmpError> {
     check_echo_header(message, "ICMP message")?;
     if checksum(message) != 0 {
@@ -292,6 +493,17 @@ pub fn parse_icmpv4(message: &[u8]) -> Result<Message<'_>, IcmpError> {
 ///
 /// [`IcmpError::Truncated`] below 8 bytes, [`IcmpError::BadChecksum`] when
 /// the checksum does not add up.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{self, Echo, Message};
+///
+/// // As an ICMPv6 socket receives a reply: the kernel checked the checksum.
+/// let reply = b"\x81\x00\x00\x00\x12\x34\x00\x01ping";
+/// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// assert_eq!(icmp::parse_icmpv6(reply, None), Ok(Message::EchoReply(echo)));
+/// ```
 pub fn parse_icmpv6(
     message: &[u8],
     addresses: Option<(Ipv6Addr, Ipv6Addr)>,
@@ -312,6 +524,26 @@ pub fn parse_icmpv6(
 ///
 /// Any error of [`Ipv4Header::parse`] or [`parse_icmpv4`], and
 /// [`IcmpError::NotIcmp`] when the packet carries another protocol.
+///
+/// # Examples
+///
+/// What a raw socket receives for a reply from 127.0.0.1:
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use sockit::icmp::{self, Echo, EchoKind, Ipv4Header, Message, Version};
+///
+/// let echo = Echo { id: 0x1234, seq: 1, payload: b"ping" };
+/// let message = echo.encode(Version::V4, EchoKind::Reply);
+/// let localhost = Ipv4Addr::LOCALHOST;
+/// let header = Ipv4Header::icmp(localhost, localhost, 7, 64, message.len())?;
+/// let packet = [&header.encode()[..], &message].concat();
+///
+/// let (parsed, reply) = icmp::parse_ipv4_icmp(&packet)?;
+/// assert_eq!((parsed.src, parsed.ttl), (localhost, 64));
+/// assert_eq!(reply, Message::EchoReply(echo));
+/// # Ok::<(), sockit::icmp::IcmpError>(())
+/// ```
 pub fn parse_ipv4_icmp(packet: &[u8]) -> Result<(Ipv4Header, Message<'_>), IcmpError> {
     let (header, payload) = Ipv4Header::parse(packet)?;
     if header.protocol != PROTOCOL_ICMP {
@@ -360,6 +592,19 @@ fn classify(version: Version, message: &[u8]) -> Message<'_> {
 /// [`encode`](Ipv4Header::encode) writes a 20-byte header without options:
 /// version 4, IHL 5, TOS 0, no flags, fragment offset 0, and the header
 /// checksum; [`parse`](Ipv4Header::parse) reads one with or without options.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use sockit::icmp::Ipv4Header;
+///
+/// let localhost = Ipv4Addr::LOCALHOST;
+/// let header = Ipv4Header::icmp(localhost, localhost, 7, 64, 12)?;
+/// let bytes = header.encode();
+/// assert_eq!(Ipv4Header::parse(&[&bytes[..], &[0; 12]].concat())?.0, header);
+/// # Ok::<(), sockit::icmp::IcmpError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Ipv4Header {
     /// Header and payload, in bytes.
@@ -382,6 +627,19 @@ impl Ipv4Header {
     /// # Errors
     ///
     /// [`IcmpError::TooLarge`] when the packet would pass 65535 bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use sockit::icmp::{IcmpError, Ipv4Header, PROTOCOL_ICMP};
+    ///
+    /// let header = Ipv4Header::icmp(Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST, 0, 1, 64)?;
+    /// assert_eq!((header.total_length, header.protocol, header.ttl), (84, PROTOCOL_ICMP, 1));
+    /// let too_big = Ipv4Header::icmp(Ipv4Addr::UNSPECIFIED, Ipv4Addr::LOCALHOST, 0, 1, 65_516);
+    /// assert_eq!(too_big, Err(IcmpError::TooLarge { size: 65_516, max: 65_515 }));
+    /// # Ok::<(), IcmpError>(())
+    /// ```
     pub fn icmp(src: Ipv4Addr, dst: Ipv4Addr, id: u16, ttl: u8, icmp_len: usize) -> Result<Self, IcmpError> {
         let max = usize::from(u16::MAX) - IPV4_HEADER_LEN;
         let total_length = u16::try_from(IPV4_HEADER_LEN + icmp_len)
@@ -397,6 +655,21 @@ impl Ipv4Header {
     }
 
     /// The 20-byte header, its checksum filled in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use sockit::icmp::Ipv4Header;
+    ///
+    /// let localhost = Ipv4Addr::LOCALHOST;
+    /// let header = Ipv4Header::icmp(localhost, localhost, 7, 64, 12)?;
+    /// assert_eq!(
+    ///     header.encode(),
+    ///     [0x45, 0, 0, 32, 0, 7, 0, 0, 64, 1, 0x7c, 0xd4, 127, 0, 0, 1, 127, 0, 0, 1],
+    /// );
+    /// # Ok::<(), sockit::icmp::IcmpError>(())
+    /// ```
     pub fn encode(&self) -> [u8; IPV4_HEADER_LEN] {
         let mut header = [0; IPV4_HEADER_LEN];
         header[0] = 0x45; // version 4, IHL 5
@@ -422,6 +695,22 @@ impl Ipv4Header {
     /// [`IcmpError::Truncated`], [`IcmpError::NotIpv4`],
     /// [`IcmpError::BadHeaderLength`], [`IcmpError::BadTotalLength`] or
     /// [`IcmpError::BadChecksum`], as named.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use sockit::icmp::{IcmpError, Ipv4Header};
+    ///
+    /// let mut packet = vec![0x45, 0, 0, 24, 0, 7, 0, 0, 64, 1, 0x7c, 0xdc, 127, 0, 0, 1, 127, 0, 0, 1];
+    /// packet.extend_from_slice(b"dataextra"); // the total length ends at "data"
+    /// let (header, payload) = Ipv4Header::parse(&packet)?;
+    /// assert_eq!((header.dst, payload), (Ipv4Addr::LOCALHOST, &b"data"[..]));
+    ///
+    /// packet[8] = 63; // the TTL changed, the checksum did not
+    /// assert!(matches!(Ipv4Header::parse(&packet), Err(IcmpError::BadChecksum { .. })));
+    /// # Ok::<(), IcmpError>(())
+    /// ```
     pub fn parse(packet: &[u8]) -> Result<(Ipv4Header, &[u8]), IcmpError> {
         let truncated = |needed| IcmpError::Truncated {
             what: "IPv4 header",
@@ -474,6 +763,19 @@ impl Ipv4Header {
 /// the send time as a 64-bit `struct timeval` (seconds, then microseconds,
 /// since the Unix epoch; written little-endian, as iputils writes it on
 /// x86-64 and arm64).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::icmp::echo_payload;
+///
+/// assert_eq!(echo_payload(4, Duration::from_secs(1)), [0, 1, 2, 3]);
+/// let payload = echo_payload(18, Duration::new(2, 3_000));
+/// assert_eq!(&payload[..8], 2u64.to_le_bytes()); // seconds
+/// assert_eq!(&payload[8..16], 3u64.to_le_bytes()); // microseconds
+/// assert_eq!(&payload[16..], [16, 17]);
+/// ```
 pub fn echo_payload(size: usize, sent: Duration) -> Vec<u8> {
     let mut payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
     if size >= TIMESTAMP_LEN {
@@ -484,6 +786,22 @@ pub fn echo_payload(size: usize, sent: Duration) -> Vec<u8> {
 }
 
 /// What a reply turned out to be, told by [`Session::reply`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use sockit::icmp::{Answer, Session};
+///
+/// let mut session = Session::new(8);
+/// let start = Instant::now();
+/// let (seq, payload) = session.probe(start, Duration::ZERO);
+/// let later = start + Duration::from_millis(2);
+/// assert_eq!(session.reply(seq, &payload, later), Answer::Reply(Duration::from_millis(2)));
+/// assert_eq!(session.reply(seq, &payload, later), Answer::Duplicate(Duration::from_millis(2)));
+/// assert_eq!(session.reply(seq + 1, &payload, later), Answer::Unknown);
+/// assert_eq!(session.reply(seq, b"garbage!", later), Answer::WrongData);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// The first reply to a probe, after this round-trip time.
@@ -530,6 +848,17 @@ struct Probe {
 
 impl Session {
     /// A session whose probes carry `size` payload bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(0);
+    /// let (_, payload) = session.probe(Instant::now(), Duration::ZERO);
+    /// assert!(payload.is_empty());
+    /// ```
     pub fn new(size: usize) -> Self {
         Session {
             size,
@@ -542,6 +871,19 @@ impl Session {
     /// Records a probe sent at `now`, the wall clock reading `stamp` since
     /// the Unix epoch; returns its sequence number (1, 2, …, wrapping after
     /// 65535 to 0) and the payload to send.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(4);
+    /// let now = Instant::now();
+    /// assert_eq!(session.probe(now, Duration::ZERO), (1, vec![0, 1, 2, 3]));
+    /// assert_eq!(session.probe(now, Duration::ZERO).0, 2);
+    /// assert_eq!(session.statistics().transmitted, 2);
+    /// ```
     pub fn probe(&mut self, now: Instant, stamp: Duration) -> (u16, Vec<u8>) {
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1);
@@ -558,12 +900,35 @@ impl Session {
     }
 
     /// Records a probe that could not be sent, or an error reported for one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(56);
+    /// session.error();
+    /// assert_eq!(session.statistics().errors, 1);
+    /// ```
     pub fn error(&mut self) {
         self.statistics.errors += 1;
     }
 
     /// Matches a reply with sequence number `seq` and `payload`, received at
     /// `now`, to its probe, and counts it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::{Answer, Session};
+    ///
+    /// let mut session = Session::new(56);
+    /// let sent = Instant::now();
+    /// let (seq, payload) = session.probe(sent, Duration::from_secs(1_700_000_000));
+    /// let rtt = Duration::from_micros(80);
+    /// assert_eq!(session.reply(seq, &payload, sent + rtt), Answer::Reply(rtt));
+    /// ```
     pub fn reply(&mut self, seq: u16, payload: &[u8], now: Instant) -> Answer {
         let Some(probe) = self.probes.get_mut(&seq) else {
             return Answer::Unknown;
@@ -582,12 +947,40 @@ impl Session {
     }
 
     /// The totals so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(56);
+    /// let start = Instant::now();
+    /// for _ in 0..4 {
+    ///     session.probe(start, Duration::ZERO);
+    /// }
+    /// let payload = sockit::icmp::echo_payload(56, Duration::ZERO);
+    /// session.reply(1, &payload, start + Duration::from_millis(1));
+    /// let statistics = session.statistics();
+    /// assert_eq!((statistics.transmitted, statistics.received), (4, 1));
+    /// assert_eq!(statistics.loss_percent(), 75.0);
+    /// ```
     pub fn statistics(&self) -> &Statistics {
         &self.statistics
     }
 }
 
 /// The totals of a ping run, as iputils' summary gives them.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::Statistics;
+///
+/// let statistics = Statistics::default();
+/// assert_eq!(statistics.loss_percent(), 0.0);
+/// assert_eq!(statistics.round_trips(), None);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Statistics {
     /// Probes sent (or tried).
@@ -607,6 +1000,24 @@ pub struct Statistics {
 
 /// Round-trip times: minimum, mean, maximum and mean deviation (iputils'
 /// `mdev`, the standard deviation: √(mean of squares − square of mean)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use sockit::icmp::{RoundTrips, Session};
+///
+/// let mut session = Session::new(0);
+/// let start = Instant::now();
+/// for rtt in [1, 3] {
+///     let (seq, payload) = session.probe(start, Duration::ZERO);
+///     session.reply(seq, &payload, start + Duration::from_millis(rtt));
+/// }
+/// let RoundTrips { min, avg, max, mdev } = session.statistics().round_trips().unwrap();
+/// assert_eq!((min, max), (Duration::from_millis(1), Duration::from_millis(3)));
+/// let micros = |d: Duration| (d.as_secs_f64() * 1e6).round();
+/// assert_eq!((micros(avg), micros(mdev)), (2_000.0, 1_000.0));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoundTrips {
     /// The shortest.
@@ -635,6 +1046,20 @@ impl Statistics {
     }
 
     /// The share of probes not answered, in percent (0 when none were sent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(0);
+    /// let now = Instant::now();
+    /// let (seq, payload) = session.probe(now, Duration::ZERO);
+    /// session.probe(now, Duration::ZERO);
+    /// session.reply(seq, &payload, now);
+    /// assert_eq!(session.statistics().loss_percent(), 50.0);
+    /// ```
     pub fn loss_percent(&self) -> f64 {
         if self.transmitted == 0 {
             return 0.0;
@@ -645,6 +1070,22 @@ impl Statistics {
 
     /// The round-trip times of every reply, duplicates included, as iputils
     /// counts them; `None` before the first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use sockit::icmp::Session;
+    ///
+    /// let mut session = Session::new(0);
+    /// let start = Instant::now();
+    /// let (seq, payload) = session.probe(start, Duration::ZERO);
+    /// assert_eq!(session.statistics().round_trips(), None);
+    /// session.reply(seq, &payload, start + Duration::from_millis(5));
+    /// let rtts = session.statistics().round_trips().unwrap();
+    /// assert_eq!((rtts.min, rtts.max), (Duration::from_millis(5), Duration::from_millis(5)));
+    /// assert_eq!(rtts.mdev, Duration::ZERO);
+    /// ```
     pub fn round_trips(&self) -> Option<RoundTrips> {
         let samples = (self.received + self.duplicates) as f64;
         if samples == 0.0 {

@@ -32,7 +32,7 @@
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
 //! | [`proxy`] | pure: the PROXY protocol header (v1, v2) a load balancer sends first, decoded and encoded |
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
-//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; [`net::tls`] reads certificates and keys and runs handshakes |
+//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; takes sockets handed over (systemd's socket activation); [`net::tls`] reads certificates and keys and runs handshakes |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
 //! | `connection` | one stream connection: read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |

@@ -28,14 +28,38 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// How many sources a rate limit remembers by default, at most.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sockit::limit::DEFAULT_SOURCES, 65_536);
+/// ```
 pub const DEFAULT_SOURCES: usize = 65_536;
 
 /// The default cap on a reply against its request: three times, as QUIC
 /// allows a server before it has checked the client's address (RFC 9000 §8).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, ReplyCap};
+///
+/// assert_eq!(ReplyCap::default().max_amplification(), Some(DEFAULT_MAX_AMPLIFICATION));
+/// assert_eq!(ReplyCap::default().limit(1000), 3000);
+/// ```
 pub const DEFAULT_MAX_AMPLIFICATION: u32 = 3;
 
 /// Every reply may be this long, however short its request: an empty
 /// datagram still gets `Hello, `.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::limit::{AMPLIFICATION_FLOOR, ReplyCap};
+///
+/// assert_eq!(ReplyCap::default().limit(0), AMPLIFICATION_FLOOR);
+/// assert_eq!(ReplyCap::default().limit(10), 64);
+/// ```
 pub const AMPLIFICATION_FLOOR: usize = 64;
 
 /// How often at most one source's drops are logged.
@@ -45,6 +69,34 @@ pub(crate) const SOURCE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 ///
 /// A token bucket: it holds `burst` tokens when full, a datagram takes one,
 /// and one comes back every `per / count`.
+///
+/// # Examples
+///
+/// A UDP server that answers each source two datagrams, then one an hour:
+/// the third request from the same address is dropped unanswered.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::limit::RateLimit;
+/// use sockit::{DatagramClient, Echo, Error, Server};
+///
+/// let limit = RateLimit::new(1, Duration::from_secs(3600)).burst(2);
+/// let listener = Server::new(Echo)
+///     .datagram_rate_limit(limit)
+///     .bind(&"udp://127.0.0.1:0".parse()?)
+///     .await?;
+/// let endpoint = listener.local_endpoint().clone();
+/// tokio::spawn(listener.serve(std::future::pending()));
+///
+/// let client = DatagramClient::connect(&endpoint, Duration::from_millis(200), 0).await?;
+/// assert_eq!(client.request(b"one").await?, "one");
+/// assert_eq!(client.request(b"two").await?, "two");
+/// assert!(matches!(client.request(b"three").await, Err(Error::Timeout { .. })));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     count: u32,
@@ -54,6 +106,18 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// `count` every `per` (both at least 1), in bursts of up to `count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::limit::RateLimit;
+    ///
+    /// let limit = RateLimit::new(600, Duration::from_secs(60));
+    /// assert_eq!(limit.to_string(), "600/m");
+    /// assert_eq!("600/m".parse(), Ok(limit));
+    /// assert_eq!(RateLimit::new(0, Duration::ZERO).count(), 1);
+    /// ```
     pub fn new(count: u32, per: Duration) -> Self {
         let count = count.max(1);
         RateLimit {
@@ -64,11 +128,30 @@ impl RateLimit {
     }
 
     /// `count` a second, in bursts of up to `count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::RateLimit;
+    ///
+    /// assert_eq!(RateLimit::per_second(100).to_string(), "100/s");
+    /// ```
     pub fn per_second(count: u32) -> Self {
         RateLimit::new(count, Duration::from_secs(1))
     }
 
     /// Bursts of up to `burst` (at least 1) at once, after a quiet spell.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::limit::RateLimit;
+    ///
+    /// let limit = RateLimit::per_second(100).burst(20);
+    /// assert_eq!((limit.count(), limit.per(), limit.burst_size()), (100, Duration::from_secs(1), 20));
+    /// assert_eq!(limit.to_string(), "100/s (bursts of 20)");
+    /// ```
     #[must_use]
     pub fn burst(self, burst: u32) -> Self {
         RateLimit {
@@ -78,16 +161,44 @@ impl RateLimit {
     }
 
     /// How many every [`per`](Self::per).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::RateLimit;
+    ///
+    /// assert_eq!("10/h".parse::<RateLimit>()?.count(), 10);
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn count(&self) -> u32 {
         self.count
     }
 
     /// The period [`count`](Self::count) is counted over.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::limit::RateLimit;
+    ///
+    /// assert_eq!("10/h".parse::<RateLimit>()?.per(), Duration::from_secs(3600));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn per(&self) -> Duration {
         self.per
     }
 
     /// The most at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::RateLimit;
+    ///
+    /// assert_eq!(RateLimit::per_second(100).burst_size(), 100);
+    /// assert_eq!(RateLimit::per_second(100).burst(0).burst_size(), 1);
+    /// ```
     pub fn burst_size(&self) -> u32 {
         self.burst
     }
@@ -157,6 +268,21 @@ impl fmt::Display for RateLimit {
 /// multiply its share by changing its interface identifier). IPv4-mapped
 /// IPv6 addresses count as the IPv4 address. The port is not part of it: a
 /// forger chooses ports freely, and what a reflection hurts is the host.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::IpAddr;
+/// use sockit::limit::IpSource;
+///
+/// let mapped: IpAddr = "::ffff:192.0.2.7".parse()?;
+/// assert_eq!(IpSource::from(mapped), IpSource::V4([192, 0, 2, 7]));
+/// let a: IpAddr = "2001:db8:1:2::1".parse()?;
+/// let b: IpAddr = "2001:db8:1:2:ffff::9".parse()?;
+/// assert_eq!(IpSource::from(a), IpSource::from(b));
+/// assert_eq!(IpSource::from(a).to_string(), "2001:db8:1:2::/64");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IpSource {
     /// One IPv4 address.
@@ -302,6 +428,18 @@ impl<K: Hash + Eq + Copy> Sources<K> {
 /// The default is [`DEFAULT_MAX_AMPLIFICATION`] times, with no absolute
 /// size: the built-in services never reach it (greet answers `M` with seven
 /// bytes more, echo with as many).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::limit::ReplyCap;
+///
+/// let cap = ReplyCap::default().amplification(Some(2)).max_reply(Some(1000));
+/// assert_eq!(cap.max_amplification(), Some(2));
+/// assert_eq!(cap.limit(100), 200);
+/// assert_eq!(cap.limit(600), 1000);
+/// assert!(ReplyCap::none().allows(1, usize::MAX));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyCap {
     amplification: Option<u32>,
@@ -319,6 +457,15 @@ impl Default for ReplyCap {
 
 impl ReplyCap {
     /// No cap at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    ///
+    /// assert_eq!(ReplyCap::none().max_amplification(), None);
+    /// assert_eq!(ReplyCap::none().limit(0), usize::MAX);
+    /// ```
     pub fn none() -> Self {
         ReplyCap {
             amplification: None,
@@ -328,6 +475,15 @@ impl ReplyCap {
 
     /// At most `factor` times the request, or [`AMPLIFICATION_FLOOR`]
     /// bytes; `None`: any multiple.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    ///
+    /// assert_eq!(ReplyCap::default().amplification(Some(10)).limit(100), 1000);
+    /// assert_eq!(ReplyCap::default().amplification(None).limit(100), usize::MAX);
+    /// ```
     #[must_use]
     pub fn amplification(self, factor: Option<u32>) -> Self {
         ReplyCap {
@@ -337,6 +493,16 @@ impl ReplyCap {
     }
 
     /// At most `bytes` whatever the request; `None`: no absolute cap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    ///
+    /// let cap = ReplyCap::none().max_reply(Some(512));
+    /// assert_eq!(cap.limit(0), 512);
+    /// assert_eq!(cap.limit(10_000), 512);
+    /// ```
     #[must_use]
     pub fn max_reply(self, bytes: Option<usize>) -> Self {
         ReplyCap {
@@ -346,11 +512,28 @@ impl ReplyCap {
     }
 
     /// The amplification factor allowed, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    ///
+    /// assert_eq!(ReplyCap::default().max_amplification(), Some(3));
+    /// ```
     pub fn max_amplification(&self) -> Option<u32> {
         self.amplification
     }
 
     /// The longest reply allowed to a request of `request` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    ///
+    /// assert_eq!(ReplyCap::default().limit(5), 64);
+    /// assert_eq!(ReplyCap::default().limit(100), 300);
+    /// ```
     pub fn limit(&self, request: usize) -> usize {
         let amplified = self.amplification.map_or(usize::MAX, |factor| {
             request.saturating_mul(factor as usize).max(AMPLIFICATION_FLOOR)
@@ -359,6 +542,31 @@ impl ReplyCap {
     }
 
     /// Whether a reply of `reply` bytes to a request of `request` may go.
+    ///
+    /// # Examples
+    ///
+    /// A reply cap on a server: echo's reply to a 100-byte request is 100 bytes,
+    /// over a cap of 50, so it is not sent.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::limit::ReplyCap;
+    /// use sockit::{DatagramClient, Echo, Error, Server};
+    ///
+    /// let cap = ReplyCap::none().max_reply(Some(50));
+    /// assert!(cap.allows(100, 50) && !cap.allows(100, 51));
+    /// let listener = Server::new(Echo).reply_cap(cap).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_millis(200), 0).await?;
+    /// assert_eq!(client.request(&[b'x'; 50]).await?.len(), 50);
+    /// assert!(matches!(client.request(&[b'x'; 100]).await, Err(Error::Timeout { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn allows(&self, request: usize, reply: usize) -> bool {
         reply <= self.limit(request)
     }

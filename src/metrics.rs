@@ -114,6 +114,47 @@ const HTTP_MAX_BUFFER: usize = 8192;
 
 /// The counters of every listener bound by the servers given them; cheap to
 /// clone (the clones share the counts).
+///
+/// # Examples
+///
+/// A listener's counts after one client said `bob`:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::io::{Read, Write};
+///
+/// use sockit::metrics::Metrics;
+/// use sockit::{Endpoint, Framing, Greet, Server};
+///
+/// let metrics = Metrics::new();
+/// let endpoint: Endpoint = "tcp://127.0.0.1:0".parse()?;
+/// let listener = Server::new(Greet).framing(Framing::Line).metrics(&metrics).bind(&endpoint).await?;
+/// let label = format!("{{listener=\"{}\"}}", listener.local_endpoint());
+/// let addr = listener.local_endpoint().to_string().replace("tcp://", "");
+/// let stop = tokio_util::sync::CancellationToken::new();
+/// let serving = tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
+///
+/// let client = tokio::task::spawn_blocking(move || {
+///     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+///     stream.write_all(b"bob\nexit\n").unwrap();
+///     let mut all = Vec::new();
+///     stream.read_to_end(&mut all).unwrap();
+///     all
+/// });
+/// assert_eq!(client.await?, b"Hello, I am server\nHello, bob!\n");
+/// stop.cancel();
+/// serving.await??;
+///
+/// let text = metrics.encode();
+/// assert!(text.contains(&format!("sockit_connections_total{label} 1\n")));
+/// assert!(text.contains(&format!("sockit_messages_received_total{label} 2\n")));
+/// assert!(text.contains(&format!("sockit_replies_sent_total{label} 1\n")));
+/// assert!(text.contains(&format!("sockit_bytes_sent_total{label} 31\n")));
+/// assert!(text.ends_with("# EOF\n"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Metrics {
     families: Families,
@@ -175,6 +216,27 @@ impl Metrics {
 
     /// Adds these counters to `registry`, to be served with the caller's
     /// own. Their names start with `sockit_`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use prometheus_client::registry::Registry;
+    /// use sockit::metrics::Metrics;
+    /// use sockit::{Echo, Endpoint, Server};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = Metrics::new();
+    /// metrics.register(&mut registry);
+    /// // A listener's series start at zero when it is bound.
+    /// let endpoint: Endpoint = "udp://127.0.0.1:0".parse()?;
+    /// let listener = Server::new(Echo).metrics(&metrics).bind(&endpoint).await?;
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    /// let label = format!("{{listener=\"{}\"}}", listener.local_endpoint());
+    /// assert!(text.contains(&format!("sockit_messages_received_total{label} 0\n")));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn register(&self, registry: &mut Registry) {
         self.families.register(registry);
     }

@@ -24,6 +24,26 @@
 //!   [`ProxyError::Unsupported`]: sockit has no use for them behind a proxy.
 //! - v2 TLVs after the addresses are checked to lie within the declared
 //!   length, then skipped; they are not exposed.
+//!
+//! # Examples
+//!
+//! What a load balancer writes, and what a server reads back:
+//!
+//! ```
+//! use sockit::proxy::{self, Decoded, ProxyHeader};
+//!
+//! let header = ProxyHeader::Proxied {
+//!     source: "198.51.100.7:51234".parse().unwrap(),
+//!     destination: "10.0.0.5:8000".parse().unwrap(),
+//! };
+//! assert_eq!(header.encode_v1(), b"PROXY TCP4 198.51.100.7 10.0.0.5 51234 8000\r\n");
+//! let mut stream = header.encode_v2();
+//! stream.extend_from_slice(b"bob\n");
+//! let Decoded::Complete { header: read, len } = proxy::decode(&stream)? else { panic!() };
+//! assert_eq!(read, header);
+//! assert_eq!(&stream[len..], b"bob\n");
+//! # Ok::<(), sockit::proxy::ProxyError>(())
+//! ```
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -33,26 +53,70 @@ use std::time::Duration;
 use crate::Peer;
 
 /// The longest v1 header, CRLF included (spec, section 2.1).
+///
+/// ```
+/// use sockit::proxy::{self, ProxyError, V1_MAX_LEN};
+///
+/// let mut endless = b"PROXY TCP4 ".to_vec();
+/// endless.resize(V1_MAX_LEN, b'1'); // and still no CRLF
+/// assert_eq!(proxy::decode(&endless), Err(ProxyError::V1TooLong));
+/// ```
 pub const V1_MAX_LEN: usize = 107;
 
 /// The 12 bytes a v2 header starts with.
+///
+/// ```
+/// use sockit::proxy::{ProxyHeader, V2_FIXED_LEN, V2_SIGNATURE};
+///
+/// let local = ProxyHeader::Local.encode_v2();
+/// assert_eq!(local[..12], V2_SIGNATURE);
+/// assert_eq!(local.len(), V2_FIXED_LEN); // LOCAL carries no addresses
+/// ```
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
 /// A v2 header's fixed part: the signature, version and command, family and
-/// protocol, and the 16-bit length of what follows.
+/// protocol, and the 16-bit length of what follows (see [`V2_SIGNATURE`]'s
+/// example).
 pub const V2_FIXED_LEN: usize = 16;
 
 /// The longest v2 header the spec allows: the fixed part and 65535 bytes.
+///
+/// ```
+/// use sockit::proxy::{self, Decoded, V2_MAX_LEN};
+///
+/// // A header claiming the longest length, with the cap lifted to the spec's:
+/// let mut start = sockit::proxy::V2_SIGNATURE.to_vec();
+/// start.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
+/// assert_eq!(proxy::decode_with_max(&start, V2_MAX_LEN)?, Decoded::Incomplete);
+/// # Ok::<(), sockit::proxy::ProxyError>(())
+/// ```
 pub const V2_MAX_LEN: usize = V2_FIXED_LEN + u16::MAX as usize;
 
 /// The cap [`decode`] puts on a v2 header: 536 bytes, the minimum TCP
 /// segment size, room for the largest address block (216 bytes, Unix) and
 /// some TLVs, while a connection that claims 64 KiB is refused at once.
+///
+/// ```
+/// use sockit::proxy::{self, ProxyError};
+///
+/// let mut start = sockit::proxy::V2_SIGNATURE.to_vec();
+/// start.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]); // 65535 bytes to come
+/// assert_eq!(proxy::decode(&start), Err(ProxyError::V2TooLong { len: 65551, max: 536 }));
+/// ```
 pub const DEFAULT_V2_MAX_LEN: usize = 536;
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 
 /// Where the proxied connection came from and went to.
+///
+/// ```
+/// use sockit::proxy::{self, Decoded, ProxyHeader};
+///
+/// // A health check: the proxy speaks for itself.
+/// let check = proxy::decode(b"PROXY UNKNOWN\r\n")?;
+/// assert_eq!(check, Decoded::Complete { header: ProxyHeader::Local, len: 15 });
+/// # Ok::<(), sockit::proxy::ProxyError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProxyHeader {
     /// No addresses to take: the connection is the proxy's own (v2 `LOCAL`,
@@ -70,6 +134,18 @@ pub enum ProxyHeader {
 }
 
 /// What [`decode`] made of the first bytes of a connection.
+///
+/// ```
+/// use sockit::proxy::{self, Decoded};
+///
+/// // Every prefix of a header asks for more.
+/// let header = b"PROXY TCP6 ::1 ::1 40000 8000\r\n";
+/// for end in 0..header.len() {
+///     assert_eq!(proxy::decode(&header[..end])?, Decoded::Incomplete);
+/// }
+/// assert!(matches!(proxy::decode(header)?, Decoded::Complete { len: 31, .. }));
+/// # Ok::<(), sockit::proxy::ProxyError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decoded {
     /// A valid start of a header: read more bytes and decode again.
@@ -84,6 +160,15 @@ pub enum Decoded {
 }
 
 /// Why the first bytes of a connection are not a PROXY protocol header sockit takes.
+///
+/// ```
+/// use sockit::proxy::{self, ProxyError};
+///
+/// let error = proxy::decode(b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n").unwrap_err();
+/// assert!(matches!(error, ProxyError::V1Malformed(_)));
+/// assert!(error.to_string().starts_with("malformed PROXY v1 header: "));
+/// assert_eq!(proxy::decode(b"SSH-2.0"), Err(ProxyError::NotProxy));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
@@ -172,6 +257,25 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, ProxyError> {
 ///
 /// As [`decode`]; a v2 header longer than the cap is [`ProxyError::V2TooLong`]
 /// as soon as its length field has arrived.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::proxy::{self, Decoded, ProxyError, ProxyHeader};
+///
+/// let header = ProxyHeader::Proxied {
+///     source: "[2001:db8::7]:51234".parse().unwrap(),
+///     destination: "[2001:db8::5]:8000".parse().unwrap(),
+/// }
+/// .encode_v2();
+/// assert_eq!(header.len(), 52);
+/// assert_eq!(
+///     proxy::decode_with_max(&header, 32),
+///     Err(ProxyError::V2TooLong { len: 52, max: 32 })
+/// );
+/// assert!(matches!(proxy::decode_with_max(&header, 52)?, Decoded::Complete { len: 52, .. }));
+/// # Ok::<(), sockit::proxy::ProxyError>(())
+/// ```
 pub fn decode_with_max(buf: &[u8], max_len: usize) -> Result<Decoded, ProxyError> {
     let max_len = max_len.clamp(V2_FIXED_LEN, V2_MAX_LEN);
     let Some(&first) = buf.first() else {

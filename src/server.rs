@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use socket2::SockRef;
@@ -28,6 +28,7 @@ use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
 use crate::limit::{LogGate, RateLimit, ReplyCap};
 use crate::metrics::{ErrorKind, ListenerMetrics, Metrics};
+use crate::net::inherited::{self, Inherited};
 use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::proxied;
@@ -521,13 +522,10 @@ impl<S: Service> Server<S> {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn bind(&self, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
-        if self.proxy.is_some() && !matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_)) {
+        if let Some(source) = self.proxy_unsupported(endpoint) {
             return Err(Error::Bind {
                 endpoint: endpoint.clone(),
-                source: io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it",
-                ),
+                source,
             });
         }
         let tls = match (endpoint, &self.tls) {
@@ -543,16 +541,92 @@ impl<S: Service> Server<S> {
             }
             _ => None,
         };
+        let bound = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
+        Ok(self.listener(bound, tls))
+    }
+
+    /// Serves a socket opened elsewhere and handed over: one that systemd
+    /// passed ([`net::systemd::take`]), or a parent process, or a test. It is
+    /// not bound again: it is served as it is, of whichever kind it is (a
+    /// listening TCP, Unix stream or seqpacket socket, a bound UDP or Unix
+    /// datagram socket), found with `getsockopt`.
+    ///
+    /// The socket keeps the options it was made with (address reuse, backlog,
+    /// IPv6-only: a .socket unit's `ReusePort=`, `Backlog=`…); of this
+    /// server's [`options`](Self::options), the buffer sizes and the UDP
+    /// broadcast and multicast groups are applied to it, and the options of
+    /// connections to each connection. A Unix socket file is left where it is
+    /// when the listener stops (systemd removes its own).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Adopt`], saying what the socket is, when it is not a socket,
+    /// is a stream socket that is not listening (a connection, as systemd's
+    /// `Accept=yes` passes), is a datagram socket not bound, or is of a kind
+    /// sockit does not serve (raw, netlink…); or when this server takes the
+    /// PROXY protocol and the socket is not a TCP or Unix stream one.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// Serve a listener made with the standard library, where it is:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::os::fd::OwnedFd;
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let made = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    /// let addr = made.local_addr().expect("bound");
+    /// let listener = Server::new(Greet).adopt(OwnedFd::from(made))?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// assert_eq!(endpoint.to_string(), format!("tcp://{addr}"));
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, I am server");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn adopt(&self, socket: OwnedFd) -> Result<Listener<S>, Error> {
+        let fd = socket.as_raw_fd();
+        let bound = Bound::adopt(socket, &self.options)?;
+        if let Some(source) = self.proxy_unsupported(&bound.local) {
+            return Err(Error::Adopt { fd, source });
+        }
+        // Served as it is: a TCP socket handed over is plain TCP.
+        Ok(self.listener(bound, None))
+    }
+
+    /// Why `endpoint` cannot take the PROXY protocol, when it is set.
+    fn proxy_unsupported(&self, endpoint: &Endpoint) -> Option<io::Error> {
+        let stream = matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_));
+        (self.proxy.is_some() && !stream).then(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it",
+            )
+        })
+    }
+
+    /// A listener for `bound`, with this server's settings; `tls` for a
+    /// `tls://` one.
+    fn listener(&self, bound: Bound, tls: Option<Arc<rustls::ServerConfig>>) -> Listener<S> {
         let Bound {
             socket,
             local,
             socket_file,
-        } = Bound::bind(endpoint, self.backlog, self.unix_mode, &self.options).await?;
+        } = bound;
         let metrics = self
             .metrics
             .as_ref()
             .map(|metrics| Arc::new(metrics.listener(&local)));
-        Ok(Listener {
+        Listener {
             socket,
             local,
             socket_file,
@@ -576,7 +650,7 @@ impl<S: Service> Server<S> {
             },
             tls,
             metrics,
-        })
+        }
     }
 }
 
@@ -650,6 +724,27 @@ impl Bound {
             socket,
             local,
             socket_file,
+        })
+    }
+}
+
+impl Bound {
+    /// Takes `socket`, opened elsewhere, as it is; see [`Server::adopt`].
+    pub(crate) fn adopt(socket: OwnedFd, options: &SocketOptions) -> Result<Bound, Error> {
+        let fd = socket.as_raw_fd();
+        let (inherited, local) =
+            inherited::adopt(socket, options).map_err(|source| Error::Adopt { fd, source })?;
+        let socket = match inherited {
+            Inherited::Tcp(listener) => Socket::Stream(StreamListener::Tcp(listener)),
+            Inherited::Unix(listener) => Socket::Stream(StreamListener::Unix(listener)),
+            Inherited::Seqpacket(listener) => Socket::Stream(StreamListener::Seqpacket(listener)),
+            Inherited::Udp(socket) => Socket::Datagram(DatagramSocket::Udp(socket)),
+            Inherited::UnixDatagram(socket) => Socket::Datagram(DatagramSocket::Unix(socket)),
+        };
+        Ok(Bound {
+            socket,
+            local,
+            socket_file: None,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! `README.zh-CN.md` translates the prose of `README.md` and nothing else:
 //! every fenced code block (commands, output samples, code) must be the same,
 //! byte for byte and in the same order, so the translation cannot drift from
-//! the commands it describes.
+//! the commands it describes. The same holds for `docs/tutorial.zh-CN.md`
+//! and `docs/tutorial.md`, whose commands `tests/tutorial.rs` runs.
 
 use std::fs;
 use std::path::Path;
@@ -34,26 +35,43 @@ fn read(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn chinese_readme_code_blocks_match_the_english_ones() {
-    let english = code_blocks(&read("README.md"));
-    let chinese = code_blocks(&read("README.zh-CN.md"));
-    assert!(!english.is_empty(), "README.md has no code blocks");
-    for (i, (en, zh)) in english.iter().zip(&chinese).enumerate() {
+/// Fails unless the fenced code blocks of `chinese` are those of `english`,
+/// byte for byte and in the same order.
+fn assert_same_code_blocks(english: &str, chinese: &str) {
+    let english_blocks = code_blocks(&read(english));
+    let chinese_blocks = code_blocks(&read(chinese));
+    assert!(!english_blocks.is_empty(), "{english} has no code blocks");
+    for (i, (en, zh)) in english_blocks.iter().zip(&chinese_blocks).enumerate() {
         assert_eq!(
             zh,
             en,
-            "code block {} of README.zh-CN.md differs from README.md's",
+            "code block {} of {chinese} differs from {english}'s",
             i + 1
         );
     }
     assert_eq!(
-        chinese.len(),
-        english.len(),
-        "README.zh-CN.md has {} code blocks, README.md {}",
-        chinese.len(),
-        english.len()
+        chinese_blocks.len(),
+        english_blocks.len(),
+        "{chinese} has {} code blocks, {english} {}",
+        chinese_blocks.len(),
+        english_blocks.len()
     );
+}
+
+#[test]
+fn chinese_readme_code_blocks_match_the_english_ones() {
+    assert_same_code_blocks("README.md", "README.zh-CN.md");
+}
+
+#[test]
+fn chinese_tutorial_code_blocks_match_the_english_ones() {
+    assert_same_code_blocks("docs/tutorial.md", "docs/tutorial.zh-CN.md");
+}
+
+#[test]
+fn the_tutorials_link_to_each_other() {
+    assert!(read("docs/tutorial.zh-CN.md").starts_with("[English](tutorial.md)\n"));
+    assert!(read("docs/tutorial.md").starts_with("[中文](tutorial.zh-CN.md)\n"));
 }
 
 #[test]

@@ -12,12 +12,46 @@
 //! and is refused). The window is never smaller than a maximum message plus
 //! `\r\n` unless that is over 16 KiB, so no `raw` message that fits the
 //! maximum is mistaken for one.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::auto::State;
+//! use sockit::framing::Framed;
+//!
+//! let mut auto = State::default();
+//! // The seed's client: no newline, one read is one message.
+//! let mut buf = BytesMut::from(&b"client1"[..]);
+//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().framed, Framed::Raw);
+//! // nc: a line, and the start of the next one waits for its newline.
+//! let mut buf = BytesMut::from(&b"bob\nali"[..]);
+//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().framed, Framed::Line);
+//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?, None);
+//! buf.extend_from_slice(b"ce\n");
+//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "alice");
+//! # Ok::<(), sockit::framing::FrameError>(())
+//! ```
 
 use bytes::BytesMut;
 
 use super::{FrameError, Message, line, raw};
 
 /// What `auto` remembers between reads.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::auto::State;
+///
+/// let mut auto = State::default();
+/// let mut buf = BytesMut::from(&b"abcd"[..]); // filled the whole 4-byte window
+/// assert_eq!(auto.decode(&mut buf, 8, 4)?, None); // so it is the start of a line
+/// buf.extend_from_slice(b"ef\n");
+/// assert_eq!(auto.decode(&mut buf, 8, 4)?.unwrap().payload, "abcdef");
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State {
     /// The buffer holds the start of a line whose `\n` has not arrived.
@@ -32,6 +66,20 @@ impl State {
     /// # Errors
     ///
     /// [`FrameError::TooLong`] when a line is longer than `max` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::auto::State;
+    ///
+    /// let mut auto = State::default();
+    /// let mut buf = BytesMut::from(&b"a\nb\n"[..]);
+    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "a");
+    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "b");
+    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?, None);
+    /// # Ok::<(), sockit::framing::FrameError>(())
+    /// ```
     pub fn decode(
         &mut self,
         buf: &mut BytesMut,

@@ -1,4 +1,17 @@
 //! `len32` framing: a 4-byte big-endian length, then that many bytes.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::{Framed, len32};
+//!
+//! let mut buf = BytesMut::new();
+//! Framed::Len32.encode(&[b"hi"], &mut buf);
+//! assert_eq!(&buf[..], b"\0\0\0\x02hi");
+//! assert_eq!(len32::decode(&mut buf, 1024)?.unwrap().payload, "hi");
+//! # Ok::<(), sockit::framing::FrameError>(())
+//! ```
 
 use bytes::{Buf, BytesMut};
 
@@ -15,6 +28,20 @@ const HEADER: usize = 4;
 /// # Errors
 ///
 /// [`FrameError::TooLong`] as soon as a header announces more than `max` bytes.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::len32;
+///
+/// let mut buf = BytesMut::from(&b"\0\0\0\x05he"[..]);
+/// assert_eq!(len32::decode(&mut buf, 1024)?, None);
+/// buf.extend_from_slice(b"llo");
+/// assert_eq!(len32::decode(&mut buf, 1024)?.unwrap().payload, "hello");
+/// assert!(len32::decode(&mut BytesMut::from(&b"\0\0\x04\0"[..]), 1023).is_err());
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
     let Some(header) = buf.first_chunk::<HEADER>() else {
         return Ok(None);

@@ -1,4 +1,16 @@
 //! `line` framing: a message is the bytes up to `\n`, with a trailing `\r` removed.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::line;
+//!
+//! let mut buf = BytesMut::from(&b"bob\r\nalice\n"[..]);
+//! assert_eq!(line::decode(&mut buf, 1024)?.unwrap().payload, "bob");
+//! assert_eq!(line::decode(&mut buf, 1024)?.unwrap().payload, "alice");
+//! # Ok::<(), sockit::framing::FrameError>(())
+//! ```
 
 use bytes::BytesMut;
 
@@ -11,6 +23,20 @@ use super::{FrameError, Framed, Message};
 /// [`FrameError::TooLong`] as soon as the line in progress is longer than
 /// `max` bytes (not counting its `\r\n`), so at most `max + 1` bytes are ever
 /// kept waiting for a newline.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::line;
+///
+/// let mut buf = BytesMut::from(&b"abcd\r\nab"[..]);
+/// assert_eq!(line::decode(&mut buf, 4)?.unwrap().payload, "abcd");
+/// assert_eq!(line::decode(&mut buf, 4)?, None);
+/// buf.extend_from_slice(b"cdef");
+/// assert!(line::decode(&mut buf, 4).is_err()); // 6 bytes and no newline yet
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
     let too_long = FrameError::TooLong {
         limit: max,

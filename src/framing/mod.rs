@@ -11,6 +11,24 @@
 //!
 //! A decoder returns `Ok(Some(message))`, `Ok(None)` for "need more bytes", or a
 //! [`FrameError`]; it never buffers more than the maximum message size allows.
+//!
+//! # Examples
+//!
+//! A `line` message in, its reply framed the same way out:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::Framing;
+//! use sockit::framing::{Decoder, DEFAULT_MAX_MESSAGE};
+//!
+//! let mut decoder = Decoder::new(Framing::Line, DEFAULT_MAX_MESSAGE);
+//! let mut buf = BytesMut::from(&b"bob\r\n"[..]);
+//! let message = decoder.decode(&mut buf)?.unwrap();
+//! let mut out = BytesMut::new();
+//! message.framed.encode(&[b"Hello, ", &message.payload, b"!"], &mut out);
+//! assert_eq!(&out[..], b"Hello, bob!\n");
+//! # Ok::<(), sockit::framing::FrameError>(())
+//! ```
 
 pub mod auto;
 pub mod len32;
@@ -23,6 +41,19 @@ use std::str::FromStr;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// The default maximum message size: 64 KiB.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::{Decoder, DEFAULT_MAX_MESSAGE};
+/// use sockit::Framing;
+///
+/// assert_eq!(DEFAULT_MAX_MESSAGE, 65_536);
+/// let mut decoder = Decoder::new(Framing::Len32, DEFAULT_MAX_MESSAGE);
+/// let mut buf = BytesMut::from(&b"\x00\x01\x00\x01"[..]); // announces 65,537 bytes
+/// assert!(decoder.decode(&mut buf).is_err());
+/// ```
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 
 /// How a listener or a client cuts messages out of a byte stream.
@@ -52,9 +83,27 @@ pub enum Framing {
 
 impl Framing {
     /// Every framing, in the order `--help` lists them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Framing;
+    ///
+    /// let names: Vec<_> = Framing::ALL.iter().map(|framing| framing.name()).collect();
+    /// assert_eq!(names, ["auto", "raw", "line", "len32"]);
+    /// ```
     pub const ALL: [Framing; 4] = [Framing::Auto, Framing::Raw, Framing::Line, Framing::Len32];
 
     /// The name used on the command line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Framing;
+    ///
+    /// assert_eq!(Framing::Len32.name(), "len32");
+    /// assert_eq!(Framing::Len32.to_string(), "len32");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Framing::Auto => "auto",
@@ -68,6 +117,16 @@ impl Framing {
     /// shown which framing it speaks (a greeting; a client's request).
     ///
     /// `auto` sends like `raw`: no terminator, as the seed does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Framing;
+    /// use sockit::framing::Framed;
+    ///
+    /// assert_eq!(Framing::Auto.sending(), Framed::Raw);
+    /// assert_eq!(Framing::Line.sending(), Framed::Line);
+    /// ```
     pub fn sending(self) -> Framed {
         match self {
             Framing::Auto | Framing::Raw => Framed::Raw,
@@ -95,6 +154,17 @@ impl FromStr for Framing {
 }
 
 /// How one message was framed on the wire, and so how its replies are framed.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::Framed;
+///
+/// let mut out = BytesMut::new();
+/// Framed::Raw.encode(&[b"client1"], &mut out);
+/// assert_eq!(&out[..], b"client1");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Framed {
     /// Bare bytes, no terminator.
@@ -144,6 +214,19 @@ impl Framed {
 }
 
 /// One message cut out of the stream, with the framing it came in.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::{Framed, Message, len32};
+///
+/// let mut buf = BytesMut::from(&b"\0\0\0\x03bob"[..]);
+/// let message: Message = len32::decode(&mut buf, 1024)?.unwrap();
+/// assert_eq!(message.payload, "bob");
+/// assert_eq!(message.framed, Framed::Len32);
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The message's bytes, framing removed.
@@ -153,6 +236,18 @@ pub struct Message {
 }
 
 /// Why the bytes on a stream are not a message.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::{FrameError, Framed, line};
+///
+/// let mut buf = BytesMut::from(&b"much too long\n"[..]);
+/// let err = line::decode(&mut buf, 4).unwrap_err();
+/// assert_eq!(err, FrameError::TooLong { limit: 4, framed: Framed::Line });
+/// assert_eq!(err.to_string(), "message too long: more than 4 bytes");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -174,10 +269,29 @@ pub enum FrameError {
 
 impl FrameError {
     /// The reply a peer gets before the connection closes, if it gets one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::framing::FrameError;
+    ///
+    /// assert_eq!(FrameError::REPLY, b"ERR message too long");
+    /// ```
     pub const REPLY: &'static [u8] = b"ERR message too long";
 
     /// Appends the error reply PROTOCOL.md defines for this error, framed as the
     /// message that caused it (`ERR message too long\n` for lines).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::{FrameError, Framed};
+    ///
+    /// let mut out = BytesMut::new();
+    /// FrameError::TooLong { limit: 4, framed: Framed::Len32 }.encode_reply(&mut out);
+    /// assert_eq!(&out[..], b"\0\0\0\x14ERR message too long");
+    /// ```
     pub fn encode_reply(&self, out: &mut BytesMut) {
         if let FrameError::TooLong { framed, .. } = self {
             framed.encode(&[Self::REPLY], out);
@@ -216,6 +330,16 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder for `framing` that refuses messages longer than `max_message` bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::framing::Decoder;
+    /// use sockit::Framing;
+    ///
+    /// let decoder = Decoder::new(Framing::Line, 1024);
+    /// assert_eq!(decoder.framing(), Framing::Line);
+    /// ```
     pub fn new(framing: Framing, max_message: usize) -> Self {
         Decoder {
             framing,
@@ -225,6 +349,15 @@ impl Decoder {
     }
 
     /// The framing this decoder cuts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::framing::Decoder;
+    /// use sockit::Framing;
+    ///
+    /// assert_eq!(Decoder::new(Framing::Raw, 1024).framing(), Framing::Raw);
+    /// ```
     pub fn framing(&self) -> Framing {
         self.framing
     }
@@ -232,6 +365,17 @@ impl Decoder {
     /// The most bytes one read should bring: up to 16 KiB, and never more
     /// than one maximum message (`raw`: one read is one message) or one
     /// maximum line with its `\r\n` (the others).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::framing::Decoder;
+    /// use sockit::Framing;
+    ///
+    /// assert_eq!(Decoder::new(Framing::Raw, 1024).read_size(), 1024);
+    /// assert_eq!(Decoder::new(Framing::Line, 1024).read_size(), 1026);
+    /// assert_eq!(Decoder::new(Framing::Line, 1 << 20).read_size(), 16 * 1024);
+    /// ```
     pub fn read_size(&self) -> usize {
         const WINDOW: usize = 16 * 1024;
         match self.framing {
@@ -246,6 +390,21 @@ impl Decoder {
     ///
     /// [`FrameError::TooLong`] when the next message is longer than the maximum;
     /// the stream cannot be resynchronised after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Decoder;
+    /// use sockit::Framing;
+    ///
+    /// let mut decoder = Decoder::new(Framing::Len32, 1024);
+    /// let mut buf = BytesMut::from(&b"\0\0\0\x02hi\0\0"[..]);
+    /// assert_eq!(decoder.decode(&mut buf)?.unwrap().payload, "hi");
+    /// assert_eq!(decoder.decode(&mut buf)?, None); // half a header
+    /// assert_eq!(&buf[..], b"\0\0");
+    /// # Ok::<(), sockit::framing::FrameError>(())
+    /// ```
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
         match self.framing {
             Framing::Raw => Ok(raw::decode(buf, self.max_message)),
@@ -264,6 +423,24 @@ impl Decoder {
     /// [`FrameError::TooLong`] when the last line is longer than the maximum
     /// (it may be one byte longer while it waits: that byte could have been
     /// the `\r` of its `\r\n`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::{Decoder, FrameError};
+    /// use sockit::Framing;
+    ///
+    /// let mut lines = Decoder::new(Framing::Line, 1024);
+    /// let mut buf = BytesMut::from(&b"bye"[..]);
+    /// assert_eq!(lines.decode(&mut buf)?, None);
+    /// assert_eq!(lines.decode_eof(&mut buf)?.unwrap().payload, "bye");
+    ///
+    /// let mut frames = Decoder::new(Framing::Len32, 1024);
+    /// let mut buf = BytesMut::from(&b"\0\0\0\x05abc"[..]);
+    /// assert_eq!(frames.decode_eof(&mut buf), Err(FrameError::Truncated { missing: 2 }));
+    /// # Ok::<(), FrameError>(())
+    /// ```
     pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
         if let Some(message) = self.decode(buf)? {
             return Ok(Some(message));

@@ -3,6 +3,17 @@
 //! This is the seed's framing (`data = sock.recv(1024)`): it works for a client
 //! that waits for each reply before sending again, and cannot tell pipelined
 //! messages apart, because TCP has no message boundaries.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::raw;
+//!
+//! // Two messages sent back to back arrive in one read: raw sees one.
+//! let mut buf = BytesMut::from(&b"bob\nalice\n"[..]);
+//! assert_eq!(raw::decode(&mut buf, 1024).unwrap().payload, "bob\nalice\n");
+//! ```
 
 use bytes::BytesMut;
 
@@ -12,6 +23,18 @@ use super::{Framed, Message};
 ///
 /// Called once per read, `buf` holds exactly that read; a read longer than
 /// `max` is cut into messages of `max` bytes.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::raw;
+///
+/// let mut buf = BytesMut::from(&b"client1"[..]);
+/// assert_eq!(raw::decode(&mut buf, 4).unwrap().payload, "clie");
+/// assert_eq!(raw::decode(&mut buf, 4).unwrap().payload, "nt1");
+/// assert_eq!(raw::decode(&mut buf, 4), None);
+/// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Option<Message> {
     if buf.is_empty() {
         return None;

@@ -21,12 +21,29 @@ use crate::framing::Framed;
 use crate::{Builtin, Greet, Transport};
 
 /// The length of an [`Id`] written in a message: the shortest message size.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::load::{ID_LEN, Id};
+///
+/// assert_eq!(Id::new(0, 0).encode().len(), ID_LEN);
+/// ```
 pub const ID_LEN: usize = 16;
 
 const CONN_DIGITS: usize = 6;
 const SEQ_DIGITS: usize = ID_LEN - CONN_DIGITS;
 
 /// The most connections whose ids fit in a message.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::load::{Id, MAX_CONNECTIONS};
+///
+/// assert_eq!(MAX_CONNECTIONS, 16_777_216); // six hex digits
+/// assert_eq!(&Id::new(MAX_CONNECTIONS as u32 - 1, 0).encode()[..6], b"ffffff");
+/// ```
 pub const MAX_CONNECTIONS: usize = 1 << (4 * CONN_DIGITS);
 
 /// Sequence numbers are written modulo this (2⁴⁰: twelve days of a million
@@ -60,6 +77,15 @@ impl Id {
     /// # Panics
     ///
     /// Panics if `conn` is not below [`MAX_CONNECTIONS`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Id;
+    ///
+    /// let id = Id::new(3, (1 << 40) + 5); // the sequence number wraps at 2⁴⁰
+    /// assert_eq!((id.conn(), id.seq()), (3, 5));
+    /// ```
     pub fn new(conn: u32, seq: u64) -> Self {
         assert!((conn as usize) < MAX_CONNECTIONS, "connection {conn} has no id");
         Id {
@@ -69,16 +95,40 @@ impl Id {
     }
 
     /// The connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Id;
+    ///
+    /// assert_eq!(Id::parse(b"00000a0000000001").unwrap().conn(), 10);
+    /// ```
     pub fn conn(self) -> u32 {
         self.conn
     }
 
     /// The sequence number, modulo 2⁴⁰.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Id;
+    ///
+    /// assert_eq!(Id::parse(b"00000a0000000100").unwrap().seq(), 256);
+    /// ```
     pub fn seq(self) -> u64 {
         self.seq
     }
 
     /// The id as a message carries it: sixteen lowercase hex digits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Id;
+    ///
+    /// assert_eq!(&Id::new(255, 4096).encode(), b"0000ff0000001000");
+    /// ```
     pub fn encode(self) -> [u8; ID_LEN] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0; ID_LEN];
@@ -91,6 +141,16 @@ impl Id {
 
     /// The id at the start of `bytes`, if they start with sixteen lowercase
     /// hex digits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Id;
+    ///
+    /// assert_eq!(Id::parse(b"0000010000000002abcd"), Some(Id::new(1, 2)));
+    /// assert_eq!(Id::parse(b"0000010000000002"[..15].as_ref()), None); // too short
+    /// assert_eq!(Id::parse(b"000001000000000G"), None); // not lowercase hex
+    /// ```
     pub fn parse(bytes: &[u8]) -> Option<Id> {
         let digits = bytes.get(..ID_LEN)?;
         let mut value: u128 = 0;
@@ -146,6 +206,19 @@ impl Messages {
     ///
     /// Panics if `size` is less than [`ID_LEN`], or `service` is
     /// [`Builtin::Discard`], which answers nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Messages;
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let greet = Messages::new(Builtin::Greet, Transport::Datagram, 64);
+    /// assert_eq!((greet.size(), greet.reply_len()), (64, 71)); // "Hello, " and no "!"
+    /// assert_eq!(greet.greeting(), None);
+    /// let echo = Messages::new(Builtin::Echo, Transport::Stream, 64);
+    /// assert_eq!(echo.reply_len(), 64);
+    /// ```
     pub fn new(service: Builtin, transport: Transport, size: usize) -> Self {
         assert!(size >= ID_LEN, "a request of {size} bytes cannot carry its id");
         let padding = PADDING.iter().copied().cycle().take(size - ID_LEN).collect();
@@ -164,21 +237,63 @@ impl Messages {
     }
 
     /// The size of every request, framing not included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Messages;
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// assert_eq!(Messages::new(Builtin::Echo, Transport::Stream, 16).size(), 16);
+    /// ```
     pub fn size(&self) -> usize {
         ID_LEN + self.padding.len()
     }
 
     /// The size of every correct reply, framing not included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Messages;
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// assert_eq!(Messages::new(Builtin::Greet, Transport::Stream, 64).reply_len(), 72); // "Hello, " and "!"
+    /// ```
     pub fn reply_len(&self) -> usize {
         self.prefix.len() + self.size() + self.suffix.len()
     }
 
     /// What a new connection is greeted with first, if the service greets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Messages;
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let greet = Messages::new(Builtin::Greet, Transport::Seqpacket, 16);
+    /// assert_eq!(greet.greeting(), Some(&b"Hello, I am server"[..]));
+    /// ```
     pub fn greeting(&self) -> Option<&'static [u8]> {
         self.greeting
     }
 
     /// Appends request `id`, framed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::load::{Id, Messages};
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let messages = Messages::new(Builtin::Echo, Transport::Stream, 18);
+    /// let mut out = BytesMut::new();
+    /// messages.encode_request(Id::new(0, 1), Framed::Len32, &mut out);
+    /// assert_eq!(&out[..], b"\0\0\0\x120000000000000001ab");
+    /// ```
     pub fn encode_request(&self, id: Id, framed: Framed, out: &mut BytesMut) {
         framed.encode(&[&id.encode(), &self.padding], out);
     }
@@ -189,6 +304,18 @@ impl Messages {
     /// # Panics
     ///
     /// Panics if `out` is not [`Messages::size`] bytes long.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Id, Messages};
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let messages = Messages::new(Builtin::Greet, Transport::Datagram, 30);
+    /// let mut datagram = vec![0; messages.size()];
+    /// messages.write_request(Id::new(2, 31), &mut datagram);
+    /// assert_eq!(datagram, b"000002000000001fabcdefghijklmn");
+    /// ```
     pub fn write_request(&self, id: Id, out: &mut [u8]) {
         let (head, tail) = out.split_at_mut(ID_LEN);
         head.copy_from_slice(&id.encode());
@@ -196,6 +323,18 @@ impl Messages {
     }
 
     /// Whether `reply` is, byte for byte, the reply owed to request `id`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Id, Messages};
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let messages = Messages::new(Builtin::Greet, Transport::Datagram, 20);
+    /// assert!(messages.is_reply(b"Hello, 0000010000000002abcd", Id::new(1, 2)));
+    /// assert!(!messages.is_reply(b"Hello, 0000010000000002abcd!", Id::new(1, 2))); // a stream's reply
+    /// assert!(!messages.is_reply(b"Hello, 0000010000000002abce", Id::new(1, 2))); // corrupt
+    /// ```
     pub fn is_reply(&self, reply: &[u8], id: Id) -> bool {
         let Some(rest) = reply.strip_prefix(self.prefix) else {
             return false;
@@ -208,6 +347,17 @@ impl Messages {
 
     /// The id of the request `reply` claims to answer, read where a correct
     /// reply carries it; whether the rest is right is for [`Messages::is_reply`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Id, Messages};
+    /// use sockit::{Builtin, Transport};
+    ///
+    /// let messages = Messages::new(Builtin::Greet, Transport::Datagram, 20);
+    /// assert_eq!(messages.reply_id(b"Hello, 0000070000000009abcd"), Some(Id::new(7, 9)));
+    /// assert_eq!(messages.reply_id(b"Goodbye"), None);
+    /// ```
     pub fn reply_id(&self, reply: &[u8]) -> Option<Id> {
         reply.strip_prefix(self.prefix).and_then(Id::parse)
     }

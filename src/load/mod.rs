@@ -66,6 +66,34 @@
 //!                   "p99": 1102.8, "p99_9": 1500.2, "max": 4030.4 }  // null without replies
 //! }
 //! ```
+//!
+//! # Examples
+//!
+//! A thousand requests, sixteen in flight on each of two connections, to an
+//! echo server on loopback:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use sockit::load::{Bench, Length, Live};
+//! use sockit::{Builtin, Echo, Framing, Server};
+//!
+//! let server = Server::new(Echo).framing(Framing::Line).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+//! let bench = Bench::new(server.local_endpoint().clone())
+//!     .service(Builtin::Echo)
+//!     .framing(Framing::Line)
+//!     .connections(2)
+//!     .pipeline(16)
+//!     .length(Length::Requests(1000));
+//! tokio::spawn(server.serve(std::future::pending()));
+//!
+//! let report = bench.run(&Live::default()).await?;
+//! assert!(report.is_ok(), "{}", report.summary());
+//! assert_eq!((report.tally().requests, report.tally().replies), (1000, 1000));
+//! assert_eq!(report.tally().bytes_sent, 1000 * 65); // 64 bytes and a newline each
+//! # Ok(())
+//! # }
+//! ```
 
 mod message;
 mod pacer;
@@ -88,6 +116,20 @@ use crate::net::SocketOptions;
 use crate::{Builtin, Endpoint, Framing, Transport};
 
 /// How long a run lasts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::load::{Bench, Length};
+///
+/// let endpoint = "tcp://127.0.0.1:7000".parse()?;
+/// let timed = Bench::new(endpoint).length(Length::Duration(Duration::from_secs(5)));
+/// assert!(timed.check().is_ok());
+/// let nothing = timed.length(Length::Requests(0));
+/// assert!(nothing.check().is_err());
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Length {
     /// Send for this long after the warmup.
@@ -137,6 +179,29 @@ impl Bench {
     /// The default load on `endpoint`: the greet service, `auto` framing, 50
     /// connections with one 64-byte request in flight each, for 10 s, no
     /// warmup, a 1 s timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Bench;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Builtin, Framing};
+    ///
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?)
+    ///     .service(Builtin::Greet)
+    ///     .connections(8)
+    ///     .size(100)
+    ///     .pipeline(32)
+    ///     .rate(Some(10_000.0))
+    ///     .warmup(Duration::from_secs(1))
+    ///     .timeout(Duration::from_millis(200))
+    ///     .options(SocketOptions::default().recv_buffer(1 << 20))
+    ///     .framing(Framing::Line); // not used: a datagram is a message
+    /// assert_eq!(bench.stream_framing(), None);
+    /// assert!(bench.check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn new(endpoint: Endpoint) -> Self {
         Bench {
             endpoint,
@@ -237,12 +302,35 @@ impl Bench {
     }
 
     /// The endpoint loaded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("unix:@app".parse()?);
+    /// assert_eq!(bench.endpoint().to_string(), "unix:@app");
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
     /// The framing requests are sent in on a stream, or `None` on datagram
     /// and seqpacket endpoints, where a message is a packet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    /// use sockit::Framing;
+    ///
+    /// let tcp = Bench::new("tcp://127.0.0.1:7000".parse()?).framing(Framing::Len32);
+    /// assert_eq!(tcp.stream_framing(), Some(Framing::Len32));
+    /// let seqpacket = Bench::new("seqpacket:@app".parse()?).framing(Framing::Len32);
+    /// assert_eq!(seqpacket.stream_framing(), None);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn stream_framing(&self) -> Option<Framing> {
         (self.endpoint.transport() == Transport::Stream).then_some(self.framing)
     }
@@ -252,6 +340,19 @@ impl Bench {
     /// # Errors
     ///
     /// [`BenchError::Invalid`], saying what is wrong and what would work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    /// use sockit::Framing;
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?).framing(Framing::Raw).pipeline(8);
+    /// let err = bench.check().unwrap_err();
+    /// assert!(err.to_string().starts_with("a pipeline of 8 needs line or len32 framing"));
+    /// assert!(bench.framing(Framing::Line).check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn check(&self) -> Result<(), BenchError> {
         let invalid = |reason: String| Err(BenchError::Invalid(reason));
         if self.service == Builtin::Discard {
@@ -318,6 +419,24 @@ impl Bench {
 }
 
 /// Why a load could not be run.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockit::load::{Bench, BenchError, Live};
+/// use sockit::Builtin;
+///
+/// let discard = Bench::new("tcp://127.0.0.1:7000".parse()?).service(Builtin::Discard);
+/// assert!(matches!(discard.run(&Live::default()).await, Err(BenchError::Invalid(_))));
+///
+/// let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?; // and closed again
+/// let nobody = Bench::new(sockit::Endpoint::tcp(closed)).connections(1);
+/// assert!(matches!(nobody.run(&Live::default()).await, Err(BenchError::Connect(_))));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BenchError {
@@ -334,6 +453,14 @@ pub enum BenchError {
 }
 
 /// Where a run is, for a progress display.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::load::{Live, Phase};
+///
+/// assert_eq!(Live::default().progress().phase, Phase::Connecting);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Phase {
@@ -349,6 +476,37 @@ pub enum Phase {
 
 /// Counts a run publishes as it goes (ten times a second), for a progress
 /// display on another thread.
+///
+/// # Examples
+///
+/// Progress read on another thread while the run goes on:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use sockit::load::{Bench, Length, Live, Phase};
+/// use sockit::{Echo, Server};
+///
+/// let server = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+/// let bench = Bench::new(server.local_endpoint().clone())
+///     .service(sockit::Builtin::Echo)
+///     .connections(1)
+///     .length(Length::Requests(50));
+/// tokio::spawn(server.serve(std::future::pending()));
+///
+/// let live = Arc::new(Live::default());
+/// let watcher = {
+///     let live = Arc::clone(&live);
+///     std::thread::spawn(move || live.progress().requests <= 50)
+/// };
+/// let report = bench.run(&live).await?;
+/// assert!(watcher.join().unwrap());
+/// let done = live.progress();
+/// assert_eq!((done.phase, done.replies), (Phase::Done, report.tally().replies));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct Live {
     phase: AtomicU8,
@@ -359,6 +517,17 @@ pub struct Live {
 }
 
 /// A snapshot of a [`Live`] run.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::load::Live;
+///
+/// let progress = Live::default().progress();
+/// assert_eq!((progress.requests, progress.replies, progress.errors), (0, 0, 0));
+/// assert_eq!(progress.measured, Duration::ZERO);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Where the run is.
@@ -375,6 +544,19 @@ pub struct Progress {
 
 impl Live {
     /// The latest counts published.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Live, Phase};
+    ///
+    /// let live = Live::default();
+    /// let line = |live: &Live| {
+    ///     let p = live.progress();
+    ///     format!("{:?}: {} requests, {} replies, {} errors", p.phase, p.requests, p.replies, p.errors)
+    /// };
+    /// assert_eq!(line(&live), "Connecting: 0 requests, 0 replies, 0 errors");
+    /// ```
     pub fn progress(&self) -> Progress {
         Progress {
             phase: match self.phase.load(Ordering::Relaxed) {

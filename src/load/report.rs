@@ -10,6 +10,40 @@ use serde::Serialize;
 use super::{Bench, Length, Percentiles, Tally};
 
 /// What a run measured, with the settings it ran with.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::load::{Bench, Length, Report, Tally};
+/// use sockit::{Builtin, Framing};
+///
+/// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?)
+///     .service(Builtin::Echo)
+///     .framing(Framing::Line)
+///     .connections(2)
+///     .pipeline(4)
+///     .length(Length::Requests(100));
+/// let mut tally = Tally::default();
+/// tally.requests = 100;
+/// for _ in 0..100 {
+///     tally.reply(Duration::from_millis(1));
+/// }
+/// (tally.bytes_sent, tally.bytes_received) = (6500, 6500);
+/// let report = Report::new(bench, 2, tally, Duration::from_secs(1));
+/// assert_eq!(
+///     report.summary(),
+///     "sockit bench tcp://127.0.0.1:7000: echo, line framing, 2 connections × 4 in flight, 64-byte requests, closed loop
+/// duration    1.00 s measured
+/// requests    100
+/// replies     100 correct
+/// errors      0
+/// throughput  100 msgs/s; 6.50 kB/s sent, 6.50 kB/s received (wire bytes, framing included)
+/// latency     p50 1.00 ms, p90 1.00 ms, p99 1.00 ms, p99.9 1.00 ms, max 1.00 ms (from each send)
+/// ",
+/// );
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Report {
     bench: Bench,
@@ -21,6 +55,20 @@ pub struct Report {
 impl Report {
     /// The report of `bench`, run on `connected` connections, which counted
     /// `tally` over `elapsed` of measured time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?).connections(4);
+    /// let report = Report::new(bench, 3, Tally::default(), Duration::from_secs(2));
+    /// assert_eq!((report.connected(), report.elapsed()), (3, Duration::from_secs(2)));
+    /// assert_eq!(report.tally().replies, 0);
+    /// assert!(report.summary().contains("3 of 4 connections"));
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn new(bench: Bench, connected: usize, tally: Tally, elapsed: Duration) -> Self {
         Report {
             bench,
@@ -31,26 +79,122 @@ impl Report {
     }
 
     /// The counts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let mut tally = Tally::default();
+    /// tally.wrong = 1;
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
+    /// assert_eq!(report.tally().errors(), 1);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn tally(&self) -> &Tally {
         &self.tally
     }
 
     /// The measured time: after the warmup, to the last reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     Tally::default(),
+    ///     Duration::from_millis(1500),
+    /// );
+    /// assert_eq!(report.elapsed().as_secs_f64(), 1.5);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
     /// How many connections were opened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     49,
+    ///     Tally::default(),
+    ///     Duration::from_secs(1),
+    /// );
+    /// assert_eq!(report.connected(), 49);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn connected(&self) -> usize {
         self.connected
     }
 
     /// Whether nothing went wrong: every request got its reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let mut tally = Tally::default();
+    /// tally.missing = 1;
+    /// let report = Report::new(
+    ///     Bench::new("udp://127.0.0.1:9000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
+    /// assert!(!report.is_ok());
+    /// let summary = report.summary();
+    /// let tail: Vec<&str> = summary.lines().skip(4).collect();
+    /// assert_eq!(tail, [
+    ///     "errors      1: 1 missing (no reply within 1s)",
+    ///     "throughput  0 msgs/s; 0.00 B/s sent, 0.00 B/s received (wire bytes, framing included)",
+    ///     "latency     none measured: no correct reply",
+    ///     "FAILED: 1 error",
+    /// ]);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn is_ok(&self) -> bool {
         self.tally.errors() == 0
     }
 
     /// Correct replies a second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let mut tally = Tally::default();
+    /// for _ in 0..300 {
+    ///     tally.reply(Duration::from_micros(50));
+    /// }
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_millis(1500),
+    /// );
+    /// assert_eq!(report.msgs_per_sec(), 200.0);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn msgs_per_sec(&self) -> f64 {
         per_second(self.tally.replies, self.elapsed)
     }
@@ -76,6 +220,28 @@ impl Report {
     /// ```
     ///
     /// A run with errors ends with a line `FAILED: N errors`.
+    ///
+    /// # Examples
+    ///
+    /// An open-loop run measures latency from each intended send time:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?)
+    ///     .rate(Some(20_000.0))
+    ///     .warmup(Duration::from_secs(1));
+    /// let report = Report::new(bench, 50, Tally::default(), Duration::from_secs(5));
+    /// let summary = report.summary();
+    /// let mut lines = summary.lines();
+    /// assert_eq!(
+    ///     lines.next(),
+    ///     Some("sockit bench udp://127.0.0.1:9000: greet, 50 connections × 1 in flight, 64-byte requests, open loop at 20,000 requests/s"),
+    /// );
+    /// assert_eq!(lines.next(), Some("duration    5.00 s measured, after 1.00 s of warmup"));
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn summary(&self) -> String {
         let bench = &self.bench;
         let tally = &self.tally;
@@ -176,6 +342,31 @@ impl Report {
 
     /// The report as one JSON object; the fields are listed in the module's
     /// documentation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let mut tally = Tally::default();
+    /// tally.requests = 2;
+    /// tally.reply(Duration::from_micros(10));
+    /// tally.connection_error(std::io::ErrorKind::ConnectionReset);
+    /// let report = Report::new(
+    ///     Bench::new("udp://127.0.0.1:9000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
+    /// let json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+    /// assert_eq!(json["endpoint"], "udp://127.0.0.1:9000");
+    /// assert_eq!(json["framing"], serde_json::Value::Null);
+    /// assert_eq!((json["requests"].as_u64(), json["replies"].as_u64()), (Some(2), Some(1)));
+    /// assert_eq!(json["errors"]["connections"]["ConnectionReset"], 1);
+    /// assert_eq!(json["latency_us"]["min"], 10.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_json(&self) -> String {
         let bench = &self.bench;
         let tally = &self.tally;
@@ -226,6 +417,28 @@ impl Report {
 
     /// The latency distribution as an SVG percentile plot: percentiles on a
     /// log scale (0%, 90%, 99%, 99.9%, …) across, latency up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Report, Tally};
+    ///
+    /// let mut tally = Tally::default();
+    /// for us in 1..=1000 {
+    ///     tally.reply(Duration::from_micros(us));
+    /// }
+    /// let report = Report::new(
+    ///     Bench::new("tcp://127.0.0.1:7000".parse()?),
+    ///     50,
+    ///     tally,
+    ///     Duration::from_secs(1),
+    /// );
+    /// let svg = report.plot_svg();
+    /// assert!(svg.starts_with("<svg"));
+    /// assert!(svg.contains("99.9%"));
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn plot_svg(&self) -> String {
         let bench = &self.bench;
         let length = match bench.length {

@@ -38,6 +38,34 @@ impl Bench {
     /// # Cancel safety
     ///
     /// Dropping the future closes every connection; nothing is reported.
+    ///
+    /// # Examples
+    ///
+    /// Greet over UDP: every datagram reply is checked byte for byte.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::load::{Bench, Length, Live};
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let bench = Bench::new(server.local_endpoint().clone())
+    ///     .connections(4)
+    ///     .pipeline(8)
+    ///     .size(32)
+    ///     .timeout(Duration::from_secs(2))
+    ///     .length(Length::Requests(400));
+    /// tokio::spawn(server.serve(std::future::pending()));
+    ///
+    /// let report = bench.run(&Live::default()).await?;
+    /// assert_eq!(report.connected(), 4);
+    /// assert_eq!(report.tally().replies, 400, "{}", report.summary());
+    /// assert_eq!(report.tally().bytes_received, 400 * (7 + 32)); // "Hello, " and the request
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run(&self, live: &Live) -> Result<Report, BenchError> {
         self.check()?;
         LocalSet::new().run_until(self.drive(live)).await

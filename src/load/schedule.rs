@@ -42,6 +42,19 @@ impl Schedule {
     /// # Panics
     ///
     /// Panics unless `rate` is positive and finite and `connections` is at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// // 1000 requests at 500 a second after 1 s of warmup: 500 warmup requests first.
+    /// let schedule = Schedule::new(500.0, 4, Duration::from_secs(1), Length::Requests(1000));
+    /// assert_eq!(schedule.measured(), 1000);
+    /// let total: u64 = (0..4).map(|conn| schedule.conn(conn).len()).sum();
+    /// assert_eq!(total, 1500);
+    /// ```
     pub fn new(rate: f64, connections: usize, warmup: Duration, length: Length) -> Self {
         assert!(
             rate.is_finite() && rate > 0.0,
@@ -64,21 +77,70 @@ impl Schedule {
     }
 
     /// The time between two requests, all connections together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(3.0, 1, Duration::ZERO, Length::Requests(3));
+    /// assert_eq!(schedule.interval(), Duration::from_nanos(333_333_333));
+    /// ```
     pub fn interval(&self) -> Duration {
         Duration::from_nanos(self.interval_ns)
     }
 
     /// How many requests are intended after the warmup: the ones measured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(
+    ///     1000.0,
+    ///     10,
+    ///     Duration::from_secs(2),
+    ///     Length::Duration(Duration::from_secs(3)),
+    /// );
+    /// assert_eq!(schedule.measured(), 3000);
+    /// ```
     pub fn measured(&self) -> u64 {
         self.limit - self.warmup
     }
 
     /// How long the measured requests take to send: their number times the interval.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(200.0, 1, Duration::ZERO, Length::Requests(50));
+    /// assert_eq!(schedule.measured_time(), Duration::from_millis(250));
+    /// ```
     pub fn measured_time(&self) -> Duration {
         Duration::from_nanos(self.interval_ns.saturating_mul(self.measured()))
     }
 
     /// Connection `conn`'s share of the schedule.
+    ///
+    /// # Examples
+    ///
+    /// Requests are dealt to the connections in turn:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(1000.0, 3, Duration::ZERO, Length::Requests(7));
+    /// let lens: Vec<u64> = (0..3).map(|conn| schedule.conn(conn).len()).collect();
+    /// assert_eq!(lens, [3, 2, 2]);
+    /// assert_eq!(schedule.conn(2).intended(0), Duration::from_millis(2));
+    /// ```
     pub fn conn(&self, conn: u32) -> ConnSchedule {
         ConnSchedule {
             first: u64::from(conn),
@@ -91,6 +153,25 @@ impl Schedule {
 }
 
 /// One connection's requests in a [`Schedule`], numbered from 0.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::load::{Length, Schedule};
+///
+/// // 100 a second over 2 connections, half a second of warmup, then 1 s.
+/// let schedule = Schedule::new(
+///     100.0,
+///     2,
+///     Duration::from_millis(500),
+///     Length::Duration(Duration::from_secs(1)),
+/// );
+/// let first = schedule.conn(0);
+/// assert_eq!((first.len(), first.period()), (75, Duration::from_millis(20)));
+/// assert!(!first.is_measured(24) && first.is_measured(25)); // request 25 is due at 500 ms
+/// assert_eq!(first.due(Duration::from_millis(45)), 3); // at 0, 20 and 40 ms
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnSchedule {
     first: u64,
@@ -102,6 +183,16 @@ pub struct ConnSchedule {
 
 impl ConnSchedule {
     /// How many requests this connection sends in all, warmup included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(10.0, 4, Duration::ZERO, Length::Requests(2));
+    /// assert_eq!((schedule.conn(1).len(), schedule.conn(3).len()), (1, 0));
+    /// ```
     pub fn len(&self) -> u64 {
         if self.first >= self.limit {
             0
@@ -111,11 +202,32 @@ impl ConnSchedule {
     }
 
     /// Whether this connection sends nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(10.0, 4, Duration::ZERO, Length::Requests(2));
+    /// assert!(!schedule.conn(1).is_empty());
+    /// assert!(schedule.conn(2).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// When request `n` is meant to be sent, from the start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(1000.0, 4, Duration::ZERO, Length::Requests(100));
+    /// assert_eq!(schedule.conn(1).intended(2), Duration::from_millis(9)); // request 1 + 2 × 4
+    /// ```
     pub fn intended(&self, n: u64) -> Duration {
         let ns =
             (u128::from(self.first) + u128::from(n) * u128::from(self.step)) * u128::from(self.interval_ns);
@@ -123,17 +235,51 @@ impl ConnSchedule {
     }
 
     /// The time between two of this connection's requests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(1000.0, 4, Duration::ZERO, Length::Requests(100));
+    /// assert_eq!(schedule.conn(0).period(), Duration::from_millis(4));
+    /// ```
     pub fn period(&self) -> Duration {
         Duration::from_nanos(self.step.saturating_mul(self.interval_ns))
     }
 
     /// Whether request `n` comes after the warmup, and so is measured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let schedule = Schedule::new(10.0, 1, Duration::from_secs(1), Length::Requests(5));
+    /// let conn = schedule.conn(0);
+    /// assert_eq!((0..conn.len()).filter(|&n| conn.is_measured(n)).count(), 5);
+    /// assert!(!conn.is_measured(9) && conn.is_measured(10));
+    /// ```
     pub fn is_measured(&self, n: u64) -> bool {
         self.first + n * self.step >= self.warmup
     }
 
     /// How many of this connection's requests are due `elapsed` after the
     /// start: intended at or before it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::{Length, Schedule};
+    ///
+    /// let conn = Schedule::new(100.0, 1, Duration::ZERO, Length::Requests(5)).conn(0);
+    /// assert_eq!(conn.due(Duration::ZERO), 1);
+    /// assert_eq!(conn.due(Duration::from_millis(25)), 3);
+    /// assert_eq!(conn.due(Duration::from_secs(60)), 5); // never more than it sends
+    /// ```
     pub fn due(&self, elapsed: Duration) -> u64 {
         let last = elapsed.as_nanos() / u128::from(self.interval_ns);
         let last = u64::try_from(last).unwrap_or(u64::MAX);

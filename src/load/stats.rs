@@ -14,6 +14,23 @@ const MAX_LATENCY: Duration = Duration::from_secs(100);
 /// Requests, replies, bytes and latencies count the measured part of a run
 /// (after the warmup); errors count the whole run, warmup included, so no
 /// wrong reply ever goes unreported.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::ErrorKind;
+/// use std::time::Duration;
+/// use sockit::load::Tally;
+///
+/// let mut tally = Tally::default();
+/// tally.requests = 3;
+/// tally.reply(Duration::from_micros(100));
+/// tally.reply(Duration::from_micros(300));
+/// tally.missing = 1;
+/// tally.connection_error(ErrorKind::ConnectionReset);
+/// assert_eq!((tally.replies, tally.errors()), (2, 2));
+/// assert_eq!(tally.latency().len(), 2);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tally {
     /// Requests sent (or, at a fixed rate, due to be sent).
@@ -61,6 +78,18 @@ impl Default for Tally {
 
 impl Tally {
     /// Counts a correct reply that took `latency`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Tally;
+    ///
+    /// let mut tally = Tally::default();
+    /// tally.reply(Duration::from_millis(2));
+    /// assert_eq!(tally.replies, 1);
+    /// assert_eq!(tally.percentiles().unwrap().max, 2_000_895); // 0.1% buckets
+    /// ```
     pub fn reply(&mut self, latency: Duration) {
         self.replies += 1;
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -68,32 +97,106 @@ impl Tally {
     }
 
     /// Counts a connection that failed with `kind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use sockit::load::Tally;
+    ///
+    /// let mut tally = Tally::default();
+    /// tally.connection_error(ErrorKind::ConnectionRefused);
+    /// tally.connection_error(ErrorKind::ConnectionRefused);
+    /// assert_eq!(tally.connection_errors.iter().collect::<Vec<_>>(), [(ErrorKind::ConnectionRefused, 2)]);
+    /// ```
     pub fn connection_error(&mut self, kind: io::ErrorKind) {
         self.connection_errors.add(kind, 1);
     }
 
     /// Every error counted: wrong, missing, timeouts and connection errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Tally;
+    ///
+    /// let mut tally = Tally::default();
+    /// (tally.wrong, tally.missing, tally.timeouts) = (1, 2, 3);
+    /// assert_eq!(tally.errors(), 6);
+    /// ```
     pub fn errors(&self) -> u64 {
         self.wrong + self.missing + self.timeouts + self.connection_errors.total()
     }
 
     /// The latency of every correct reply, in nanoseconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Tally;
+    ///
+    /// let mut tally = Tally::default();
+    /// for us in 1..=100 {
+    ///     tally.reply(Duration::from_micros(us));
+    /// }
+    /// assert_eq!(tally.latency().len(), 100);
+    /// assert_eq!(tally.latency().value_at_quantile(0.5), 50_015); // ns
+    /// ```
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency
     }
 
     /// The latency percentiles, or `None` before the first correct reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Tally;
+    ///
+    /// let mut tally = Tally::default();
+    /// assert!(tally.percentiles().is_none());
+    /// tally.reply(Duration::from_micros(7));
+    /// assert_eq!(tally.percentiles().unwrap().min, 7_000);
+    /// ```
     pub fn percentiles(&self) -> Option<Percentiles> {
         Percentiles::of(&self.latency)
     }
 }
 
 /// Failed connections by the kind of error, in the order first seen.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::ErrorKind;
+/// use sockit::load::ConnectionErrors;
+///
+/// let mut errors = ConnectionErrors::default();
+/// errors.add(ErrorKind::ConnectionReset, 2);
+/// errors.add(ErrorKind::TimedOut, 1);
+/// errors.add(ErrorKind::ConnectionReset, 1);
+/// assert_eq!(errors.total(), 4);
+/// let kinds: Vec<_> = errors.iter().collect();
+/// assert_eq!(kinds, [(ErrorKind::ConnectionReset, 3), (ErrorKind::TimedOut, 1)]);
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionErrors(Vec<(io::ErrorKind, u64)>);
 
 impl ConnectionErrors {
     /// Adds `count` errors of `kind`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use sockit::load::ConnectionErrors;
+    ///
+    /// let mut errors = ConnectionErrors::default();
+    /// errors.add(ErrorKind::BrokenPipe, 5);
+    /// assert_eq!(errors.total(), 5);
+    /// ```
     pub fn add(&mut self, kind: io::ErrorKind, count: u64) {
         match self.0.iter_mut().find(|(seen, _)| *seen == kind) {
             Some((_, seen)) => *seen += count,
@@ -102,17 +205,52 @@ impl ConnectionErrors {
     }
 
     /// How many connections failed, of every kind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::ConnectionErrors;
+    ///
+    /// assert_eq!(ConnectionErrors::default().total(), 0);
+    /// ```
     pub fn total(&self) -> u64 {
         self.0.iter().map(|(_, count)| count).sum()
     }
 
     /// Each kind with its count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use sockit::load::ConnectionErrors;
+    ///
+    /// let mut errors = ConnectionErrors::default();
+    /// errors.add(ErrorKind::ConnectionRefused, 1);
+    /// let line: Vec<String> = errors.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    /// assert_eq!(line, ["1 connection refused"]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (io::ErrorKind, u64)> + '_ {
         self.0.iter().copied()
     }
 }
 
 /// Latency percentiles, in nanoseconds.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::load::Tally;
+///
+/// let mut tally = Tally::default();
+/// for ms in [1, 1, 1, 1, 1, 1, 1, 1, 1, 100] {
+///     tally.reply(Duration::from_millis(ms));
+/// }
+/// let p = tally.percentiles().unwrap();
+/// assert!(p.p50 < 1_001_000 && p.p99 > 99_000_000);
+/// assert!((p.mean - 10_900_000.0).abs() < 20_000.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Percentiles {
     /// The fastest reply.
@@ -133,6 +271,20 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// The percentiles of `histogram`, or `None` if it is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use hdrhistogram::Histogram;
+    /// use sockit::load::Percentiles;
+    ///
+    /// let mut histogram = Histogram::<u64>::new(3).unwrap();
+    /// assert!(Percentiles::of(&histogram).is_none());
+    /// histogram += 1_000;
+    /// histogram += 2_000;
+    /// let p = Percentiles::of(&histogram).unwrap();
+    /// assert_eq!((p.min, p.p50, p.max, p.mean), (1_000, 1_000, 2_000, 1_500.0));
+    /// ```
     pub fn of(histogram: &Histogram<u64>) -> Option<Self> {
         if histogram.is_empty() {
             return None;

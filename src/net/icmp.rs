@@ -26,6 +26,37 @@
 //! called here, as valid on an ICMP socket as on a UDP one: tokio 1.54
 //! deprecates the safe `AsyncFd::new`, and its replacement
 //! `AsyncFd::register` is `unsafe`, which this crate denies.
+//!
+//! # Examples
+//!
+//! One ping to 127.0.0.1, on whichever socket this process may open:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use sockit::net::icmp::{EchoSocket, OpenError, Options, Received};
+//!
+//! let socket = match EchoSocket::open("127.0.0.1".parse()?, &Options::default()) {
+//!     Ok(socket) => socket,
+//!     Err(OpenError::NotPermitted { .. }) => return Ok(()), // neither root nor in the ping group
+//!     Err(e) => return Err(e.into()),
+//! };
+//! socket.send(1, b"are you there?").await?;
+//! let mut buf = vec![0; 65_536];
+//! let reply = tokio::time::timeout(Duration::from_secs(5), async {
+//!     loop {
+//!         // A raw socket also sees its own request, looped back.
+//!         if let Received::Reply(reply) = socket.recv(&mut buf).await? {
+//!             return Ok::<_, std::io::Error>((reply.seq, reply.payload.to_vec()));
+//!         }
+//!     }
+//! })
+//! .await??;
+//! assert_eq!(reply, (1, b"are you there?".to_vec()));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -45,6 +76,15 @@ use crate::icmp::{self, Echo, EchoKind, IcmpError, Ipv4Header, Message, Version}
 const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
 
 /// Which kind of socket carries the echo messages.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::icmp::Kind;
+///
+/// assert_eq!(Kind::Raw.to_string(), "raw");
+/// assert_eq!(Kind::Datagram.to_string(), "datagram");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// `SOCK_RAW`: needs root or `CAP_NET_RAW`.
@@ -64,6 +104,16 @@ impl fmt::Display for Kind {
 }
 
 /// How to open an [`EchoSocket`].
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::icmp::{Kind, Options};
+///
+/// // `ping -t 1` on a raw socket that builds its own IPv4 header.
+/// let options = Options { kind: Some(Kind::Raw), ttl: Some(1), header_included: true };
+/// assert_ne!(options, Options::default());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// The kind of socket; `None` tries raw, then datagram when raw is not
@@ -79,6 +129,21 @@ pub struct Options {
 }
 
 /// Why an [`EchoSocket`] could not be opened.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sockit::net::icmp::{EchoSocket, OpenError, Options};
+///
+/// let options = Options { header_included: true, ..Options::default() };
+/// let err = EchoSocket::open("::1".parse()?, &options).unwrap_err();
+/// assert!(matches!(err, OpenError::HeaderIncluded));
+/// assert_eq!(err.to_string(), "building the IP header (IP_HDRINCL) needs a raw IPv4 socket");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
@@ -152,6 +217,24 @@ pub struct EchoSocket {
 }
 
 /// What one datagram received turned out to be.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::icmp::{IcmpError, Message};
+/// use sockit::net::icmp::Received;
+///
+/// fn describe(received: &Received<'_>) -> String {
+///     match received {
+///         Received::Reply(reply) => format!("{} bytes: icmp_seq={}", reply.len, reply.seq),
+///         Received::Other(Message::Other { kind: 3, .. }) => "unreachable".into(),
+///         Received::Other(_) => "not for us".into(),
+///         Received::Invalid(e) => format!("invalid: {e}"),
+///     }
+/// }
+/// let invalid = Received::Invalid(IcmpError::NotIcmp { protocol: 17 });
+/// assert_eq!(describe(&invalid), "invalid: not ICMP: IPv4 protocol 17");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received<'a> {
     /// An echo reply carrying this socket's identifier, its checksum right.
@@ -164,6 +247,16 @@ pub enum Received<'a> {
 }
 
 /// An echo reply to this socket.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::icmp::Reply;
+///
+/// let reply = Reply { seq: 3, len: 64, ttl: Some(64), payload: &[0; 56] };
+/// let line = format!("{} bytes: icmp_seq={} ttl={}", reply.len, reply.seq, reply.ttl.unwrap());
+/// assert_eq!(line, "64 bytes: icmp_seq=3 ttl=64");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply<'a> {
     /// Its sequence number.
@@ -192,6 +285,30 @@ impl EchoSocket {
     /// # Panics
     ///
     /// Outside a tokio runtime with I/O enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::net::IpAddr;
+    /// use sockit::net::icmp::{EchoSocket, Kind, OpenError, Options};
+    ///
+    /// let target: IpAddr = "127.0.0.1".parse()?;
+    /// let options = Options { kind: Some(Kind::Datagram), ..Options::default() };
+    /// match EchoSocket::open(target, &options) {
+    ///     Ok(socket) => {
+    ///         assert_eq!((socket.kind(), socket.target()), (Kind::Datagram, target));
+    ///         assert_eq!(socket.local_ip(), target);
+    ///         assert!(!socket.header_included());
+    ///     }
+    ///     // This process's groups are not in net.ipv4.ping_group_range.
+    ///     Err(OpenError::DatagramNotPermitted { range, .. }) => assert!(!range.is_empty()),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(target: IpAddr, options: &Options) -> Result<EchoSocket, OpenError> {
         if options.header_included && (target.is_ipv6() || options.kind == Some(Kind::Datagram)) {
             return Err(OpenError::HeaderIncluded);
@@ -288,27 +405,112 @@ impl EchoSocket {
     }
 
     /// The kind of socket in use.
+    ///
+    /// # Examples
+    ///
+    /// With no kind asked for, a raw socket when permitted, otherwise a datagram socket:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, Kind, OpenError, Options};
+    ///
+    /// match EchoSocket::open("127.0.0.1".parse()?, &Options::default()) {
+    ///     Ok(socket) => assert!(matches!(socket.kind(), Kind::Raw | Kind::Datagram)),
+    ///     Err(OpenError::NotPermitted { .. }) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn kind(&self) -> Kind {
         self.kind
     }
 
     /// Whether this socket sends the IPv4 header it builds (`IP_HDRINCL`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, Kind, OpenError, Options};
+    ///
+    /// let options = Options { header_included: true, ..Options::default() };
+    /// match EchoSocket::open("127.0.0.1".parse()?, &options) {
+    ///     Ok(socket) => assert!(socket.header_included() && socket.kind() == Kind::Raw),
+    ///     Err(OpenError::RawNotPermitted(_)) => {} // not root
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn header_included(&self) -> bool {
         self.header_ttl.is_some()
     }
 
     /// The echo identifier: chosen here for a raw socket, the kernel's
     /// "port" for a datagram socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, OpenError, Options};
+    ///
+    /// let target = "127.0.0.1".parse()?;
+    /// match (EchoSocket::open(target, &Options::default()), EchoSocket::open(target, &Options::default())) {
+    ///     (Ok(a), Ok(b)) => assert_ne!(a.id(), b.id()), // each pinger tells its replies apart
+    ///     (Err(OpenError::NotPermitted { .. }), _) => {}
+    ///     (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(&self) -> u16 {
         self.id
     }
 
     /// The host pinged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, OpenError, Options};
+    ///
+    /// match EchoSocket::open("::1".parse()?, &Options::default()) {
+    ///     Ok(socket) => assert_eq!(socket.target().to_string(), "::1"),
+    ///     Err(OpenError::NotPermitted { .. }) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn target(&self) -> IpAddr {
         self.target
     }
 
     /// This end's address, as the kernel chose it for the target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, OpenError, Options};
+    ///
+    /// // The kernel picks 127.0.0.1 as the source for all of 127.0.0.0/8.
+    /// match EchoSocket::open("127.0.0.3".parse()?, &Options::default()) {
+    ///     Ok(socket) => assert_eq!(socket.local_ip().to_string(), "127.0.0.1"),
+    ///     Err(OpenError::NotPermitted { .. }) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_ip(&self) -> IpAddr {
         self.local
     }
@@ -330,6 +532,27 @@ impl EchoSocket {
     /// # Cancel safety
     ///
     /// Cancel safe: the request is sent whole or not at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::net::icmp::{EchoSocket, OpenError, Options};
+    ///
+    /// match EchoSocket::open("127.0.0.1".parse()?, &Options::default()) {
+    ///     Ok(socket) => {
+    ///         socket.send(1, b"ping").await?;
+    ///         let too_big = vec![0; 65_508];
+    ///         let err = socket.send(2, &too_big).await.unwrap_err();
+    ///         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    ///     }
+    ///     Err(OpenError::NotPermitted { .. }) => {}
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send(&self, seq: u16, payload: &[u8]) -> io::Result<()> {
         let packet = self
             .request(seq, payload)
@@ -374,6 +597,44 @@ impl EchoSocket {
     ///
     /// Cancel safe: a datagram is either received and returned, or left
     /// queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::icmp::{Echo, Message};
+    /// use sockit::net::icmp::{EchoSocket, Kind, OpenError, Options, Received};
+    ///
+    /// let options = Options { kind: Some(Kind::Raw), ..Options::default() };
+    /// let socket = match EchoSocket::open("127.0.0.1".parse()?, &options) {
+    ///     Ok(socket) => socket,
+    ///     Err(OpenError::RawNotPermitted(_)) => return Ok(()), // not root
+    ///     Err(e) => return Err(e.into()),
+    /// };
+    /// socket.send(9, b"hi").await?;
+    /// let mut buf = vec![0; 65_536];
+    /// let ours = Echo { id: socket.id(), seq: 9, payload: b"hi" };
+    /// let mut saw_request = false;
+    /// let reply = tokio::time::timeout(Duration::from_secs(5), async {
+    ///     loop {
+    ///         match socket.recv(&mut buf).await? {
+    ///             // A raw socket sees our own request, looped back, before the reply.
+    ///             Received::Other(Message::EchoRequest(echo)) if echo == ours => saw_request = true,
+    ///             Received::Reply(reply) => {
+    ///                 break Ok::<_, std::io::Error>((reply.seq, reply.payload.to_vec()));
+    ///             }
+    ///             _ => {} // other pingers' packets
+    ///         }
+    ///     }
+    /// })
+    /// .await??;
+    /// assert!(saw_request);
+    /// assert_eq!(reply, (9, b"hi".to_vec()));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Received<'b>> {
         let (len, hops) = self
             .socket

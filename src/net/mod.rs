@@ -9,12 +9,17 @@
 //! - `batch`: many datagrams per system call (`recvmmsg`, `sendmmsg`);
 //! - [`tls`]: TLS over TCP (`rustls`): certificates and keys from PEM files, handshakes;
 //! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
-//! - [`options`]: socket options, set where they apply and read back.
+//! - [`options`]: socket options, set where they apply and read back;
+//! - `inherited`: sockets opened elsewhere, found out and made ready to serve
+//!   ([`Server::adopt`](crate::Server::adopt));
+//! - [`systemd`]: the sockets systemd passes (socket activation, `LISTEN_FDS`).
 
 pub(crate) mod batch;
 pub mod icmp;
+pub(crate) mod inherited;
 pub mod options;
 pub mod seqpacket;
+pub mod systemd;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -29,6 +34,12 @@ pub use options::SocketOptions;
 use crate::{Endpoint, Error};
 
 /// The default listen backlog (the seed's `listen(10)` is too small for load).
+///
+/// ```
+/// assert_eq!(sockit::net::DEFAULT_BACKLOG, 1024);
+/// let server = sockit::Server::new(sockit::Greet).backlog(sockit::net::DEFAULT_BACKLOG * 4);
+/// # drop(server);
+/// ```
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Resolves the host of a network endpoint to the addresses to try, in order.

@@ -1,5 +1,26 @@
 //! Socket options: the seed's "built-in methods" (`setsockopt`), set for the
 //! socket kinds where each one applies, and read back with `getsockopt`.
+//!
+//! # Examples
+//!
+//! What the kernel holds for a UDP listener's options, read back:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sockit::Error> {
+//! use sockit::net::SocketOptions;
+//! use sockit::{Echo, Server};
+//!
+//! let options = SocketOptions::default().ttl(7).broadcast(true);
+//! let listener = Server::new(Echo)
+//!     .options(options.clone())
+//!     .bind(&"udp://127.0.0.1:0".parse()?)
+//!     .await?;
+//! let held = options.read_back(&socket2::SockRef::from(&listener));
+//! assert_eq!(held, "SO_REUSEADDR=1 IP_TTL=7 SO_BROADCAST=1");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt::Write as _;
 use std::io;
@@ -66,6 +87,21 @@ pub(crate) enum Role {
 
 impl SocketOptions {
     /// Sets `SO_REUSEADDR`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let options = SocketOptions::default().reuse_address(false);
+    /// let listener = Server::new(Echo).options(options.clone()).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_eq!(options.read_back(&socket2::SockRef::from(&listener)), "SO_REUSEADDR=0");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn reuse_address(mut self, on: bool) -> Self {
         self.reuse_address = Some(on);
@@ -73,6 +109,24 @@ impl SocketOptions {
     }
 
     /// Sets `SO_REUSEPORT`.
+    ///
+    /// # Examples
+    ///
+    /// Two listeners share one port:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).options(SocketOptions::default().reuse_port(true));
+    /// let first = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let second = server.bind(first.local_endpoint()).await?;
+    /// assert_eq!(first.local_endpoint(), second.local_endpoint());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
@@ -80,6 +134,29 @@ impl SocketOptions {
     }
 
     /// Sets `TCP_NODELAY`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Endpoint, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let options = SocketOptions::default().nodelay(false);
+    /// let client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
+    /// assert_eq!(options.read_back(&socket2::SockRef::from(&client)), "SO_REUSEADDR=0 TCP_NODELAY=0");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = Some(on);
@@ -87,6 +164,32 @@ impl SocketOptions {
     }
 
     /// Turns TCP keepalive on, probing after `idle` without traffic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Endpoint, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let options = SocketOptions::default().keepalive(Duration::from_secs(30));
+    /// let client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
+    /// assert_eq!(
+    ///     options.read_back(&socket2::SockRef::from(&client)),
+    ///     "SO_REUSEADDR=0 TCP_NODELAY=1 SO_KEEPALIVE=1 TCP_KEEPIDLE=30",
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn keepalive(mut self, idle: Duration) -> Self {
         self.keepalive = Some(idle);
@@ -94,6 +197,24 @@ impl SocketOptions {
     }
 
     /// Sets `SO_RCVBUF`.
+    ///
+    /// # Examples
+    ///
+    /// Linux doubles the size asked for, for its bookkeeping:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let endpoint = format!("unix-dgram:@sockit-doc-rcvbuf-{}", std::process::id()).parse()?;
+    /// let options = SocketOptions::default().recv_buffer(64 * 1024).send_buffer(32 * 1024);
+    /// let listener = Server::new(Echo).options(options.clone()).bind(&endpoint).await?;
+    /// assert_eq!(options.read_back(&socket2::SockRef::from(&listener)), "SO_RCVBUF=131072 SO_SNDBUF=65536");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn recv_buffer(mut self, bytes: usize) -> Self {
         self.recv_buffer = Some(bytes);
@@ -101,6 +222,14 @@ impl SocketOptions {
     }
 
     /// Sets `SO_SNDBUF`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    ///
+    /// assert_eq!(SocketOptions::default().send_buffer(1 << 20).send_buffer, Some(1 << 20));
+    /// ```
     #[must_use]
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.send_buffer = Some(bytes);
@@ -108,6 +237,25 @@ impl SocketOptions {
     }
 
     /// Sets the IP time-to-live (IPv6: unicast hops).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let options = SocketOptions::default().ttl(3);
+    /// let listener = Server::new(Echo).options(options.clone()).bind(&"udp://[::1]:0".parse()?).await?;
+    /// // The kernel sets IPV6_V6ONLY itself on a socket bound to one IPv6 address.
+    /// assert_eq!(
+    ///     options.read_back(&socket2::SockRef::from(&listener)),
+    ///     "SO_REUSEADDR=1 IPV6_UNICAST_HOPS=3 IPV6_V6ONLY=1",
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn ttl(mut self, ttl: u32) -> Self {
         self.ttl = Some(ttl);
@@ -115,6 +263,17 @@ impl SocketOptions {
     }
 
     /// Sets `IPV6_V6ONLY` on IPv6 listeners.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    ///
+    /// let options = SocketOptions::default().ipv6_only(true);
+    /// assert!(options.ipv6_only);
+    /// assert_eq!(options.not_applying_to(&"unix:@app".parse()?), ["ipv6-only"]);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn ipv6_only(mut self, on: bool) -> Self {
         self.ipv6_only = on;
@@ -122,6 +281,17 @@ impl SocketOptions {
     }
 
     /// Sets `SO_BROADCAST` on UDP sockets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    ///
+    /// let options = SocketOptions::default().broadcast(true);
+    /// assert!(options.not_applying_to(&"udp://0.0.0.0:9000".parse()?).is_empty());
+    /// assert_eq!(options.not_applying_to(&"tcp://0.0.0.0:9000".parse()?), ["broadcast"]);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn broadcast(mut self, on: bool) -> Self {
         self.broadcast = on;
@@ -129,6 +299,19 @@ impl SocketOptions {
     }
 
     /// Joins a multicast group on UDP listeners.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    ///
+    /// let options = SocketOptions::default()
+    ///     .join_multicast("239.255.0.1".parse()?)
+    ///     .join_multicast("ff02::1:3".parse()?);
+    /// assert_eq!(options.multicast.len(), 2);
+    /// assert_eq!(options.not_applying_to(&"unix-dgram:@group".parse()?), ["multicast"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn join_multicast(mut self, group: IpAddr) -> Self {
         self.multicast.push(group);
@@ -136,6 +319,32 @@ impl SocketOptions {
     }
 
     /// Binds clients to a source address before they connect.
+    ///
+    /// # Examples
+    ///
+    /// A client that connects from 127.0.0.2:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Endpoint, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let options = SocketOptions::default().bind("127.0.0.2:0".parse()?);
+    /// let _client = StreamClient::connect_with(
+    ///     &endpoint,
+    ///     Framing::Raw,
+    ///     Duration::from_secs(5),
+    ///     &options,
+    /// ).await?;
+    /// let (_, peer) = server.accept().await?;
+    /// assert_eq!(peer.ip().to_string(), "127.0.0.2");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn bind(mut self, local: SocketAddr) -> Self {
         self.bind = Some(local);
@@ -145,6 +354,17 @@ impl SocketOptions {
     /// The names of the options set here that `endpoint`'s kind of socket
     /// cannot use (as `sockit`'s flags name them: `nodelay`, `rcvbuf`, …), in
     /// the order they are declared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    ///
+    /// let options = SocketOptions::default().nodelay(true).ttl(64).recv_buffer(1 << 20);
+    /// assert!(options.not_applying_to(&"tcp://[::1]:8000".parse()?).is_empty());
+    /// assert_eq!(options.not_applying_to(&"unix:/run/app.sock".parse()?), ["nodelay", "ttl"]);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn not_applying_to(&self, endpoint: &crate::Endpoint) -> Vec<&'static str> {
         use crate::Endpoint::{Seqpacket, Tcp, Tls, Udp, Unix, UnixDatagram};
         let ip = matches!(endpoint, Tcp(_) | Tls(_) | Udp(_));
@@ -240,6 +460,24 @@ impl SocketOptions {
     /// default), as `NAME=value` words: what the kernel actually holds, for
     /// the logs. A listening TCP socket shows no connection options
     /// (`TCP_NODELAY`, keepalive): those are set on each connection.
+    ///
+    /// # Examples
+    ///
+    /// A listening TCP socket shows no connection options:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let options = SocketOptions::default().nodelay(false).keepalive(Duration::from_secs(9));
+    /// let listener = Server::new(Echo).options(options.clone()).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_eq!(options.read_back(&socket2::SockRef::from(&listener)), "SO_REUSEADDR=1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn read_back(&self, socket: &Socket) -> String {
         let domain = socket.domain().ok();
         let ip = matches!(domain, Some(socket2::Domain::IPV4 | socket2::Domain::IPV6));

@@ -17,6 +17,30 @@ use super::options::{Role, SocketOptions};
 ///
 /// Fails when the address is in use, not local, or not permitted, or an
 /// option cannot be set.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use std::time::Duration;
+///
+/// use sockit::net::{DEFAULT_BACKLOG, SocketOptions, tcp};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let options = SocketOptions::default();
+/// let listener = tcp::listen("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG, &options)?;
+/// let addr = listener.local_addr()?;
+/// let mut client = tcp::connect(&[addr], Duration::from_secs(5), &options).await?;
+/// let (mut server_side, _) = listener.accept().await?;
+/// client.write_all(b"hi").await?;
+/// let mut got = [0; 2];
+/// server_side.read_exact(&mut got).await?;
+/// assert_eq!(&got, b"hi");
+/// assert!(client.nodelay()?); // TCP_NODELAY unless turned off
+/// # Ok(())
+/// # }
+/// ```
 pub fn listen(addr: SocketAddr, backlog: u32, options: &SocketOptions) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     options.apply_ip(&socket, addr, Role::Listener)?;
@@ -37,6 +61,23 @@ pub fn listen(addr: SocketAddr, backlog: u32, options: &SocketOptions) -> io::Re
 /// # Cancel safety
 ///
 /// Cancel safe: a connection in progress is dropped.
+///
+/// # Examples
+///
+/// The addresses are tried in order (see [`listen`] for a connection made):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// use sockit::net::{SocketOptions, tcp};
+///
+/// // Nothing listens on port 1: refused at once.
+/// let refused = tcp::connect(&["127.0.0.1:1".parse().unwrap()], Duration::from_secs(5), &SocketOptions::default()).await;
+/// assert_eq!(refused.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+/// # }
+/// ```
 pub async fn connect(
     addrs: &[SocketAddr],
     timeout: Duration,

@@ -1,6 +1,26 @@
 //! Unix stream sockets, and what every Unix socket kind shares: binding a
 //! path safely (a stale socket file is replaced, a live one or a file that is
 //! not a socket never is) and removing the socket file when done.
+//!
+//! # Examples
+//!
+//! A socket file is removed when the listener goes, and a stale one is replaced:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use sockit::UnixAddr;
+//! use sockit::net::{SocketOptions, unix};
+//!
+//! let path = std::env::temp_dir().join(format!("sockit-doc-unix-{}.sock", std::process::id()));
+//! let addr = UnixAddr::Path(path.clone());
+//! let (listener, file) = unix::listen(&addr, 16, None, &SocketOptions::default())?;
+//! assert!(path.exists());
+//! drop((listener, file));
+//! assert!(!path.exists());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fs;
 use std::io;
@@ -17,6 +37,37 @@ use crate::endpoint::{Credentials, UnixAddr};
 
 /// A socket file this process created; removed when dropped, unless
 /// something else has replaced it meanwhile.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix};
+///
+/// let path = std::env::temp_dir().join(format!("sockit-doc-file-{}.sock", std::process::id()));
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Path(path.clone()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// )?;
+/// let file = file.expect("a path has a socket file");
+/// assert_eq!(file.path(), path);
+/// drop(file);
+/// assert!(!path.exists());
+/// // An abstract name has no file.
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Abstract(format!("sockit-doc-file-{}", std::process::id()).into_bytes()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// )?;
+/// assert!(file.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
@@ -26,6 +77,26 @@ pub struct SocketFile {
 
 impl SocketFile {
     /// The path of the socket file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use sockit::UnixAddr;
+    /// use sockit::net::{SocketOptions, unix};
+    ///
+    /// let path = std::env::temp_dir().join(format!("sockit-doc-path-{}.sock", std::process::id()));
+    /// let (_listener, file) = unix::listen(
+    ///     &UnixAddr::Path(path.clone()),
+    ///     16,
+    ///     None,
+    ///     &SocketOptions::default(),
+    /// )?;
+    /// assert_eq!(file.unwrap().path(), path);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -54,6 +125,43 @@ impl Drop for SocketFile {
 ///
 /// `AddrInUse` for a live socket, `AlreadyExists` for a file that is not a
 /// socket, and whatever `bind` reports (no such directory, permission denied).
+///
+/// # Examples
+///
+/// A file that is not a socket is never replaced; a `mode` is applied to a new
+/// socket file:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use std::os::unix::fs::PermissionsExt;
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix};
+///
+/// let dir = std::env::temp_dir();
+/// let notes = dir.join(format!("sockit-doc-notes-{}.txt", std::process::id()));
+/// std::fs::write(&notes, "keep me")?;
+/// let err = unix::bind(
+///     &UnixAddr::Path(notes.clone()),
+///     socket2::Type::STREAM,
+///     None,
+///     &SocketOptions::default(),
+/// ).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+/// assert_eq!(std::fs::read_to_string(&notes)?, "keep me");
+/// std::fs::remove_file(&notes)?;
+///
+/// let path = dir.join(format!("sockit-doc-mode-{}.sock", std::process::id()));
+/// let (_socket, file) = unix::bind(
+///     &UnixAddr::Path(path.clone()),
+///     socket2::Type::DGRAM,
+///     Some(0o600),
+///     &SocketOptions::default(),
+/// )?;
+/// assert_eq!(std::fs::metadata(file.unwrap().path())?.permissions().mode() & 0o777, 0o600);
+/// # Ok(())
+/// # }
+/// ```
 pub fn bind(
     addr: &UnixAddr,
     kind: Type,
@@ -120,6 +228,24 @@ fn remove_if_stale(path: &Path, kind: Type) -> io::Result<()> {
 /// # Errors
 ///
 /// As [`bind`], and `listen`'s errors.
+///
+/// # Examples
+///
+/// A live server's socket is never taken over:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix};
+///
+/// let addr = UnixAddr::Abstract(format!("sockit-doc-listen-{}", std::process::id()).into_bytes());
+/// let (_live, _) = unix::listen(&addr, 16, None, &SocketOptions::default())?;
+/// let err = unix::listen(&addr, 16, None, &SocketOptions::default()).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+/// # Ok(())
+/// # }
+/// ```
 pub fn listen(
     addr: &UnixAddr,
     backlog: u32,
@@ -138,6 +264,31 @@ pub fn listen(
 ///
 /// `NotFound` when no socket file is there, `ConnectionRefused` when no
 /// server listens on it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix};
+///
+/// let addr = UnixAddr::Abstract(format!("sockit-doc-connect-{}", std::process::id()).into_bytes());
+/// let (listener, _) = unix::listen(&addr, 16, None, &SocketOptions::default())?;
+/// let mut client = unix::connect(&addr, &SocketOptions::default())?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"hello").await?;
+/// let mut buf = [0; 5];
+/// server.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+///
+/// let nowhere = UnixAddr::Abstract(format!("sockit-doc-nobody-{}", std::process::id()).into_bytes());
+/// let err = unix::connect(&nowhere, &SocketOptions::default()).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+/// # Ok(())
+/// # }
+/// ```
 pub fn connect(addr: &UnixAddr, options: &SocketOptions) -> io::Result<UnixStream> {
     let socket = connect_socket(addr, Type::STREAM, options)?;
     UnixStream::from_std(std::os::unix::net::UnixStream::from(OwnedFd::from(socket)))
@@ -155,6 +306,20 @@ pub(crate) fn connect_socket(addr: &UnixAddr, kind: Type, options: &SocketOption
 }
 
 /// The credentials of the process that connected `stream`, if the kernel says.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::net::unix;
+///
+/// let (a, _b) = tokio::net::UnixStream::pair()?;
+/// let cred = unix::peer_credentials(&a).unwrap();
+/// assert_eq!(cred.pid, Some(std::process::id() as i32));
+/// # Ok(())
+/// # }
+/// ```
 pub fn peer_credentials(stream: &UnixStream) -> Option<Credentials> {
     stream.peer_cred().ok().map(|cred| Credentials {
         pid: cred.pid(),

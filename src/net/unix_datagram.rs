@@ -1,5 +1,26 @@
 //! Unix datagram sockets: binding a path or abstract name, and a client
 //! socket with its own temporary address, so that replies can find it.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use sockit::UnixAddr;
+//! use sockit::net::{SocketOptions, unix_datagram};
+//!
+//! let addr = UnixAddr::Abstract(format!("sockit-doc-dgram-{}", std::process::id()).into_bytes());
+//! let (server, _) = unix_datagram::bind(&addr, None, &SocketOptions::default())?;
+//! let (client, _own_file) = unix_datagram::connect(&addr, &SocketOptions::default())?;
+//! client.send(b"client2").await?;
+//! let mut buf = [0; 64];
+//! let (len, from) = server.recv_from(&mut buf).await?;
+//! server.send_to(b"Hello, client2", from.as_pathname().unwrap()).await?;
+//! let len2 = client.recv(&mut buf[len..]).await?;
+//! assert_eq!(&buf[..len + len2], b"client2Hello, client2");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -18,6 +39,25 @@ use crate::endpoint::UnixAddr;
 /// # Errors
 ///
 /// As [`super::unix::bind`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix_datagram};
+///
+/// let path = std::env::temp_dir().join(format!("sockit-doc-dgram-{}.sock", std::process::id()));
+/// let (_socket, file) = unix_datagram::bind(
+///     &UnixAddr::Path(path.clone()),
+///     None,
+///     &SocketOptions::default(),
+/// )?;
+/// assert_eq!(file.unwrap().path(), path);
+/// # Ok(())
+/// # }
+/// ```
 pub fn bind(
     addr: &UnixAddr,
     mode: Option<u32>,
@@ -39,6 +79,27 @@ fn into_tokio(socket: socket2::Socket) -> io::Result<UnixDatagram> {
 /// # Errors
 ///
 /// Fails when the temporary file cannot be bound, or nothing is bound at `addr`.
+///
+/// # Examples
+///
+/// The client's own socket file exists as long as the client does:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix_datagram};
+///
+/// let addr = UnixAddr::Abstract(format!("sockit-doc-own-{}", std::process::id()).into_bytes());
+/// let (_server, _) = unix_datagram::bind(&addr, None, &SocketOptions::default())?;
+/// let (_client, own_file) = unix_datagram::connect(&addr, &SocketOptions::default())?;
+/// let path = own_file.path().to_owned();
+/// assert!(path.exists());
+/// drop(own_file);
+/// assert!(!path.exists());
+/// # Ok(())
+/// # }
+/// ```
 pub fn connect(addr: &UnixAddr, options: &SocketOptions) -> io::Result<(UnixDatagram, SocketFile)> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let own = UnixAddr::Path(temporary_path(NEXT.fetch_add(1, Ordering::Relaxed)));
@@ -57,6 +118,25 @@ pub fn connect(addr: &UnixAddr, options: &SocketOptions) -> io::Result<(UnixData
 /// # Cancel safety
 ///
 /// Cancel safe: the datagram is sent whole or not at all.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use sockit::UnixAddr;
+/// use sockit::net::{SocketOptions, unix_datagram};
+///
+/// let addr = UnixAddr::Abstract(format!("sockit-doc-send-to-{}", std::process::id()).into_bytes());
+/// let (server, _) = unix_datagram::bind(&addr, None, &SocketOptions::default())?;
+/// let sender = tokio::net::UnixDatagram::unbound()?;
+/// assert_eq!(unix_datagram::send_to(&sender, b"ping", &addr).await?, 4);
+/// let mut buf = [0; 16];
+/// let len = server.recv(&mut buf).await?;
+/// assert_eq!(&buf[..len], b"ping");
+/// # Ok(())
+/// # }
+/// ```
 pub async fn send_to(socket: &UnixDatagram, datagram: &[u8], to: &UnixAddr) -> io::Result<usize> {
     let to = to.to_sockaddr()?;
     socket

@@ -9,6 +9,26 @@
 //! seed, the session's number (its order of arrival, from 0) and the
 //! direction, so one client's fate does not depend on how its traffic
 //! interleaves with another's or with its replies.
+//!
+//! # Examples
+//!
+//! The same seed gives the same fates:
+//!
+//! ```
+//! use std::time::Duration;
+//! use sockit::relay::{DatagramPlan, Direction, Fate, Faults, Probability};
+//!
+//! let dropped = |faults: &Faults| {
+//!     let mut plan = DatagramPlan::new(faults, 0, Direction::ToTarget);
+//!     (0..20).map(|_| plan.next_fate() == Fate::Dropped).collect::<Vec<bool>>()
+//! };
+//! let faults = Faults::new(7).drop(Probability::new(0.5)?);
+//! assert_eq!(dropped(&faults), dropped(&faults));
+//! // Adding a delay does not change which datagrams are dropped.
+//! let delayed = faults.clone().delay(Duration::from_millis(5), Duration::from_millis(1));
+//! assert_eq!(dropped(&faults), dropped(&delayed));
+//! # Ok::<(), sockit::relay::FaultError>(())
+//! ```
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -33,8 +53,26 @@ pub struct Probability(f64);
 
 impl Probability {
     /// Never happens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Faults, Probability};
+    ///
+    /// assert_eq!(Probability::NEVER.get(), 0.0);
+    /// assert_eq!(Faults::new(1).drop, Probability::NEVER);
+    /// ```
     pub const NEVER: Probability = Probability(0.0);
     /// Always happens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Probability;
+    ///
+    /// assert_eq!("100%".parse::<Probability>()?, Probability::ALWAYS);
+    /// # Ok::<(), sockit::relay::FaultError>(())
+    /// ```
     pub const ALWAYS: Probability = Probability(1.0);
 
     /// The probability `p`.
@@ -42,6 +80,16 @@ impl Probability {
     /// # Errors
     ///
     /// [`FaultError::NotAProbability`] unless `0 <= p <= 1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{FaultError, Probability};
+    ///
+    /// assert_eq!(Probability::new(0.1)?.to_string(), "0.1");
+    /// assert_eq!(Probability::new(-0.1), Err(FaultError::NotAProbability { text: "-0.1".into() }));
+    /// # Ok::<(), FaultError>(())
+    /// ```
     pub fn new(p: f64) -> Result<Self, FaultError> {
         if (0.0..=1.0).contains(&p) {
             Ok(Probability(p))
@@ -51,6 +99,15 @@ impl Probability {
     }
 
     /// The probability as a number from 0 to 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Probability;
+    ///
+    /// assert_eq!("12.5%".parse::<Probability>()?.get(), 0.125);
+    /// # Ok::<(), sockit::relay::FaultError>(())
+    /// ```
     pub fn get(self) -> f64 {
         self.0
     }
@@ -85,6 +142,17 @@ impl fmt::Display for Probability {
 }
 
 /// Why a fault setting is refused.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::relay::{Directions, Probability};
+///
+/// let err = "sometimes".parse::<Probability>().unwrap_err();
+/// assert_eq!(err.to_string(), r#""sometimes" is not a probability from 0 to 1 (such as 0.1 or 10%)"#);
+/// let err = "up".parse::<Directions>().unwrap_err();
+/// assert_eq!(err.to_string(), r#""up" is not a direction: expected both, to-target or to-client"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FaultError {
@@ -103,6 +171,21 @@ pub enum FaultError {
 }
 
 /// The way a message travels through the relay.
+///
+/// # Examples
+///
+/// Each direction of a session has its own generator:
+///
+/// ```
+/// use sockit::relay::{DatagramPlan, Direction, Faults, Probability};
+///
+/// let faults = Faults::new(7).drop(Probability::new(0.5)?);
+/// let mut requests = DatagramPlan::new(&faults, 0, Direction::ToTarget);
+/// let mut replies = DatagramPlan::new(&faults, 0, Direction::ToClient);
+/// let fates = |plan: &mut DatagramPlan| (0..32).map(|_| plan.next_fate()).collect::<Vec<_>>();
+/// assert_ne!(fates(&mut requests), fates(&mut replies));
+/// # Ok::<(), sockit::relay::FaultError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// From a client of the relay to the target.
@@ -113,6 +196,15 @@ pub enum Direction {
 
 impl Direction {
     /// The name in logs and summaries: `to_target`, `to_client`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Direction;
+    ///
+    /// assert_eq!(Direction::ToTarget.name(), "to_target");
+    /// assert_eq!(Direction::ToClient.name(), "to_client");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Direction::ToTarget => "to_target",
@@ -122,6 +214,18 @@ impl Direction {
 }
 
 /// Which directions the faults are applied in.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::relay::Directions;
+///
+/// let directions: Directions = "to-client".parse()?;
+/// assert_eq!(directions, Directions::ToClient);
+/// assert_eq!(directions.to_string(), "to-client");
+/// assert_eq!(Directions::default(), Directions::Both);
+/// # Ok::<(), sockit::relay::FaultError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Directions {
     /// Both ways: requests and replies alike (the default).
@@ -135,6 +239,16 @@ pub enum Directions {
 
 impl Directions {
     /// Whether faults apply to messages travelling `direction`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Direction, Directions};
+    ///
+    /// assert!(Directions::ToClient.include(Direction::ToClient));
+    /// assert!(!Directions::ToClient.include(Direction::ToTarget));
+    /// assert!(Directions::Both.include(Direction::ToTarget));
+    /// ```
     pub fn include(self, direction: Direction) -> bool {
         match self {
             Directions::Both => true,
@@ -215,10 +329,28 @@ pub struct Faults {
 
 /// The longest a reordered datagram is held back waiting for the next one,
 /// after its own delay.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(sockit::relay::REORDER_HOLD, Duration::from_millis(100));
+/// ```
 pub const REORDER_HOLD: Duration = Duration::from_millis(100);
 
 impl Faults {
     /// No faults, and `seed` for any set later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Faults;
+    ///
+    /// let faults = Faults::new(42);
+    /// assert!(!faults.any());
+    /// assert_eq!(faults.to_string(), "no faults");
+    /// ```
     pub fn new(seed: u64) -> Self {
         Faults {
             seed,
@@ -234,6 +366,18 @@ impl Faults {
     }
 
     /// Drops datagrams with probability `p`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{DatagramPlan, Direction, Fate, Faults, Probability};
+    ///
+    /// let faults = Faults::new(1).drop(Probability::new(0.25)?);
+    /// let mut plan = DatagramPlan::new(&faults, 0, Direction::ToTarget);
+    /// let dropped = (0..10_000).filter(|_| plan.next_fate() == Fate::Dropped).count();
+    /// assert!((2_300..2_700).contains(&dropped), "{dropped}");
+    /// # Ok::<(), sockit::relay::FaultError>(())
+    /// ```
     #[must_use]
     pub fn drop(mut self, p: Probability) -> Self {
         self.drop = p;
@@ -241,6 +385,17 @@ impl Faults {
     }
 
     /// Sends datagrams twice with probability `p`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{DatagramPlan, Direction, Fate, Faults, Probability};
+    ///
+    /// let faults = Faults::new(1).duplicate(Probability::ALWAYS);
+    /// let mut plan = DatagramPlan::new(&faults, 0, Direction::ToClient);
+    /// assert_eq!(plan.next_fate(), Fate::Sent { duplicate: true, hold: false, delay: Duration::ZERO });
+    /// ```
     #[must_use]
     pub fn duplicate(mut self, p: Probability) -> Self {
         self.duplicate = p;
@@ -248,6 +403,17 @@ impl Faults {
     }
 
     /// Holds datagrams back behind the next one with probability `p`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{DatagramPlan, Direction, Fate, Faults, Probability};
+    ///
+    /// let faults = Faults::new(1).reorder(Probability::ALWAYS);
+    /// let mut plan = DatagramPlan::new(&faults, 0, Direction::ToTarget);
+    /// assert_eq!(plan.next_fate(), Fate::Sent { duplicate: false, hold: true, delay: Duration::ZERO });
+    /// ```
     #[must_use]
     pub fn reorder(mut self, p: Probability) -> Self {
         self.reorder = p;
@@ -256,6 +422,20 @@ impl Faults {
 
     /// Delays every datagram or stream piece by `delay`, give or take up to
     /// `jitter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{DatagramPlan, Direction, Fate, Faults};
+    ///
+    /// let (delay, jitter) = (Duration::from_millis(50), Duration::from_millis(10));
+    /// let mut plan = DatagramPlan::new(&Faults::new(1).delay(delay, jitter), 0, Direction::ToTarget);
+    /// for _ in 0..100 {
+    ///     let Fate::Sent { delay: waited, .. } = plan.next_fate() else { unreachable!() };
+    ///     assert!(delay - jitter <= waited && waited <= delay + jitter);
+    /// }
+    /// ```
     #[must_use]
     pub fn delay(mut self, delay: Duration, jitter: Duration) -> Self {
         self.delay = delay;
@@ -264,6 +444,18 @@ impl Faults {
     }
 
     /// Forwards streams in pieces of at most `bytes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use std::time::Duration;
+    /// use sockit::relay::{Direction, Faults, Step, StreamPlan};
+    ///
+    /// let faults = Faults::new(1).slice(NonZeroUsize::new(1).unwrap());
+    /// let mut plan = StreamPlan::new(&faults, 0, Direction::ToTarget);
+    /// assert_eq!(plan.next_step(5), Step::Write { len: 1, delay: Duration::ZERO });
+    /// ```
     #[must_use]
     pub fn slice(mut self, bytes: NonZeroUsize) -> Self {
         self.slice = Some(bytes);
@@ -272,6 +464,16 @@ impl Faults {
 
     /// Resets a stream connection once `bytes` have been forwarded in one
     /// direction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Direction, Faults, Step, StreamPlan};
+    ///
+    /// let mut plan = StreamPlan::new(&Faults::new(1).reset_after(0), 0, Direction::ToTarget);
+    /// assert!(plan.reset_due());
+    /// assert_eq!(plan.next_step(1), Step::Reset);
+    /// ```
     #[must_use]
     pub fn reset_after(mut self, bytes: u64) -> Self {
         self.reset_after = Some(bytes);
@@ -279,6 +481,17 @@ impl Faults {
     }
 
     /// Applies the faults only in `directions`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{DatagramPlan, Direction, Directions, Fate, Faults, Probability};
+    ///
+    /// let faults = Faults::new(1).drop(Probability::ALWAYS).directions(Directions::ToTarget);
+    /// assert_eq!(DatagramPlan::new(&faults, 0, Direction::ToTarget).next_fate(), Fate::Dropped);
+    /// assert_ne!(DatagramPlan::new(&faults, 0, Direction::ToClient).next_fate(), Fate::Dropped);
+    /// assert_eq!(faults.to_string(), "seed 1, drop 1, to the target only");
+    /// ```
     #[must_use]
     pub fn directions(mut self, directions: Directions) -> Self {
         self.directions = directions;
@@ -286,12 +499,33 @@ impl Faults {
     }
 
     /// Whether any fault is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::Faults;
+    ///
+    /// assert!(!Faults::new(1).any());
+    /// assert!(Faults::new(1).delay(Duration::ZERO, Duration::from_millis(1)).any());
+    /// ```
     pub fn any(&self) -> bool {
         self.set().next().is_some()
     }
 
     /// The names of the faults set here (as `sockit relay`'s flags name
     /// them) that endpoints carrying messages as `transport` do not use.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Faults, Probability};
+    /// use sockit::Transport;
+    ///
+    /// let faults = Faults::new(1).drop(Probability::ALWAYS).reset_after(100);
+    /// assert_eq!(faults.not_applying_to(Transport::Stream), ["drop"]);
+    /// assert_eq!(faults.not_applying_to(Transport::Datagram), ["reset-after"]);
+    /// ```
     pub fn not_applying_to(&self, transport: crate::Transport) -> Vec<&'static str> {
         let datagrams = transport == crate::Transport::Datagram;
         self.set()
@@ -395,6 +629,16 @@ fn jittered(delay: Duration, jitter: Duration, roll: u64) -> Duration {
 }
 
 /// What happens to one datagram.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::relay::{DatagramPlan, Direction, Fate, Faults};
+///
+/// let mut plan = DatagramPlan::new(&Faults::new(1), 0, Direction::ToTarget);
+/// assert_eq!(plan.next_fate(), Fate::Sent { duplicate: false, hold: false, delay: Duration::ZERO });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
     /// It is dropped.
@@ -430,6 +674,22 @@ pub struct DatagramPlan {
 
 impl DatagramPlan {
     /// The plan for datagrams travelling `direction` in session `number`.
+    ///
+    /// # Examples
+    ///
+    /// Sessions of one seed have fates of their own:
+    ///
+    /// ```
+    /// use sockit::relay::{DatagramPlan, Direction, Faults, Probability};
+    ///
+    /// let faults = Faults::new(7).drop(Probability::new(0.5)?);
+    /// let fates = |session| {
+    ///     let mut plan = DatagramPlan::new(&faults, session, Direction::ToTarget);
+    ///     (0..32).map(|_| plan.next_fate()).collect::<Vec<_>>()
+    /// };
+    /// assert_ne!(fates(0), fates(1));
+    /// # Ok::<(), sockit::relay::FaultError>(())
+    /// ```
     pub fn new(faults: &Faults, number: u64, direction: Direction) -> Self {
         DatagramPlan {
             faults: faults.toward(direction),
@@ -438,6 +698,16 @@ impl DatagramPlan {
     }
 
     /// The fate of the next datagram.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{DatagramPlan, Direction, Fate, Faults, Probability};
+    ///
+    /// let faults = Faults::new(7).drop(Probability::NEVER);
+    /// let mut plan = DatagramPlan::new(&faults, 0, Direction::ToTarget);
+    /// assert!((0..100).all(|_| plan.next_fate() != Fate::Dropped));
+    /// ```
     pub fn next_fate(&mut self) -> Fate {
         let (drop, duplicate, hold, jitter) =
             (self.rng.f64(), self.rng.f64(), self.rng.f64(), self.rng.u64(..));
@@ -453,6 +723,25 @@ impl DatagramPlan {
 }
 
 /// What to do next with bytes read from one side of a stream connection.
+///
+/// # Examples
+///
+/// ```
+/// use std::num::NonZeroUsize;
+/// use sockit::relay::{Direction, Faults, Step, StreamPlan};
+///
+/// // How a 10-byte read is written in slices of 4.
+/// let faults = Faults::new(1).slice(NonZeroUsize::new(4).unwrap());
+/// let mut plan = StreamPlan::new(&faults, 0, Direction::ToTarget);
+/// let mut left = 10;
+/// let mut writes = Vec::new();
+/// while left > 0 {
+///     let Step::Write { len, .. } = plan.next_step(left) else { unreachable!() };
+///     writes.push(len);
+///     left -= len;
+/// }
+/// assert_eq!(writes, [4, 4, 2]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// Write the next `len` bytes, after waiting `delay`.
@@ -492,6 +781,17 @@ pub struct StreamPlan {
 
 impl StreamPlan {
     /// The plan for bytes travelling `direction` on connection `number`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Direction, Directions, Faults, StreamPlan};
+    ///
+    /// // Resets apply to what the target sends only.
+    /// let faults = Faults::new(1).reset_after(0).directions(Directions::ToClient);
+    /// assert!(StreamPlan::new(&faults, 0, Direction::ToClient).reset_due());
+    /// assert!(!StreamPlan::new(&faults, 0, Direction::ToTarget).reset_due());
+    /// ```
     pub fn new(faults: &Faults, number: u64, direction: Direction) -> Self {
         let faults = faults.toward(direction);
         StreamPlan {
@@ -503,12 +803,34 @@ impl StreamPlan {
 
     /// Whether the connection is due to be reset: every byte allowed has
     /// been forwarded. True at once for a reset after 0 bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{Direction, Faults, Step, StreamPlan};
+    ///
+    /// let mut plan = StreamPlan::new(&Faults::new(1).reset_after(3), 0, Direction::ToTarget);
+    /// assert!(!plan.reset_due());
+    /// assert_eq!(plan.next_step(8), Step::Write { len: 3, delay: Duration::ZERO });
+    /// assert!(plan.reset_due());
+    /// ```
     pub fn reset_due(&self) -> bool {
         self.left == Some(0)
     }
 
     /// What to do with `available` bytes (at least 1) read and not yet
     /// forwarded: write a piece of them (counted as forwarded), or reset.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{Direction, Faults, Step, StreamPlan};
+    ///
+    /// let mut plan = StreamPlan::new(&Faults::new(1), 0, Direction::ToTarget);
+    /// assert_eq!(plan.next_step(1500), Step::Write { len: 1500, delay: Duration::ZERO });
+    /// ```
     pub fn next_step(&mut self, available: usize) -> Step {
         if self.reset_due() {
             return Step::Reset;

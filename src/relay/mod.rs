@@ -13,6 +13,34 @@
 //!
 //! A stream endpoint is not relayed to a datagram one, nor either to
 //! seqpacket: [`Relay::bind`] refuses them.
+//!
+//! # Examples
+//!
+//! An echo server behind a relay that forwards in pieces of two bytes:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sockit::Error> {
+//! use std::num::NonZeroUsize;
+//! use std::time::Duration;
+//! use sockit::relay::{Faults, Relay};
+//! use sockit::{Echo, Framing, Server, StreamClient};
+//!
+//! let server = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+//! let relay = Relay::new(server.local_endpoint().clone())
+//!     .faults(Faults::new(1).slice(NonZeroUsize::new(2).unwrap()))
+//!     .bind(&"tcp://127.0.0.1:0".parse()?)
+//!     .await?;
+//! let through = relay.local_endpoint().clone();
+//! tokio::spawn(server.serve(std::future::pending()));
+//! tokio::spawn(relay.run(std::future::pending()));
+//!
+//! let mut client = StreamClient::connect(&through, Framing::Line, Duration::from_secs(5)).await?;
+//! client.send(b"hello").await?;
+//! assert_eq!(client.receive().await?.unwrap(), "hello");
+//! # Ok(())
+//! # }
+//! ```
 
 mod datagram;
 pub mod faults;
@@ -37,8 +65,24 @@ use crate::server::{Bound, DEFAULT_MAX_CONNECTIONS, Socket};
 use crate::{Endpoint, Error, Transport};
 
 /// How long a target may take to accept a relayed connection, by default.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(sockit::relay::DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(5));
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a datagram session lives without traffic, by default.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(sockit::relay::DEFAULT_IDLE_TIMEOUT, Duration::from_secs(60));
+/// ```
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A relay to a target endpoint, with the faults it injects, ready to be
@@ -83,6 +127,23 @@ pub struct Relay {
 
 impl Relay {
     /// A relay to `target`, injecting no faults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::relay::{Faults, Relay};
+    ///
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?)
+    ///     .faults(Faults::new(42).reset_after(1024))
+    ///     .options(SocketOptions::default().nodelay(true))
+    ///     .connect_timeout(Duration::from_secs(1))
+    ///     .idle_timeout(Duration::from_secs(10))
+    ///     .max_connections(100);
+    /// assert_eq!(relay.target().to_string(), "tcp://127.0.0.1:8000");
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn new(target: Endpoint) -> Self {
         Relay {
             target,
@@ -95,6 +156,35 @@ impl Relay {
     }
 
     /// The faults to inject, and their seed.
+    ///
+    /// # Examples
+    ///
+    /// Replies dropped on the way back, requests untouched:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::relay::{Directions, Faults, Probability, Relay};
+    /// use sockit::{DatagramClient, Echo, Error, Server};
+    ///
+    /// let server = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let faults = Faults::new(1).drop(Probability::ALWAYS).directions(Directions::ToClient);
+    /// let relay = Relay::new(server.local_endpoint().clone())
+    ///     .faults(faults)
+    ///     .bind(&"udp://127.0.0.1:0".parse()?)
+    ///     .await?;
+    /// let (through, counters) = (relay.local_endpoint().clone(), relay.counters());
+    /// tokio::spawn(server.serve(std::future::pending()));
+    /// tokio::spawn(relay.run(std::future::pending()));
+    ///
+    /// let client = DatagramClient::connect(&through, Duration::from_millis(200), 0).await?;
+    /// assert!(matches!(client.request(b"ping").await, Err(Error::Timeout { .. })));
+    /// let stats = counters.snapshot();
+    /// assert_eq!((stats.to_target.forwarded, stats.to_client.dropped), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
@@ -135,6 +225,16 @@ impl Relay {
     }
 
     /// The target.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("unix:/run/app.sock".parse()?);
+    /// assert_eq!(relay.target().to_string(), "unix:/run/app.sock");
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn target(&self) -> &Endpoint {
         &self.target
     }
@@ -151,6 +251,24 @@ impl Relay {
     /// # Cancel safety
     ///
     /// Cancel safe: nothing is bound until the future completes.
+    ///
+    /// # Examples
+    ///
+    /// A stream is not relayed to datagrams:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::Relay;
+    /// use sockit::Error;
+    ///
+    /// let relay = Relay::new("udp://127.0.0.1:9000".parse()?);
+    /// let err = relay.bind(&"tcp://127.0.0.1:0".parse()?).await.unwrap_err();
+    /// assert!(matches!(err, Error::Relay { .. }));
+    /// assert!(err.to_string().starts_with("cannot relay tcp://127.0.0.1:0 to udp://127.0.0.1:9000: "));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn bind(&self, listen: &Endpoint) -> Result<BoundRelay, Error> {
         let refuse = |reason| Error::Relay {
             listen: listen.clone(),
@@ -210,6 +328,24 @@ struct Shared {
 }
 
 /// A relay bound to the endpoint it listens on, ready to run.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use sockit::relay::{Faults, Relay};
+///
+/// let relay = Relay::new("udp://127.0.0.1:9000".parse()?)
+///     .faults(Faults::new(3).reorder("10%".parse().unwrap()))
+///     .bind(&"udp://127.0.0.1:0".parse()?)
+///     .await?;
+/// assert_ne!(relay.local_endpoint().host_port().unwrap().port(), 0);
+/// assert_eq!(relay.target().to_string(), "udp://127.0.0.1:9000");
+/// assert_eq!(relay.faults().to_string(), "seed 3, reorder 0.1, both directions");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct BoundRelay {
     bound: Bound,
@@ -233,6 +369,21 @@ impl BoundRelay {
     }
 
     /// The relay's counters, to read while it runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("tcp://127.0.0.1:9".parse()?).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let counters = relay.counters();
+    /// tokio::spawn(relay.run(std::future::pending()));
+    /// assert_eq!(counters.snapshot().connections, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.shared.counters)
     }
@@ -251,6 +402,33 @@ impl BoundRelay {
     ///
     /// Not cancel safe: dropping the future drops every connection at once
     /// and loses the summary. Complete `shutdown` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use tokio::sync::oneshot;
+    /// use sockit::relay::Relay;
+    /// use sockit::{DatagramClient, Echo, Server};
+    ///
+    /// let server = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let relay = Relay::new(server.local_endpoint().clone()).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let through = relay.local_endpoint().clone();
+    /// tokio::spawn(server.serve(std::future::pending()));
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let running = tokio::spawn(relay.run(async { stopped.await.unwrap_or(()) }));
+    ///
+    /// let client = DatagramClient::connect(&through, Duration::from_secs(1), 2).await?;
+    /// assert_eq!(client.request(b"ping").await?, "ping");
+    /// stop.send(()).unwrap();
+    /// let stats = running.await.unwrap()?;
+    /// assert_eq!(stats.sessions, 1);
+    /// assert_eq!((stats.to_target.bytes_out, stats.to_client.bytes_out), (4, 4));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, Error> {
         let BoundRelay { bound, shared } = self;
         let Bound {
@@ -270,6 +448,32 @@ impl BoundRelay {
 }
 
 /// The counts of what a running relay did, updated as it goes.
+///
+/// # Examples
+///
+/// Read while the relay runs:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use sockit::relay::Relay;
+/// use sockit::{Echo, Framing, Server, StreamClient};
+///
+/// let server = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// let relay = Relay::new(server.local_endpoint().clone()).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// let (through, counters) = (relay.local_endpoint().clone(), relay.counters());
+/// tokio::spawn(server.serve(std::future::pending()));
+/// tokio::spawn(relay.run(std::future::pending()));
+///
+/// let mut client = StreamClient::connect(&through, Framing::Line, Duration::from_secs(5)).await?;
+/// client.send(b"hello").await?;
+/// assert_eq!(client.receive().await?.unwrap(), "hello");
+/// let stats = counters.snapshot();
+/// assert_eq!((stats.connections, stats.to_target.bytes_in, stats.to_target.bytes_out), (1, 6, 6));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct Counters {
     connections: AtomicU64,
@@ -305,6 +509,14 @@ fn add(counter: &AtomicU64, n: usize) {
 
 impl Counters {
     /// The counts now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Counters, Stats};
+    ///
+    /// assert_eq!(Counters::default().snapshot(), Stats::default());
+    /// ```
     pub fn snapshot(&self) -> Stats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let direction = |d: &DirectionCounters| DirectionStats {
@@ -339,6 +551,16 @@ impl Counters {
 ///
 /// Displays on one line as `NAME=COUNT` words, directions prefixed:
 /// `connections=1 sessions=0 resets=0 to_target.received=3 …`.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::relay::Stats;
+///
+/// let line = Stats::default().to_string();
+/// assert!(line.starts_with("connections=0 sessions=0 resets=0 to_target.received=0 to_target.bytes_in=0"));
+/// assert!(line.ends_with(" to_client.bytes_out=0 to_client.failed=0"));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -356,6 +578,18 @@ pub struct Stats {
 
 /// What a relay did in one direction. A message is a datagram, or for a
 /// stream, one read (received) or one write (forwarded).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::relay::{DirectionStats, Stats};
+///
+/// fn lost(direction: &DirectionStats) -> u64 {
+///     direction.dropped + direction.failed
+/// }
+/// let stats = Stats::default();
+/// assert_eq!(lost(&stats.to_target) + lost(&stats.to_client), 0);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DirectionStats {

@@ -1,4 +1,21 @@
 //! `greet`: the seed's greeting protocol, exactly as PROTOCOL.md defines it.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::Framed;
+//! use sockit::{Greet, Peer, Replies, Service};
+//!
+//! let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+//! let mut out = BytesMut::new();
+//! let mut replies = Replies::new(&mut out, Framed::Raw, &peer);
+//! Greet.greeting(&mut replies);
+//! Greet.message(b"client1", &mut replies);
+//! Greet.datagram(b"client2", &mut replies);
+//! assert_eq!(&out[..], b"Hello, I am serverHello, client1!Hello, client2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use super::{Flow, Replies, Service};
 
@@ -10,13 +27,28 @@ use super::{Flow, Replies, Service};
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), sockit::Error> {
-/// use sockit::{Endpoint, Greet, Server};
+/// Served on TCP until told to stop:
 ///
-/// let endpoint: Endpoint = "tcp://127.0.0.1:8000".parse()?;
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use tokio::sync::oneshot;
+/// use sockit::{Endpoint, Framing, Greet, Server, StreamClient};
+///
+/// let endpoint: Endpoint = "tcp://127.0.0.1:0".parse()?;
 /// let listener = Server::new(Greet).bind(&endpoint).await?;
-/// listener.serve(std::future::pending()).await
+/// let endpoint = listener.local_endpoint().clone();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+///
+/// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+/// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+/// client.send("你好".as_bytes()).await?;
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, 你好!");
+/// drop(client);
+/// stop.send(()).unwrap();
+/// serving.await.unwrap()
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,8 +56,30 @@ pub struct Greet;
 
 impl Greet {
     /// What a new stream connection is greeted with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Greet;
+    ///
+    /// assert_eq!(Greet::GREETING, b"Hello, I am server");
+    /// ```
     pub const GREETING: &'static [u8] = b"Hello, I am server";
     /// The message that ends a conversation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Flow, Greet, Peer, Replies, Service};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let flow = Greet.message(Greet::EXIT, &mut Replies::new(&mut out, Framed::Line, &peer));
+    /// assert_eq!(flow, Flow::Close);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const EXIT: &'static [u8] = b"exit";
 }
 

@@ -9,6 +9,24 @@
 //!
 //! The built-ins: [`Greet`] (the seed's protocol), [`Echo`] (RFC 862) and
 //! [`Discard`] (RFC 863).
+//!
+//! # Examples
+//!
+//! What [`Greet`] answers `bob\n`, without a socket:
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use sockit::framing::Framed;
+//! use sockit::{Flow, Greet, Peer, Replies, Service};
+//!
+//! let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+//! let mut out = BytesMut::new();
+//! let mut replies = Replies::new(&mut out, Framed::Line, &peer);
+//! assert_eq!(Greet.message(b"bob", &mut replies), Flow::Continue);
+//! assert_eq!(Greet.message(b"exit", &mut replies), Flow::Close);
+//! assert_eq!(&out[..], b"Hello, bob!\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod discard;
 mod echo;
@@ -27,6 +45,21 @@ use crate::Peer;
 use crate::framing::{Framed, Framing};
 
 /// What the connection does after a message.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::Framed;
+/// use sockit::{Flow, Greet, Peer, Replies, Service};
+///
+/// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+/// let mut out = BytesMut::new();
+/// let flow = Greet.message(Greet::EXIT, &mut Replies::new(&mut out, Framed::Raw, &peer));
+/// assert_eq!(flow, Flow::Close);
+/// assert!(out.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     /// Keep reading messages.
@@ -80,6 +113,26 @@ pub trait Service: Send + Sync + 'static {
 
 /// Where a service writes its replies: the connection's output buffer, framed
 /// like the message being answered, and who the peer is.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::Framed;
+/// use sockit::{Peer, Replies};
+///
+/// let peer = Peer::from("[::ffff:127.0.0.1]:5555".parse::<std::net::SocketAddr>()?);
+/// let mut out = BytesMut::new();
+/// let mut replies = Replies::new(&mut out, Framed::Len32, &peer);
+/// replies.send(b"one");
+/// replies.send_parts(&[b"t", b"wo"]);
+/// replies.send(b"");
+/// assert_eq!(replies.sent(), 3);
+/// assert_eq!(replies.framed(), Framed::Len32);
+/// assert_eq!(replies.peer().to_string(), "127.0.0.1:5555");
+/// assert_eq!(&out[..], b"\0\0\0\x03one\0\0\0\x03two\0\0\0\0");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Replies<'a> {
     out: &'a mut BytesMut,
@@ -92,6 +145,20 @@ pub struct Replies<'a> {
 
 impl<'a> Replies<'a> {
     /// Replies into `out`, framed as `framed`, to `peer`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Echo, Peer, Replies, Service};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// Echo.message(b"ping", &mut Replies::new(&mut out, Framed::Line, &peer));
+    /// assert_eq!(&out[..], b"ping\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(out: &'a mut BytesMut, framed: Framed, peer: &'a Peer) -> Self {
         Replies {
             out,
@@ -112,11 +179,41 @@ impl<'a> Replies<'a> {
     }
 
     /// Sends one reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// Replies::new(&mut out, Framed::Line, &peer).send(b"pong");
+    /// assert_eq!(&out[..], b"pong\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&mut self, reply: &[u8]) {
         self.send_parts(&[reply]);
     }
 
     /// Sends one reply made of `parts` back to back, without joining them first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let mut replies = Replies::new(&mut out, Framed::Line, &peer);
+    /// replies.send_parts(&[b"Hello, ", b"bob", b"!"]);
+    /// assert_eq!(replies.sent(), 1);
+    /// assert_eq!(&out[..], b"Hello, bob!\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_parts(&mut self, parts: &[&[u8]]) {
         self.framed.encode(parts, self.out);
         self.sent += 1;
@@ -143,6 +240,21 @@ impl<'a> Replies<'a> {
 }
 
 /// The built-in services by name, as `sockit serve --service` takes them.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::framing::Framing;
+/// use sockit::{Builtin, Service};
+///
+/// let echo: Builtin = "echo".parse()?;
+/// assert_eq!(echo, Builtin::Echo);
+/// assert_eq!(echo.to_string(), "echo");
+/// assert_eq!(echo.default_framing(), Framing::Raw);
+/// assert_eq!(Builtin::default(), Builtin::Greet);
+/// assert!("hello".parse::<Builtin>().is_err());
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Builtin {
     /// [`Greet`]: the seed's greeting protocol.
@@ -156,9 +268,26 @@ pub enum Builtin {
 
 impl Builtin {
     /// Every built-in, in the order `--help` lists them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Builtin;
+    ///
+    /// let names: Vec<_> = Builtin::ALL.iter().map(|builtin| builtin.name()).collect();
+    /// assert_eq!(names, ["greet", "echo", "discard"]);
+    /// ```
     pub const ALL: [Builtin; 3] = [Builtin::Greet, Builtin::Echo, Builtin::Discard];
 
     /// The name used on the command line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Builtin;
+    ///
+    /// assert_eq!(Builtin::Discard.name(), "discard");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Builtin::Greet => "greet",

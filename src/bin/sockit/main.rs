@@ -81,16 +81,22 @@ fn main() -> ExitCode {
         _ => (verbosity, None),
     };
     logging::init(&verbosity);
+    // Before the runtime starts its threads: taking them unsets variables.
+    let passed = match (&configured, &command) {
+        (Some(listeners), _) => serve::take_passed(listeners.iter().map(|listener| &listener.args)),
+        (None, Command::Serve(args)) => serve::take_passed(std::iter::once(args)),
+        (None, _) => None,
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
     };
     let result = runtime.block_on(async {
         if let Some(listeners) = configured {
-            return serve::run(listeners).await;
+            return serve::run(listeners, passed).await;
         }
         match command {
-            Command::Serve(args) => serve::run(vec![config::Listener::from(args)]).await,
+            Command::Serve(args) => serve::run(vec![config::Listener::from(args)], passed).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,

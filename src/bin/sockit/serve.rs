@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use sd_notify::NotifyState;
 use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
 use sockit::metrics::Metrics;
 use sockit::net::SocketOptions;
+use sockit::net::systemd::{self, NotPassed, PassedSocket};
 use sockit::proxy::{ProxyProtocol, TrustedProxy};
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
@@ -32,16 +34,23 @@ use crate::options::{self, SocketFlags};
     sockit serve seqpacket:@greet                  on a Linux abstract seqpacket socket\n  \
     sockit serve tls://127.0.0.1:8443 --cert cert.pem --key key.pem   over TLS\n  \
     sockit serve 127.0.0.1:8000 --framing line -v  lines only, logging every message\n  \
-    sockit serve udp://[::]:9000 --rate-limit 20/s a UDP service others can reach\n  \
+    sockit serve udp://[::]:9000 --rate-limit 20/s  a UDP service others can reach\n  \
     sockit serve 0.0.0.0:8000 --idle-timeout 5m --read-timeout 30s  open to others\n  \
     sockit serve 0.0.0.0:8000 --proxy-protocol --trusted-proxy 10.0.0.2  behind HAProxy\n  \
     sockit serve 127.0.0.1:8000 --reuseport  run twice: two processes share the port\n  \
-    sockit serve 127.0.0.1:8000 --metrics 127.0.0.1:9100  Prometheus metrics on :9100/metrics")]
+    sockit serve 127.0.0.1:8000 --metrics 127.0.0.1:9100  Prometheus metrics on :9100/metrics\n  \
+    systemd-socket-activate -l 8000 sockit serve --systemd   a socket systemd passes")]
 pub struct Args {
     /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT (TCP), unix:PATH,
     /// unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, a Linux abstract name).
     #[arg(value_name = "ENDPOINT", default_value = "tcp://127.0.0.1:8000")]
     pub endpoints: Vec<Endpoint>,
+
+    /// Serve the sockets systemd passes (socket activation: LISTEN_FDS, from a .socket
+    /// unit or systemd-socket-activate) instead of binding ENDPOINTs, which it excludes:
+    /// the unit says where to listen. See deploy/ for a sample unit.
+    #[arg(long, conflicts_with = "endpoints")]
+    pub systemd: bool,
 
     /// What to answer: greet (the tutorial's protocol), echo or discard.
     #[arg(short, long, default_value_t = Builtin::Greet)]
@@ -347,9 +356,35 @@ fn reload(listeners: &[Listener], handles: &[sockit::LimitsHandle]) {
     }
 }
 
+/// With `--systemd` set for one of `listeners`, takes the sockets systemd
+/// passed. Call it before the runtime starts its threads: it unsets
+/// `LISTEN_FDS` and `LISTEN_PID` (see [`systemd::take`]).
+pub fn take_passed<'a>(
+    mut listeners: impl Iterator<Item = &'a Args>,
+) -> Option<Result<Vec<PassedSocket>, NotPassed>> {
+    listeners.any(|args| args.systemd).then(systemd::take)
+}
+
 /// Serves each listener (the command line's, or each table of its config
 /// file) with a server of its own, until SIGINT or SIGTERM.
-pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
+///
+/// The sockets systemd `passed` ([`take_passed`]) are all served by the
+/// one listener with `--systemd` (`systemd = true` in a config file).
+pub async fn run(
+    listeners: Vec<Listener>,
+    passed: Option<Result<Vec<PassedSocket>, NotPassed>>,
+) -> anyhow::Result<ExitCode> {
+    let mut passed = match passed {
+        Some(passed) => passed.context("--systemd")?,
+        None => Vec::new(),
+    };
+    let activated = listeners.iter().filter(|listener| listener.args.systemd).count();
+    if activated > 1 {
+        bail!(
+            "systemd is set for {activated} listeners: the sockets systemd passes are served by one \
+             (its unit says where they listen)"
+        );
+    }
     // Bound before the listeners, so that a port in use fails before anything is served.
     let metrics = match listeners.first().and_then(|listener| listener.args.metrics) {
         Some(addr) => {
@@ -361,7 +396,7 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    // Bind everything first, so a bad endpoint fails before anything is served.
+    // Bind (or take) everything first, so a bad endpoint fails before anything is served.
     let mut bound = Vec::new();
     let mut handles = Vec::with_capacity(listeners.len());
     for listener in &listeners {
@@ -378,9 +413,18 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
             None => server,
         };
         let options = args.options();
-        for endpoint in &args.endpoints {
-            options::warn_unused(&options, endpoint);
-            bound.push((server.bind(endpoint).await?, args));
+        if args.systemd {
+            for PassedSocket { socket, fd, name } in std::mem::take(&mut passed) {
+                let listener = server.adopt(socket)?;
+                options::warn_unused(&options, listener.local_endpoint());
+                let name = name.map(|name| format!(" {name:?}")).unwrap_or_default();
+                bound.push((listener, args, format!("passed by systemd as fd {fd}{name}, ")));
+            }
+        } else {
+            for endpoint in &args.endpoints {
+                options::warn_unused(&options, endpoint);
+                bound.push((server.bind(endpoint).await?, args, String::new()));
+            }
         }
         handles.push(server.limits_handle());
     }
@@ -390,9 +434,9 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
         tokio::spawn(registry.serve(http, stop.clone().cancelled_owned()));
     }
     let mut serving = JoinSet::new();
-    for (listener, args) in bound {
+    for (listener, args, origin) in bound {
         let endpoint = listener.local_endpoint();
-        let mut details = format!("{} service", args.service);
+        let mut details = format!("{origin}{} service", args.service);
         if endpoint.transport() == Transport::Stream {
             details.push_str(&format!(", {} framing", listener.framing()));
         } else if let Some(limit) = args.limits().rate_limit {
@@ -413,6 +457,7 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    notify(NotifyState::Ready);
     loop {
         tokio::select! {
             _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
@@ -420,6 +465,7 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
             _ = hangup.recv() => reload(&listeners, &handles),
         }
     }
+    notify(NotifyState::Stopping);
     stop.cancel();
     let finished = async {
         while let Some(served) = serving.join_next().await {
@@ -434,4 +480,12 @@ pub async fn run(listeners: Vec<Listener>) -> anyhow::Result<ExitCode> {
     }
     info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the service manager (systemd with `Type=notify`) that sockit is
+/// ready or stopping, when it asked (`NOTIFY_SOCKET` is set); nothing otherwise.
+fn notify(state: NotifyState<'_>) {
+    if let Err(error) = sd_notify::notify(std::slice::from_ref(&state)) {
+        warn!(%error, "cannot tell the service manager {state}");
+    }
 }

@@ -176,6 +176,24 @@ impl StreamClient {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::net::{SocketOptions, tls::ClientTls};
+    /// use sockit::{Framing, StreamClient};
+    ///
+    /// let endpoint = "tls://localhost:8443".parse()?;
+    /// let tls = ClientTls::new(Some("cert.pem".as_ref()), false)?;
+    /// let options = SocketOptions::default();
+    /// let mut client =
+    ///     StreamClient::connect_tls(&endpoint, Framing::Line, Duration::from_secs(5), &options, &tls).await?;
+    /// let greeting = client.receive().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_tls(
         endpoint: &Endpoint,
         framing: Framing,

@@ -103,6 +103,18 @@ fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'stat
 ///
 /// [`TlsError::Certificate`] or [`TlsError::Key`] when a file cannot be
 /// read, holds nothing of its kind, or the key is not the certificate's.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::tls::server_config;
+///
+/// let missing = server_config("/nonexistent/cert.pem".as_ref(), "/nonexistent/key.pem".as_ref());
+/// assert_eq!(
+///     missing.unwrap_err().to_string(),
+///     "certificate file /nonexistent/cert.pem: No such file or directory (os error 2)"
+/// );
+/// ```
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = read_certificates(cert, "certificate").map_err(|reason| TlsError::Certificate {
         path: cert.to_owned(),
@@ -277,6 +289,13 @@ impl ClientTls {
 
 /// Why the peer's certificate was not trusted, if that is why `error` (from
 /// a handshake) happened; `None` for any other failure.
+///
+/// # Examples
+///
+/// ```
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert_eq!(sockit::net::tls::untrusted(&refused), None);
+/// ```
 pub fn untrusted(error: &io::Error) -> Option<String> {
     let rustls::Error::InvalidCertificate(why) = error.get_ref()?.downcast_ref::<rustls::Error>()? else {
         return None;

@@ -79,3 +79,14 @@ fn the_readmes_link_to_each_other() {
     assert!(read("README.zh-CN.md").starts_with("[English](README.md)\n"));
     assert!(read("README.md").contains("[README.zh-CN.md](README.zh-CN.md)"));
 }
+
+#[test]
+fn the_readmes_link_to_both_tutorials() {
+    for readme in ["README.md", "README.zh-CN.md"] {
+        let text = read(readme);
+        assert!(
+            text.contains("(docs/tutorial.md)") && text.contains("(docs/tutorial.zh-CN.md)"),
+            "{readme} does not link to docs/tutorial.md and docs/tutorial.zh-CN.md"
+        );
+    }
+}

@@ -514,6 +514,11 @@ fn run_document(name: &str, blocks: Blocks) -> Option<usize> {
     for (program, why) in [
         ("nc", "a plain TCP client"),
         ("timeout", "stops a client that would wait forever"),
+        ("curl", "fetches the metrics"),
+        (
+            "systemd-socket-activate",
+            "passes sockit a socket as systemd does",
+        ),
     ] {
         if uses(program) {
             peer(program, &format!("{why}, in {name}"))?;
@@ -573,7 +578,9 @@ fn every_command_of_the_tutorial_runs_as_written() {
 #[test]
 fn every_console_command_of_the_readme_runs_as_written() {
     // README.md's `sh` blocks are recipes, not run; its `console run` blocks are.
-    let _ = run_document("README.md", Blocks::Tagged);
+    if let Some(count) = run_document("README.md", Blocks::Tagged) {
+        assert!(count >= 5, "README.md has only {count} commands run");
+    }
 }
 
 #[test]

@@ -515,6 +515,7 @@ fn run_document(name: &str, blocks: Blocks) -> Option<usize> {
         ("nc", "a plain TCP client"),
         ("timeout", "stops a client that would wait forever"),
         ("curl", "fetches the metrics"),
+        ("openssl", "makes a certificate and speaks TLS"),
         (
             "systemd-socket-activate",
             "passes sockit a socket as systemd does",

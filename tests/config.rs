@@ -3,23 +3,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDir, read_exactly, run_with_timeout, sockit, tcp_client};
+use common::{Server, TestDir, greeted_within, read_exactly, run_with_timeout, sockit, tcp_client};
 
 const GREETING: &[u8] = b"Hello, I am server\n";
-
-/// Whether `stream` is greeted within `wait`.
-fn greeted_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut got = vec![0; GREETING.len()];
-    let greeted = stream.read_exact(&mut got).is_ok();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    greeted && got == GREETING
-}
 
 #[test]
 fn each_listener_table_is_served_as_it_says() {
@@ -60,12 +51,12 @@ fn each_listener_table_is_served_as_it_says() {
 
     // The first listener: greet, line framing, one connection at a time.
     let mut first = tcp_client(server.addr(0));
-    assert!(greeted_within(&mut first, Duration::from_secs(10)));
+    assert!(greeted_within(&mut first, GREETING, Duration::from_secs(10)));
     first.write_all(b"bob\n").unwrap();
     assert_eq!(read_exactly(&mut first, 12), b"Hello, bob!\n");
     let mut waiting = tcp_client(server.addr(0));
     assert!(
-        !greeted_within(&mut waiting, Duration::from_millis(300)),
+        !greeted_within(&mut waiting, GREETING, Duration::from_millis(300)),
         "past the first listener's max_connections = 1"
     );
 
@@ -85,12 +76,12 @@ fn each_listener_table_is_served_as_it_says() {
     // listener's full house does not hold it up.
     let mut thirds: Vec<TcpStream> = (0..3).map(|_| tcp_client(server.addr(3))).collect();
     for third in &mut thirds {
-        assert!(greeted_within(third, Duration::from_secs(10)));
+        assert!(greeted_within(third, GREETING, Duration::from_secs(10)));
     }
 
     // The first listener's one connection closes; the waiting peer is let in.
     first.write_all(b"exit\n").unwrap();
-    assert!(greeted_within(&mut waiting, Duration::from_secs(10)));
+    assert!(greeted_within(&mut waiting, GREETING, Duration::from_secs(10)));
 }
 
 #[test]
@@ -161,9 +152,9 @@ fn sighup_applies_each_listeners_limits_and_says_what_waits_for_a_restart() {
     std::fs::write(&config, file(1, 128)).unwrap();
     let server = Server::start_listening(&[], &["--config", config.to_str().unwrap()], 2);
     let mut a = tcp_client(server.addr(1));
-    assert!(greeted_within(&mut a, Duration::from_secs(10)));
+    assert!(greeted_within(&mut a, GREETING, Duration::from_secs(10)));
     let mut b = tcp_client(server.addr(1));
-    assert!(!greeted_within(&mut b, Duration::from_millis(300)));
+    assert!(!greeted_within(&mut b, GREETING, Duration::from_millis(300)));
 
     std::fs::write(&config, file(2, 64)).unwrap();
     server.process.signal("HUP");
@@ -172,7 +163,7 @@ fn sighup_applies_each_listeners_limits_and_says_what_waits_for_a_restart() {
         assert!(start.elapsed() < Duration::from_secs(10), "{}", server.log());
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(greeted_within(&mut b, Duration::from_secs(10)));
+    assert!(greeted_within(&mut b, GREETING, Duration::from_secs(10)));
     let log = server.log();
     assert_eq!(
         log.matches("changes more than limits; only the limits apply until a restart")

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, Server, peer, read_exactly, read_to_close, run_with_input, run_with_timeout, sockit, stdout_of,
+    Running, Server, expect, peer, read_to_close, run_with_input, run_with_timeout, sockit, stdout_of,
     tcp_client,
 };
 
@@ -23,18 +23,6 @@ const GREETING: &[u8] = b"Hello, I am server";
 const GREETING_LINE: &[u8] = b"Hello, I am server\n";
 /// How long any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Reads exactly as many bytes as `want` holds and asserts they are `want`.
-fn expect(stream: &mut TcpStream, want: &[u8]) {
-    let got = read_exactly(stream, want.len());
-    assert_eq!(
-        got,
-        want,
-        "got {:?}, want {:?}",
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(want)
-    );
-}
 
 /// Connects and reads `greeting`.
 fn greeted(addr: SocketAddr, greeting: &[u8]) -> TcpStream {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Running, Server, TestDir, peer, read_exactly, read_to_close, sockit, wait_for_count};
+use common::{Running, Server, TestDir, expect, peer, read_to_close, sockit, wait_for_count};
 use socket2::{Domain, Socket, Type};
 use sockit::proxy::{ProxyHeader, ProxyProtocol};
 use sockit::{Flow, Framing, Replies, Service};
@@ -32,18 +32,6 @@ fn connect_from(from: SocketAddr, to: SocketAddr) -> TcpStream {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.set_nodelay(true).unwrap();
     stream
-}
-
-/// Reads exactly `want.len()` bytes and asserts they are `want`.
-fn expect(stream: &mut TcpStream, want: &[u8]) {
-    let got = read_exactly(stream, want.len());
-    assert_eq!(
-        got,
-        want,
-        "got {:?}, want {:?}",
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(want)
-    );
 }
 
 /// Reads until the server closes (an end of stream, or a reset when it

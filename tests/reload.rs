@@ -8,18 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDir, read_exactly, run_with_timeout, sockit, tcp_client};
+use common::{Server, TestDir, greeted_within, read_exactly, run_with_timeout, sockit, tcp_client};
 
 const GREETING: &[u8] = b"Hello, I am server\n";
-
-/// Whether `stream` is greeted within `wait`.
-fn greeted_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut got = vec![0; GREETING.len()];
-    let greeted = stream.read_exact(&mut got).is_ok();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    greeted && got == GREETING
-}
 
 fn ask(stream: &mut TcpStream, name: &str) {
     stream.write_all(format!("{name}\n").as_bytes()).unwrap();
@@ -55,17 +46,17 @@ fn sighup_rereads_the_limits_and_closes_nothing() {
     ]);
     let addr = server.addr(0);
     let mut a = tcp_client(addr);
-    assert!(greeted_within(&mut a, Duration::from_secs(10)));
+    assert!(greeted_within(&mut a, GREETING, Duration::from_secs(10)));
     let mut b = tcp_client(addr);
     assert!(
-        !greeted_within(&mut b, Duration::from_millis(500)),
+        !greeted_within(&mut b, GREETING, Duration::from_millis(500)),
         "past max_connections = 1"
     );
 
     // A higher limit lets the waiting peer in at once.
     std::fs::write(&config, "max_connections = 2\n").unwrap();
     hangup(&server, 1, "SIGHUP: limits read again");
-    assert!(greeted_within(&mut b, Duration::from_secs(10)));
+    assert!(greeted_within(&mut b, GREETING, Duration::from_secs(10)));
     ask(&mut a, "a");
     ask(&mut b, "b");
 
@@ -80,7 +71,10 @@ fn sighup_rereads_the_limits_and_closes_nothing() {
         server.log()
     );
     let mut c = tcp_client(addr);
-    assert!(!greeted_within(&mut c, Duration::from_millis(500)), "still 2");
+    assert!(
+        !greeted_within(&mut c, GREETING, Duration::from_millis(500)),
+        "still 2"
+    );
     drop(c);
 
     // A lower limit closes no one; new peers wait until enough have left.
@@ -93,11 +87,11 @@ fn sighup_rereads_the_limits_and_closes_nothing() {
     drop(b);
     let mut d = tcp_client(addr);
     assert!(
-        !greeted_within(&mut d, Duration::from_millis(500)),
+        !greeted_within(&mut d, GREETING, Duration::from_millis(500)),
         "a holds the only slot"
     );
     drop(a);
-    assert!(greeted_within(&mut d, Duration::from_secs(10)));
+    assert!(greeted_within(&mut d, GREETING, Duration::from_secs(10)));
     // d is new: closed after a second of silence.
     let started = Instant::now();
     let mut rest = Vec::new();

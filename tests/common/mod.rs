@@ -609,3 +609,27 @@ pub fn run_ok(command: &mut Command) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Reads exactly as many bytes as `want` holds and asserts they are `want`,
+/// showing both as text when they differ.
+pub fn expect(stream: &mut impl std::io::Read, want: &[u8]) {
+    let got = read_exactly(stream, want.len());
+    assert_eq!(
+        got,
+        want,
+        "got {:?}, want {:?}",
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(want)
+    );
+}
+
+/// Whether `stream` receives `greeting` within `wait` (its read timeout is
+/// 10 s again afterwards).
+pub fn greeted_within(stream: &mut std::net::TcpStream, greeting: &[u8], wait: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut got = vec![0; greeting.len()];
+    let greeted = stream.read_exact(&mut got).is_ok();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    greeted && got == greeting
+}

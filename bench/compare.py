@@ -30,6 +30,9 @@ Loads (default: all but idle-19000, which runs with --loads all or by name):
     unix-greet-50    sockit greet over a Unix socket, as a ratio of sockit over TCP
     udp-greet-1      UDP greet, 1 socket, one datagram in flight
     udp-greet-50x64  UDP greet, 50 sockets, a window of 64 datagrams each
+    tcp-echo-50-metrics  sockit's TCP echo with --metrics on, as a ratio of off
+    tls-echo-50      TLS echo, 50 connections: sockit (rustls) against socat and
+                     ncat (OpenSSL), and sockit's plain TCP for what TLS costs
     idle-19000       RSS per idle connection (bench/idle_connections.py), sockit
                      vs the tokio baseline; needs `ulimit -n` >= 20000
 
@@ -90,6 +93,7 @@ class Server:
     timeout: str = "5s"  # `sockit bench --timeout`: to connect (forking servers are slow), and per reply
     needs: list = field(default_factory=list)  # [(check, why not, what to do)]
     note: str = ""
+    client: list = field(default_factory=list)  # more `sockit bench` flags for this server (TLS)
 
 
 def have_file(path):
@@ -115,14 +119,40 @@ def tokio(greet=False, current_thread=False):
                   framing="line" if greet else "auto", needs=[built(TOKIO)])
 
 
-def sockit(service, framing=None, endpoint="tcp://127.0.0.1:{port}", bench_framing=None):
-    command = [SOCKIT, "serve", endpoint, "--service", service, "-q"]
+def sockit(service, framing=None, endpoint="tcp://127.0.0.1:{port}", bench_framing=None, flags=(), shown=""):
+    command = [SOCKIT, "serve", endpoint, "--service", service, "-q", *flags]
     if framing:
         command += ["--framing", framing]
     scheme = re.match(r"[a-z-]+:(?://|@)?", endpoint).group()
-    name = f"sockit serve {scheme} --service {service}" + (f" --framing {framing}" if framing else "")
+    name = f"sockit serve {scheme} --service {service}" + (f" --framing {framing}" if framing else "") + shown
+    needs = [built(SOCKIT)]
+    client = []
+    if endpoint.startswith("tls"):
+        command += ["--cert", TLS_CERT, "--key", TLS_KEY]
+        needs.append(TLS_NEED)
+        client = ["--insecure"]
     return Server(name, command, endpoint, framing=bench_framing or framing or "auto",
-                  timeout=UDP_TIMEOUT if endpoint.startswith("udp") else Server.timeout, needs=[built(SOCKIT)])
+                  timeout=UDP_TIMEOUT if endpoint.startswith("udp") else Server.timeout, needs=needs, client=client)
+
+
+# A self-signed certificate for the TLS load, made with openssl when first needed.
+TLS_DIR = os.path.join(tempfile.gettempdir(), "sockit-harness-tls")
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
+
+
+def tls_pair():
+    """Makes the certificate and key of the TLS load, once; whether they are there."""
+    if not os.path.exists(TLS_CERT) and shutil.which("openssl"):
+        os.makedirs(TLS_DIR, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "30", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
+                        "-keyout", TLS_KEY, "-out", TLS_CERT], capture_output=True, check=False)
+    return os.path.exists(TLS_CERT)
+
+
+TLS_NEED = (tls_pair, "no certificate (openssl makes it)", "install: apt-get install openssl")
 
 
 def python_echo(kind, label):
@@ -145,6 +175,24 @@ def ncat():
                   needs=[(have_program("ncat"), "ncat not installed", "install: apt-get install ncat")],
                   note="forks a cat per connection: CPU and RSS are sums over its process tree; ncat listens with "
                        "a backlog of 10 and takes at most 100 connections at once (its default --max-conns)")
+
+
+def socat_tls():
+    return Server("socat fork OPENSSL-LISTEN EXEC:cat",
+                  ["socat", f"OPENSSL-LISTEN:{{port}},bind=127.0.0.1,reuseaddr,fork,backlog=1024,"
+                            f"cert={TLS_CERT},key={TLS_KEY},verify=0", "EXEC:cat"],
+                  endpoint="tls://127.0.0.1:{port}", client=["--insecure"],
+                  needs=[(have_program("socat"), "socat not installed", "install: apt-get install socat"), TLS_NEED],
+                  note="forks a socat and a cat per connection (OpenSSL)")
+
+
+def ncat_tls():
+    return Server("ncat --ssl --exec /bin/cat",
+                  ["ncat", "-l", "-k", "--ssl", "--ssl-cert", TLS_CERT, "--ssl-key", TLS_KEY, "127.0.0.1", "{port}",
+                   "--exec", "/bin/cat"],
+                  endpoint="tls://127.0.0.1:{port}", client=["--insecure"],
+                  needs=[(have_program("ncat"), "ncat not installed", "install: apt-get install ncat"), TLS_NEED],
+                  note="forks a cat per connection (OpenSSL)")
 
 
 def seed(program, sleep=False):
@@ -212,6 +260,13 @@ def loads():
              [udp_naive(), sockit("greet", endpoint="udp://127.0.0.1:{port}"), seed("udp_server.py")],
              note=f"errors are datagrams lost (3,200 in flight overflow the server's receive buffer); a lost "
                   f"one's window slot is sent again only after --timeout {UDP_TIMEOUT}"),
+        Load("tcp-echo-50-metrics", "TCP echo, 50 connections, 64 B: sockit with and without --metrics", "echo",
+             ["-c", "50"], [sockit("echo"), sockit("echo", flags=["--metrics", "127.0.0.1:0"],
+                                                    shown=" --metrics")]),
+        Load("tls-echo-50", "TLS echo, 50 connections, 64 B, one in flight each (bench --insecure)", "echo",
+             ["-c", "50"], [sockit("echo", endpoint="tls://127.0.0.1:{port}"), socat_tls(), ncat_tls(),
+                            sockit("echo")],
+             note="the last row is plain TCP, for what TLS costs"),
         Load("idle-19000", "idle TCP connections (--idle): server RSS growth per connection", "echo",
              [], [tokio(), sockit("echo", framing=None)], idle=True),
     ]
@@ -355,7 +410,7 @@ def bench_command(server, load, port, settings, rate=None):
     endpoint = server.endpoint.replace("{port}", str(port))
     command = ["taskset", "-c", str(LOAD_CPU), SOCKIT, "bench", endpoint, "--service", load.service,
                "--framing", server.framing, *load.args, "-d", settings.duration, "--warmup", settings.warmup,
-               "--timeout", server.timeout, "--json", "-q"]
+               "--timeout", server.timeout, "--json", "-q", *server.client]
     if rate:
         command += ["--rate", str(rate)]
     return command
@@ -567,7 +622,7 @@ def parse_args(all_loads):
     parser.add_argument("--duration", help="measured time per run (default 5s; --quick 1s)")
     parser.add_argument("--warmup", help="unmeasured load before each run (default 1s; --quick 500ms)")
     parser.add_argument("--rate", type=int, help="offered msgs/s of the open-loop load tcp-echo-1000 "
-                        f"(default: {OPEN_LOOP_SHARE:.0%} of the base's closed-loop msgs/s there)")
+                        f"(default: {OPEN_LOOP_SHARE * 100:.0f}%% of the base's closed-loop msgs/s there)")
     parser.add_argument("--idle", type=int, default=IDLE_CONNECTIONS, help="connections of idle-19000")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s per server")
     parser.add_argument("--json", metavar="FILE", help="also save every run's raw figures here")
@@ -594,6 +649,7 @@ def raise_descriptor_limit():
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
     all_loads = loads()
     settings = parse_args(all_loads)
     if settings.list:

@@ -28,7 +28,9 @@
 //! `read_timeout`, `shutdown_timeout` (closed with replies unsent),
 //! `reset` (a read or write failed: the peer reset or went away),
 //! `refused_full` (closed at once at the connection limit), `accept`,
-//! `tls_handshake` (a TLS handshake that failed or timed out);
+//! `tls_handshake` (a TLS handshake that failed or timed out),
+//! `untrusted_proxy` (closed at once: not a trusted proxy, with the PROXY
+//! protocol on), `proxy_header` (no whole, valid PROXY header in time);
 //! for datagrams `rate_limited`, `reply_capped`, `reply_too_large`,
 //! `receive` and `send` (a reply whose send failed: it was counted as
 //! sent, too).
@@ -516,6 +518,11 @@ pub(crate) enum ErrorKind {
     Accept,
     /// A TLS handshake that failed or timed out.
     TlsHandshake,
+    /// A peer closed at once: not a trusted proxy, with the PROXY protocol on.
+    UntrustedProxy,
+    /// A trusted proxy's connection closed without a whole, valid PROXY
+    /// header within the header timeout.
+    ProxyHeader,
     /// A datagram past its source's rate limit.
     RateLimited,
     /// A datagram reply past the reply cap (not sent).
@@ -529,7 +536,7 @@ pub(crate) enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 14] = [
+    const ALL: [ErrorKind; 16] = [
         ErrorKind::MessageTooLong,
         ErrorKind::Malformed,
         ErrorKind::IdleTimeout,
@@ -539,6 +546,8 @@ impl ErrorKind {
         ErrorKind::RefusedFull,
         ErrorKind::Accept,
         ErrorKind::TlsHandshake,
+        ErrorKind::UntrustedProxy,
+        ErrorKind::ProxyHeader,
         ErrorKind::RateLimited,
         ErrorKind::ReplyCapped,
         ErrorKind::ReplyTooLarge,
@@ -558,6 +567,8 @@ impl ErrorKind {
             ErrorKind::RefusedFull => "refused_full",
             ErrorKind::Accept => "accept",
             ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::UntrustedProxy => "untrusted_proxy",
+            ErrorKind::ProxyHeader => "proxy_header",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::ReplyCapped => "reply_capped",
             ErrorKind::ReplyTooLarge => "reply_too_large",

@@ -1,6 +1,7 @@
 //! A stream connection behind a load balancer: its PROXY protocol header is
 //! read first, within the header timeout, then the conversation is served
-//! for the client the header names.
+//! for the client the header names; on a `tls://` listener the header comes
+//! before the TLS handshake, as HAProxy sends it in front of a TLS server.
 //!
 //! The header is peeked (`MSG_PEEK`) until it is whole, then exactly its
 //! bytes are read: what the client sent after it stays in the socket for
@@ -17,10 +18,12 @@ use std::time::Duration;
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{Interest, Ready};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::Peer;
 use crate::connection::{self, Settings, Stop};
+use crate::metrics::ErrorKind;
 use crate::proxy::{self, DEFAULT_V2_MAX_LEN, Decoded, ProxyError, ProxyHeader, V1_MAX_LEN};
 use crate::server::Connection;
 use crate::service::Service;
@@ -33,12 +36,15 @@ const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
 };
 
 /// Reads the header of `connection` from the trusted proxy `via` within
-/// `timeout`, then serves it for the client it names; or closes it, with
-/// one log line saying why. `permit` is held until the connection is done.
+/// `timeout`, then serves it for the client it names (over TLS with `tls`);
+/// or closes it, with one log line saying why. `permit` is held until the
+/// connection is done.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<S: Service>(
     connection: Connection,
     via: Peer,
     timeout: Duration,
+    tls: Option<TlsAcceptor>,
     service: Arc<S>,
     settings: Settings,
     stop: Stop,
@@ -48,6 +54,9 @@ pub(crate) async fn serve<S: Service>(
         biased;
         () = stop.finish.cancelled() => {
             debug!(peer = %via, "closing the connection for shutdown, before its PROXY header");
+            if let Some(metrics) = &stop.metrics {
+                metrics.closed();
+            }
             return;
         }
         read = tokio::time::timeout(timeout, read_header(&connection)) => read,
@@ -56,15 +65,18 @@ pub(crate) async fn serve<S: Service>(
         Ok(Ok(ProxyHeader::Proxied { source, .. })) => {
             let peer = Peer::from(source);
             info!("Accept new connection from {peer} via {via}");
-            return connection.serve(peer, service, settings, stop, permit).await;
+            return converse(connection, peer, tls, service, settings, stop, permit).await;
         }
         Ok(Ok(ProxyHeader::Local)) => {
             info!("Accept new connection from {via} (PROXY LOCAL: the proxy's own)");
-            return connection.serve(via, service, settings, stop, permit).await;
+            return converse(connection, via, tls, service, settings, stop, permit).await;
         }
         Ok(Err(no_header)) => no_header,
         Err(_elapsed) => NoHeader::TimedOut(timeout),
     };
+    if let Some(metrics) = &stop.metrics {
+        metrics.error(ErrorKind::ProxyHeader);
+    }
     match why {
         // What a trusted proxy sent is not a header: say it louder than a
         // peer that went away.
@@ -78,7 +90,29 @@ pub(crate) async fn serve<S: Service>(
         Connection::Unix(stream) => connection::close_gracefully(stream, &stop).await,
         Connection::Seqpacket(_) => {}
     }
+    if let Some(metrics) = &stop.metrics {
+        metrics.closed();
+    }
     drop(permit);
+}
+
+/// Serves `connection` for `peer` once its header is read: the TLS
+/// handshake first with `tls`, then the conversation.
+async fn converse<S: Service>(
+    connection: Connection,
+    peer: Peer,
+    tls: Option<TlsAcceptor>,
+    service: Arc<S>,
+    settings: Settings,
+    stop: Stop,
+    permit: OwnedSemaphorePermit,
+) {
+    match (tls, connection) {
+        (Some(acceptor), Connection::Tcp(stream)) => {
+            connection::tls::serve(stream, acceptor, peer, service, settings, stop, permit).await;
+        }
+        (_, connection) => connection.serve(peer, service, settings, stop, permit).await,
+    }
 }
 
 /// Why a connection brought no header.

@@ -429,8 +429,10 @@ impl<S: Service> Server<S> {
         self
     }
 
-    /// Takes the PROXY protocol (v1 and v2) on TCP and Unix stream
-    /// listeners: behind a load balancer (HAProxy's `send-proxy-v2`, nginx's
+    /// Takes the PROXY protocol (v1 and v2) on TCP, TLS and Unix stream
+    /// listeners (on TLS the header comes first, in the clear, then the
+    /// handshake, as HAProxy sends it to a TLS server behind it in `mode
+    /// tcp`): behind a load balancer (HAProxy's `send-proxy-v2`, nginx's
     /// `proxy_protocol on`), every connection starts with a header naming
     /// the client, and the client is the [`Peer`] the service and the logs
     /// see. Off by default.
@@ -605,11 +607,11 @@ impl<S: Service> Server<S> {
 
     /// Why `endpoint` cannot take the PROXY protocol, when it is set.
     fn proxy_unsupported(&self, endpoint: &Endpoint) -> Option<io::Error> {
-        let stream = matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Unix(_));
+        let stream = matches!(endpoint, Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_));
         (self.proxy.is_some() && !stream).then(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
-                "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it",
+                "the PROXY protocol is for tcp://, tls:// and unix: stream listeners only; serve this endpoint without it",
             )
         })
     }
@@ -1064,6 +1066,9 @@ impl<S: Service> Accepting<'_, S> {
                 && !proxy.trusts(&peer)
             {
                 untrusted += 1;
+                if let Some(metrics) = &self.stop.metrics {
+                    metrics.error(ErrorKind::UntrustedProxy);
+                }
                 if untrusted_log.admit(tokio::time::Instant::now().into_std()) {
                     warn!(%peer, untrusted, "not a trusted proxy, and the PROXY protocol is on: connection closed at once");
                 }
@@ -1094,6 +1099,7 @@ impl<S: Service> Accepting<'_, S> {
                     connection,
                     peer,
                     proxy.timeout(),
+                    self.tls.clone(),
                     Arc::clone(&self.service),
                     self.settings,
                     self.stop.clone(),

@@ -363,7 +363,7 @@ fn serve_asks_for_trusted_proxies_and_refuses_datagram_endpoints() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("the PROXY protocol is for tcp:// and unix: stream listeners only"),
+        stderr.contains("the PROXY protocol is for tcp://, tls:// and unix: stream listeners only"),
         "{stderr}"
     );
 }
@@ -490,4 +490,116 @@ fn two_serve_processes_share_one_port_with_reuseport() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A TLS server behind HAProxy in `mode tcp` (TLS passed through): the
+/// PROXY header comes first, in the clear, then the client's handshake;
+/// the server logs the client's own address.
+#[test]
+fn haproxy_passes_tls_through_with_the_clients_address() {
+    let Some(haproxy) = peer("haproxy", "the load balancer in front of sockit serve") else {
+        return;
+    };
+    let dir = TestDir::new("proxy-tls");
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(&[
+        "tls://127.0.0.1:0",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--proxy-protocol",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ]);
+    assert!(
+        server.log().contains("PROXY protocol from 127.0.0.1"),
+        "{}",
+        server.log()
+    );
+    let proxy = Haproxy::start(&haproxy, "send-proxy-v2", &[server.addr(0)]);
+    let output = common::run_with_timeout(
+        sockit().args([
+            "connect",
+            &format!("tls://{}", proxy.front),
+            "--ca",
+            cert.to_str().unwrap(),
+            "--bind",
+            "127.0.0.2:0",
+            "client1",
+        ]),
+        WAIT,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hello, I am server\nHello, client1!\n",
+        "stderr: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    // (HAProxy's readiness probes come from 127.0.0.5.)
+    let line = server
+        .process
+        .wait_for_log("Accept new connection from 127.0.0.2:", WAIT);
+    assert!(line.contains(" via 127.0.0.1:"), "{line}");
+}
+
+/// With metrics on, an untrusted peer and a trusted one without a header
+/// are counted by kind, and neither stays counted as open.
+#[test]
+fn refused_and_headerless_peers_are_counted_in_the_metrics() {
+    let server = Server::start_listening(
+        &[],
+        &[
+            "tcp://127.0.0.1:0",
+            "--proxy-protocol",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--proxy-timeout",
+            "200ms",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let metrics = server.process.wait_for_log("metrics on http://", WAIT);
+    let metrics: SocketAddr = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .expect("the metrics address")
+        .parse()
+        .unwrap();
+    let addr = server.addr(0);
+    let mut untrusted = connect_from("127.0.0.3:0".parse().unwrap(), addr);
+    expect_closed_without_a_word(&mut untrusted);
+    let mut silent = connect_from("127.0.0.1:0".parse().unwrap(), addr);
+    assert_eq!(read_to_close(&mut silent), b"");
+    drop(silent);
+
+    let label = format!("listener=\"tcp://{addr}\"");
+    let wanted = [
+        format!("sockit_errors_total{{{label},kind=\"untrusted_proxy\"}} 1"),
+        format!("sockit_errors_total{{{label},kind=\"proxy_header\"}} 1"),
+        format!("sockit_connections_total{{{label}}} 1"),
+        format!("sockit_connections_open{{{label}}} 0"),
+    ];
+    // The closing connection lingers a moment: ask until it is counted closed.
+    let start = Instant::now();
+    loop {
+        let mut http = TcpStream::connect(metrics).unwrap();
+        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).unwrap();
+        if wanted.iter().all(|line| answer.lines().any(|l| l == line)) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "not all of {wanted:?} in:\n{answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -498,7 +498,7 @@ async fn adopt_says_what_it_cannot_serve() {
         (error.to_string(), std::error::Error::source(&error).unwrap().to_string()),
         (
             format!("cannot serve descriptor {fd}"),
-            "the PROXY protocol is for tcp:// and unix: stream listeners only; serve this endpoint without it"
+            "the PROXY protocol is for tcp://, tls:// and unix: stream listeners only; serve this endpoint without it"
                 .to_owned()
         )
     );

@@ -145,7 +145,8 @@ pub struct Args {
     /// proxy_protocol on) on stream listeners: each connection starts with a header naming
     /// the client, and the logs and the service see that client, not the load balancer.
     /// Peers not in --trusted-proxy are closed at once; a trusted peer's header must come
-    /// within --proxy-timeout. Only tcp:// and unix: endpoints take it.
+    /// within --proxy-timeout. Only tcp://, tls:// and unix: endpoints take it (on tls://
+    /// the header comes before the handshake, as HAProxy sends it).
     #[arg(long, requires = "trusted_proxy", help_heading = "Behind a load balancer")]
     pub proxy_protocol: bool,
 

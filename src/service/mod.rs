@@ -224,16 +224,62 @@ impl<'a> Replies<'a> {
 
     /// How many replies were sent, empty ones included: an empty datagram
     /// is a reply, not silence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let mut replies = Replies::new(&mut out, Framed::Raw, &peer);
+    /// replies.send(b"");
+    /// replies.send(b"two");
+    /// assert_eq!(replies.sent(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sent(&self) -> usize {
         self.sent
     }
 
     /// The peer being answered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("[::1]:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let replies = Replies::new(&mut out, Framed::Line, &peer);
+    /// assert_eq!(replies.peer().to_string(), "[::1]:5555");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer(&self) -> &Peer {
         self.peer
     }
 
     /// How the message being answered was framed, and so how replies are framed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let mut replies = Replies::new(&mut out, Framed::Len32, &peer);
+    /// assert_eq!(replies.framed(), Framed::Len32);
+    /// replies.send(b"hi");
+    /// assert_eq!(&out[..], b"\0\0\0\x02hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn framed(&self) -> Framed {
         self.framed
     }

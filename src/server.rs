@@ -553,6 +553,16 @@ impl<S: Service> Server<S> {
 
     /// How stream listeners cut messages; by default the service's choice
     /// ([`Service::default_framing`]). Datagrams need no framing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Echo, Framing, Server};
+    ///
+    /// // Echo is raw by default: every byte back. Line by line instead:
+    /// let server = Server::new(Echo).framing(Framing::Line);
+    /// assert_eq!(server.framing_in_use(), Framing::Line);
+    /// ```
     #[must_use]
     pub fn framing(mut self, framing: Framing) -> Self {
         self.framing = Some(framing);
@@ -562,6 +572,18 @@ impl<S: Service> Server<S> {
     /// The most stream connections open at once (default 10,000). Past it,
     /// new peers wait in the listen backlog until a connection closes, or
     /// are refused ([`when_full`](Self::when_full)).
+    ///
+    /// # Examples
+    ///
+    /// See [`when_full`](Self::when_full) for a server full at one
+    /// connection.
+    ///
+    /// ```
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).max_connections(0); // taken as 1
+    /// assert_eq!(server.limits_handle().get().max_connections, 1);
+    /// ```
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
@@ -571,6 +593,30 @@ impl<S: Service> Server<S> {
 
     /// What becomes of new peers past [`max_connections`](Self::max_connections):
     /// they wait in the backlog (the default) or are closed at once.
+    ///
+    /// # Examples
+    ///
+    /// A server full at one connection closes the second at once:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient, WhenFull};
+    ///
+    /// let server = Server::new(Greet).max_connections(1).when_full(WhenFull::Refuse);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let timeout = Duration::from_secs(5);
+    /// let mut first = StreamClient::connect(&endpoint, Framing::Auto, timeout).await?;
+    /// assert_eq!(first.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// let mut second = StreamClient::connect(&endpoint, Framing::Auto, timeout).await?;
+    /// assert_eq!(second.receive_greeting().await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn when_full(mut self, when_full: WhenFull) -> Self {
         self.when_full = when_full;
@@ -588,6 +634,19 @@ impl<S: Service> Server<S> {
     /// server send its replies to any address. It is off by default because
     /// sockit is mostly a test server on loopback, where one client sending
     /// as fast as it can is the point.
+    ///
+    /// # Examples
+    ///
+    /// Each source gets 100 datagrams a second, in bursts of 20 (see
+    /// [`RateLimit`] for one served):
+    ///
+    /// ```
+    /// use sockit::limit::RateLimit;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).datagram_rate_limit(RateLimit::per_second(100).burst(20));
+    /// assert_eq!(server.limits_handle().get().rate_limit.unwrap().to_string(), "100/s (bursts of 20)");
+    /// ```
     #[must_use]
     pub fn datagram_rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = Some(limit);
@@ -597,6 +656,18 @@ impl<S: Service> Server<S> {
     /// The cap on a datagram's reply against its request (by default at
     /// most three times it, or 64 bytes: see [`ReplyCap`]). A reply past it
     /// is not sent; that is counted and logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    /// use sockit::{Greet, Server};
+    ///
+    /// // Replies of at most 512 bytes, whatever the request.
+    /// let cap = ReplyCap::none().max_reply(Some(512));
+    /// let server = Server::new(Greet).reply_cap(cap);
+    /// assert_eq!(server.limits_handle().get().reply_cap.limit(1), 512);
+    /// ```
     #[must_use]
     pub fn reply_cap(mut self, cap: ReplyCap) -> Self {
         self.reply_cap = cap;
@@ -606,6 +677,28 @@ impl<S: Service> Server<S> {
     /// The longest message accepted (default 64 KiB). On a connection a
     /// longer one gets an error reply and the connection is closed; a longer
     /// datagram is dropped, logged and counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).max_message(5).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// client.receive_greeting().await?;
+    /// client.send(b"12345").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, 12345!");
+    /// client.send(b"123456").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "ERR message too long");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(1);
@@ -615,6 +708,24 @@ impl<S: Service> Server<S> {
     /// How many datagrams a datagram listener takes in one system call
     /// (`recvmmsg`), answering them all with one more (`sendmmsg`); default
     /// 64. At 1 it reads and answers one datagram per call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Echo, Server};
+    ///
+    /// let listener = Server::new(Echo).datagram_batch(1).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(5), 0).await?;
+    /// assert_eq!(client.request(b"one at a time").await?, "one at a time");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn datagram_batch(mut self, datagrams: usize) -> Self {
         self.datagram_batch = datagrams.max(1);
@@ -636,6 +747,28 @@ impl<S: Service> Server<S> {
     /// The connection is closed as at other endings (end of stream sent,
     /// what still arrives read and dropped for a moment), with no error text:
     /// one info line says why.
+    ///
+    /// # Examples
+    ///
+    /// A client that says nothing for 100 ms is closed:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let server = Server::new(Greet).idle_timeout(Duration::from_millis(100));
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// assert_eq!(client.receive().await?, None); // closed, after 100 ms
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.idle = Some(timeout).filter(|t| !t.is_zero());
@@ -652,6 +785,32 @@ impl<S: Service> Server<S> {
     /// on a service others can reach, tens of seconds is generous for any
     /// real client. A connection pays for the timer only from its first
     /// message that does not arrive in one read.
+    ///
+    /// # Examples
+    ///
+    /// A line that does not end within 100 ms closes its connection:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio::net::TcpStream;
+    /// use sockit::{Framing, Greet, Server};
+    ///
+    /// let server = Server::new(Greet).framing(Framing::Line).read_timeout(Duration::from_millis(100));
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let address = listener.local_endpoint().host_port().unwrap().socket_addr().unwrap();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut slow = TcpStream::connect(address).await?;
+    /// slow.write_all(b"hel").await?; // and no more
+    /// let mut got = Vec::new();
+    /// slow.read_to_end(&mut got).await?;
+    /// assert_eq!(got, b"Hello, I am server\n");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.read = Some(timeout).filter(|t| !t.is_zero());
@@ -692,6 +851,16 @@ impl<S: Service> Server<S> {
 
     /// How long shutdown lets open connections finish before closing them
     /// (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).shutdown_timeout(Duration::from_secs(1));
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -724,6 +893,15 @@ impl<S: Service> Server<S> {
     }
 
     /// The listen backlog for stream listeners (default 1024).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).backlog(4096);
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
@@ -747,6 +925,25 @@ impl<S: Service> Server<S> {
 
     /// The permissions of the socket files of Unix listeners, such as
     /// `0o660` (by default the process's umask decides).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use sockit::{Echo, Endpoint, Server};
+    ///
+    /// let path = std::env::temp_dir().join(format!("sockit-doc-mode-{}.sock", std::process::id()));
+    /// let endpoint: Endpoint = format!("unix:{}", path.display()).parse()?;
+    /// let listener = Server::new(Echo).unix_mode(0o600).bind(&endpoint).await?;
+    /// let mode = std::fs::metadata(&path).expect("the socket file").permissions().mode();
+    /// assert_eq!(mode & 0o777, 0o600);
+    /// drop(listener); // and the socket file with it
+    /// assert!(!path.exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn unix_mode(mut self, mode: u32) -> Self {
         self.unix_mode = Some(mode);
@@ -755,6 +952,16 @@ impl<S: Service> Server<S> {
 
     /// The socket options of listeners and their connections, each where it
     /// applies (see [`SocketOptions::not_applying_to`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).options(SocketOptions::default().recv_buffer(1 << 20));
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn options(mut self, options: SocketOptions) -> Self {
         self.options = options;

@@ -510,6 +510,40 @@ impl StreamClient {
     }
 
     /// On TLS, the application protocol (ALPN) the server chose, if any.
+    ///
+    /// # Examples
+    ///
+    /// A server that speaks `greet` (ALPN), and a client that offers it:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sockit::net::SocketOptions;
+    /// use sockit::net::tls::{ClientTls, server_config};
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let key = rcgen::KeyPair::generate()?;
+    /// let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    /// let dir = std::env::temp_dir().join(format!("sockit-doc-alpn-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    /// std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    /// let mut tls = (*server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?).clone();
+    /// std::fs::remove_dir_all(&dir)?;
+    /// tls.alpn_protocols = vec![b"greet".to_vec()];
+    /// let listener = Server::new(Greet).tls(Arc::new(tls)).bind(&"tls://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let offer = ClientTls::new(None, true)?.alpn(["echo", "greet"]);
+    /// let (timeout, options) = (Duration::from_secs(5), SocketOptions::default());
+    /// let client = StreamClient::connect_tls(&endpoint, Framing::Line, timeout, &options, &offer).await?;
+    /// assert_eq!(client.alpn_protocol(), Some(&b"greet"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match &self.link {
             Link::Tls(stream) => stream.get_ref().1.alpn_protocol(),

@@ -3,6 +3,22 @@
 //! Every command and the library take an [`Endpoint`]. Its [`Display`](fmt::Display)
 //! gives back text that parses to the same endpoint, so logs and errors can be
 //! pasted back into a command line.
+//!
+//! # Examples
+//!
+//! ```
+//! use sockit::endpoint::{Endpoint, Transport, UnixAddr};
+//!
+//! for text in ["tcp://localhost:8000", "unix-dgram:@sockit", "seqpacket:/run/app.sock"] {
+//!     let endpoint: Endpoint = text.parse()?;
+//!     assert_eq!(endpoint.to_string(), text);
+//! }
+//! let endpoint: Endpoint = "unix:@sockit".parse()?;
+//! assert_eq!(endpoint.transport(), Transport::Stream);
+//! assert_eq!(endpoint.unix_addr(), Some(&UnixAddr::Abstract(b"sockit".to_vec())));
+//! assert!("ftp://127.0.0.1:21".parse::<Endpoint>().is_err());
+//! # Ok::<(), sockit::EndpointError>(())
+//! ```
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -58,6 +74,18 @@ pub enum Endpoint {
 }
 
 /// How an endpoint carries messages, which decides how it is served.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::{Endpoint, Transport};
+///
+/// let transport = |text: &str| text.parse::<Endpoint>().map(|endpoint| endpoint.transport());
+/// assert_eq!(transport("tls://127.0.0.1:8443")?, Transport::Stream);
+/// assert_eq!(transport("unix-dgram:@d")?, Transport::Datagram);
+/// assert_eq!(transport("seqpacket:@p")?, Transport::Seqpacket);
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Transport {
@@ -73,16 +101,50 @@ pub enum Transport {
 
 impl Endpoint {
     /// The TCP endpoint for a socket address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use sockit::Endpoint;
+    ///
+    /// let addr: SocketAddr = "[::1]:8000".parse().unwrap();
+    /// assert_eq!(Endpoint::tcp(addr).to_string(), "tcp://[::1]:8000");
+    /// // An IPv4-mapped IPv6 address is shown as IPv4.
+    /// let addr: SocketAddr = "[::ffff:127.0.0.1]:8000".parse().unwrap();
+    /// assert_eq!(Endpoint::tcp(addr).to_string(), "tcp://127.0.0.1:8000");
+    /// ```
     pub fn tcp(addr: SocketAddr) -> Self {
         Endpoint::Tcp(HostPort::from(addr))
     }
 
     /// The UDP endpoint for a socket address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use sockit::Endpoint;
+    ///
+    /// let addr: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+    /// assert_eq!(Endpoint::udp(addr), "udp://127.0.0.1:9000".parse()?);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn udp(addr: SocketAddr) -> Self {
         Endpoint::Udp(HostPort::from(addr))
     }
 
     /// Whether this endpoint is served as a stream, as datagrams or as packets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Endpoint, Transport};
+    ///
+    /// assert_eq!("127.0.0.1:8000".parse::<Endpoint>()?.transport(), Transport::Stream);
+    /// assert_eq!("udp://127.0.0.1:9000".parse::<Endpoint>()?.transport(), Transport::Datagram);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn transport(&self) -> Transport {
         match self {
             Endpoint::Tcp(_) | Endpoint::Tls(_) | Endpoint::Unix(_) => Transport::Stream,
@@ -92,11 +154,32 @@ impl Endpoint {
     }
 
     /// True for datagram endpoints (UDP, Unix datagram).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Endpoint;
+    ///
+    /// assert!("unix-dgram:/tmp/d.sock".parse::<Endpoint>()?.is_datagram());
+    /// assert!(!"seqpacket:/tmp/p.sock".parse::<Endpoint>()?.is_datagram());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn is_datagram(&self) -> bool {
         self.transport() == Transport::Datagram
     }
 
     /// The host and port, for the network endpoints (TCP, UDP, TLS).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Endpoint;
+    ///
+    /// let endpoint: Endpoint = "tls://localhost:8443".parse()?;
+    /// assert_eq!(endpoint.host_port().map(|hp| hp.port()), Some(8443));
+    /// assert!("unix:/tmp/a.sock".parse::<Endpoint>()?.host_port().is_none());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn host_port(&self) -> Option<&HostPort> {
         match self {
             Endpoint::Tcp(hp) | Endpoint::Udp(hp) | Endpoint::Tls(hp) => Some(hp),
@@ -105,6 +188,18 @@ impl Endpoint {
     }
 
     /// The Unix socket address, for the Unix endpoints.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use sockit::Endpoint;
+    ///
+    /// let endpoint: Endpoint = "unix:/run/app.sock".parse()?;
+    /// assert_eq!(endpoint.unix_addr().and_then(|addr| addr.path()), Some(Path::new("/run/app.sock")));
+    /// assert!("tcp://127.0.0.1:1".parse::<Endpoint>()?.unix_addr().is_none());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn unix_addr(&self) -> Option<&UnixAddr> {
         match self {
             Endpoint::Unix(addr) | Endpoint::UnixDatagram(addr) | Endpoint::Seqpacket(addr) => Some(addr),
@@ -114,6 +209,16 @@ impl Endpoint {
 
     /// The scheme this endpoint is written with (`tcp`, `udp`, `tls`,
     /// `unix`, `unix-dgram`, `seqpacket`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Endpoint;
+    ///
+    /// assert_eq!("127.0.0.1:8000".parse::<Endpoint>()?.scheme(), "tcp");
+    /// assert_eq!("UNIX-DGRAM:@d".parse::<Endpoint>()?.scheme(), "unix-dgram");
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn scheme(&self) -> &'static str {
         match self {
             Endpoint::Tcp(_) => "tcp",
@@ -143,7 +248,22 @@ impl fmt::Display for Endpoint {
 const EXPECTED: &str = "expected tcp://HOST:PORT, udp://HOST:PORT, tls://HOST:PORT, HOST:PORT, unix:PATH, \
                         unix-dgram:PATH or seqpacket:PATH (PATH may be @NAME, an abstract name)";
 
-/// Why a text is not an endpoint.
+/// Why a text is not an endpoint. Its message is one line: what is wrong,
+/// and every form an endpoint may take.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::{Endpoint, EndpointError};
+///
+/// let err = "tcp://127.0.0.1".parse::<Endpoint>().unwrap_err();
+/// assert!(matches!(err, EndpointError::BadPort { .. }));
+/// let said = err.to_string();
+/// assert!(said.starts_with("bad port in endpoint \"tcp://127.0.0.1\": missing ':PORT'; expected"));
+/// assert!(matches!("ftp://h:21".parse::<Endpoint>(), Err(EndpointError::UnknownScheme { .. })));
+/// assert!(matches!("tcp://::1:80".parse::<Endpoint>(), Err(EndpointError::BadHost { .. })));
+/// assert!(matches!("unix:".parse::<Endpoint>(), Err(EndpointError::BadPath { .. })));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
@@ -211,6 +331,20 @@ impl FromStr for Endpoint {
 }
 
 /// A host (an IP address or a name to resolve) and a port.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::Endpoint;
+/// use sockit::endpoint::{Host, HostPort};
+///
+/// let endpoint: Endpoint = "udp://[::1]:9000".parse()?;
+/// let host_port: &HostPort = endpoint.host_port().unwrap();
+/// assert_eq!(host_port.to_string(), "[::1]:9000");
+/// assert_eq!(host_port.host(), &Host::Ip("::1".parse().unwrap()));
+/// assert_eq!(host_port.port(), 9000);
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPort {
     host: Host,
@@ -218,6 +352,18 @@ pub struct HostPort {
 }
 
 /// The host part of a [`HostPort`].
+///
+/// # Examples
+///
+/// ```
+/// use sockit::Endpoint;
+/// use sockit::endpoint::Host;
+///
+/// let host = |text: &str| text.parse::<Endpoint>().map(|e| e.host_port().unwrap().host().clone());
+/// assert_eq!(host("tcp://localhost:80")?, Host::Name("localhost".to_owned()));
+/// assert_eq!(host("tcp://127.0.0.1:80")?, Host::Ip([127, 0, 0, 1].into()));
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Host {
@@ -229,16 +375,48 @@ pub enum Host {
 
 impl HostPort {
     /// The port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::endpoint::HostPort;
+    ///
+    /// let host_port = HostPort::from("127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(host_port.port(), 8000);
+    /// ```
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The host.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Endpoint;
+    /// use sockit::endpoint::Host;
+    ///
+    /// let endpoint: Endpoint = "tcp://example.org:80".parse()?;
+    /// assert_eq!(endpoint.host_port().unwrap().host(), &Host::Name("example.org".to_owned()));
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn host(&self) -> &Host {
         &self.host
     }
 
     /// The socket address, when the host is a literal IP address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Endpoint;
+    ///
+    /// let literal: Endpoint = "udp://127.0.0.1:9000".parse()?;
+    /// assert_eq!(literal.host_port().unwrap().socket_addr(), Some(([127, 0, 0, 1], 9000).into()));
+    /// let named: Endpoint = "udp://localhost:9000".parse()?;
+    /// assert_eq!(named.host_port().unwrap().socket_addr(), None);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.host {
             Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
@@ -255,6 +433,20 @@ impl HostPort {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future abandons the lookup.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::Endpoint;
+    ///
+    /// let endpoint: Endpoint = "tcp://[::1]:8000".parse()?;
+    /// let addrs = endpoint.host_port().unwrap().resolve().await?;
+    /// assert_eq!(addrs, ["[::1]:8000".parse::<std::net::SocketAddr>()?]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
         if let Some(addr) = self.socket_addr() {
             return Ok(vec![addr]);
@@ -353,6 +545,21 @@ impl fmt::Display for HostPort {
 
 /// The address of a Unix socket: a path in the file system, or a name in
 /// Linux's abstract namespace (written `@name`), which needs no file.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::{Endpoint, UnixAddr};
+///
+/// let endpoint: Endpoint = "unix-dgram:@sockit".parse()?;
+/// let addr = endpoint.unix_addr().unwrap();
+/// assert_eq!(addr, &UnixAddr::Abstract(b"sockit".to_vec()));
+/// assert_eq!(addr.to_string(), "@sockit");
+/// // The URL form of a path is taken too.
+/// let endpoint: Endpoint = "unix:///run/app.sock".parse()?;
+/// assert_eq!(endpoint.unix_addr(), Some(&UnixAddr::Path("/run/app.sock".into())));
+/// # Ok::<(), sockit::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UnixAddr {
     /// A socket file at this path.
@@ -364,6 +571,17 @@ pub enum UnixAddr {
 impl UnixAddr {
     /// The longest path or abstract name the kernel takes (`sun_path` less
     /// its terminating or leading zero byte).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Endpoint, UnixAddr};
+    ///
+    /// let longest = format!("unix:@{}", "n".repeat(UnixAddr::MAX_LEN));
+    /// assert!(longest.parse::<Endpoint>().is_ok());
+    /// let too_long = format!("unix:@{}", "n".repeat(UnixAddr::MAX_LEN + 1));
+    /// assert!(too_long.parse::<Endpoint>().is_err());
+    /// ```
     pub const MAX_LEN: usize = 107;
 
     fn parse(rest: &str, text: &str) -> Result<Self, EndpointError> {
@@ -391,6 +609,16 @@ impl UnixAddr {
     }
 
     /// The path, for a socket file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use sockit::UnixAddr;
+    ///
+    /// assert_eq!(UnixAddr::Path("/run/app.sock".into()).path(), Some(Path::new("/run/app.sock")));
+    /// assert_eq!(UnixAddr::Abstract(b"name".to_vec()).path(), None);
+    /// ```
     pub fn path(&self) -> Option<&Path> {
         match self {
             UnixAddr::Path(path) => Some(path),
@@ -407,6 +635,23 @@ impl UnixAddr {
     }
 
     /// The address as the kernel takes it: abstract names start with a zero byte.
+    ///
+    /// # Errors
+    ///
+    /// When the path is longer than a Unix socket address holds, or
+    /// contains a zero byte.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::UnixAddr;
+    ///
+    /// let sockaddr = UnixAddr::Abstract(b"sockit".to_vec()).to_sockaddr()?;
+    /// assert_eq!(sockaddr.as_abstract_namespace(), Some(&b"sockit"[..]));
+    /// let sockaddr = UnixAddr::Path("/run/app.sock".into()).to_sockaddr()?;
+    /// assert_eq!(sockaddr.as_pathname(), Some(std::path::Path::new("/run/app.sock")));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn to_sockaddr(&self) -> std::io::Result<socket2::SockAddr> {
         match self {
             UnixAddr::Path(path) => socket2::SockAddr::unix(path),
@@ -420,6 +665,18 @@ impl UnixAddr {
     }
 
     /// The address of a kernel socket address, if it is a named Unix one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::UnixAddr;
+    ///
+    /// let addr = UnixAddr::Path("/tmp/x.sock".into());
+    /// assert_eq!(UnixAddr::from_sockaddr(&addr.to_sockaddr()?), Some(addr));
+    /// let ip = socket2::SockAddr::from("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(UnixAddr::from_sockaddr(&ip), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn from_sockaddr(addr: &socket2::SockAddr) -> Option<Self> {
         if let Some(path) = addr.as_pathname() {
             return Some(UnixAddr::Path(path.to_owned()));
@@ -444,6 +701,20 @@ impl fmt::Display for UnixAddr {
 /// addresses shown as plain IPv4. A Unix peer shows its address (most
 /// stream peers have none: `unnamed`) and, where the kernel reports them,
 /// its credentials: `unix:unnamed (pid 42, uid 1000, gid 1000)`.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use sockit::{Credentials, Peer, UnixAddr};
+///
+/// let peer = Peer::from("[::ffff:10.0.0.7]:5555".parse::<SocketAddr>().unwrap());
+/// assert_eq!(peer.to_string(), "10.0.0.7:5555");
+/// let peer = Peer::Unix { addr: Some(UnixAddr::Path("/tmp/c.sock".into())), cred: None };
+/// assert_eq!(peer.to_string(), "unix:/tmp/c.sock");
+/// let cred = Some(Credentials { pid: None, uid: 0, gid: 0 });
+/// assert_eq!(Peer::Unix { addr: None, cred }.to_string(), "unix:unnamed (uid 0, gid 0)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Peer {
@@ -459,6 +730,16 @@ pub enum Peer {
 }
 
 /// A Unix peer's process credentials, as the kernel reports them (`SO_PEERCRED`).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::{Credentials, Peer};
+///
+/// let cred = Credentials { pid: Some(42), uid: 1000, gid: 100 };
+/// let peer = Peer::Unix { addr: None, cred: Some(cred) };
+/// assert_eq!(peer.to_string(), "unix:unnamed (pid 42, uid 1000, gid 100)");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credentials {
     /// The process id, when known.

@@ -61,6 +61,25 @@ pub enum Error {
     /// An open socket handed over ([`Server::adopt`](crate::Server::adopt))
     /// cannot be served: not a socket, not listening, or of a kind sockit
     /// does not serve.
+    ///
+    /// # Examples
+    ///
+    /// A file is not a socket:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::os::fd::{AsRawFd, OwnedFd};
+    /// use sockit::{Echo, Error, Server};
+    ///
+    /// let file = OwnedFd::from(std::fs::File::open("/dev/null")?);
+    /// let fd = file.as_raw_fd();
+    /// let err = Server::new(Echo).adopt(file).unwrap_err();
+    /// assert!(matches!(err, Error::Adopt { .. }));
+    /// assert_eq!(err.to_string(), format!("cannot serve descriptor {fd}"));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[error("cannot serve descriptor {fd}")]
     Adopt {
         /// The socket's descriptor number.
@@ -80,6 +99,46 @@ pub enum Error {
     },
     /// The server's TLS certificate is not trusted: not signed by a trusted
     /// authority, not for the name asked for, expired.
+    ///
+    /// # Examples
+    ///
+    /// A server with a self-signed certificate, and a client that trusts
+    /// another authority:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    /// use sockit::net::SocketOptions;
+    /// use sockit::net::tls::{ClientTls, server_config};
+    /// use sockit::{Error, Framing, Greet, Server, StreamClient};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("sockit-doc-untrusted-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let key = KeyPair::generate()?;
+    /// let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    /// std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    /// std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    /// let mut other = CertificateParams::new(Vec::<String>::new())?;
+    /// other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    /// std::fs::write(dir.join("other-ca.pem"), other.self_signed(&KeyPair::generate()?)?.pem())?;
+    ///
+    /// let tls = server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+    /// let listener = Server::new(Greet).tls(tls).bind(&"tls://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let trust = ClientTls::new(Some(&dir.join("other-ca.pem")), false)?;
+    /// std::fs::remove_dir_all(&dir)?;
+    /// let (timeout, options) = (Duration::from_secs(5), SocketOptions::default());
+    /// let connecting = StreamClient::connect_tls(&endpoint, Framing::Line, timeout, &options, &trust);
+    /// let err = connecting.await.unwrap_err();
+    /// assert!(matches!(err, Error::Untrusted { .. }));
+    /// assert!(err.to_string().starts_with(&format!("{endpoint}: certificate not trusted: ")));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[error("{endpoint}: certificate not trusted: {reason}")]
     Untrusted {
         /// The endpoint reached.

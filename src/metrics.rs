@@ -197,6 +197,15 @@ impl Default for Metrics {
 
 impl Metrics {
     /// No listener counted yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::metrics::Metrics;
+    ///
+    /// // No series yet, and a family without series is left out.
+    /// assert_eq!(Metrics::new().encode(), "# EOF\n");
+    /// ```
     pub fn new() -> Self {
         let families = Families {
             connections_open: Family::default(),
@@ -244,6 +253,24 @@ impl Metrics {
     }
 
     /// Every series in the OpenMetrics text format, ending in `# EOF`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::metrics::Metrics;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let metrics = Metrics::new();
+    /// let listener = Server::new(Echo).metrics(&metrics).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let text = metrics.encode();
+    /// let label = format!("{{listener=\"{}\"}}", listener.local_endpoint());
+    /// assert!(text.contains(&format!("sockit_bytes_received_total{label} 0\n")));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -293,6 +320,40 @@ impl Metrics {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping it stops accepting; scrapes under way finish.
+    ///
+    /// # Examples
+    ///
+    /// Scraped once, then stopped:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio::net::{TcpListener, TcpStream};
+    /// use tokio::sync::oneshot;
+    /// use sockit::metrics::Metrics;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let metrics = Metrics::new();
+    /// let counted = Server::new(Echo).metrics(&metrics).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let http = TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = http.local_addr()?;
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let serving = tokio::spawn(metrics.serve(http, async { stopped.await.unwrap_or(()) }));
+    ///
+    /// let mut scrape = TcpStream::connect(addr).await?;
+    /// scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    /// let mut response = String::new();
+    /// scrape.read_to_string(&mut response).await?;
+    /// assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
+    /// let label = format!("{{listener=\"{}\"}}", counted.local_endpoint());
+    /// assert!(response.contains(&format!("\nsockit_connections_open{label} 0\n")));
+    ///
+    /// stop.send(()).unwrap();
+    /// serving.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let permits = Arc::new(Semaphore::new(HTTP_CONNECTIONS));

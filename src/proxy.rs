@@ -77,6 +77,12 @@ pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// A v2 header's fixed part: the signature, version and command, family and
 /// protocol, and the 16-bit length of what follows (see [`V2_SIGNATURE`]'s
 /// example).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sockit::proxy::V2_FIXED_LEN, 16);
+/// ```
 pub const V2_FIXED_LEN: usize = 16;
 
 /// The longest v2 header the spec allows: the fixed part and 65535 bytes.
@@ -540,6 +546,16 @@ fn as_v6(ip: IpAddr) -> Ipv6Addr {
 }
 
 /// How long a trusted proxy has to send its header, unless told.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::proxy::{DEFAULT_HEADER_TIMEOUT, ProxyProtocol};
+///
+/// assert_eq!(DEFAULT_HEADER_TIMEOUT, Duration::from_secs(5));
+/// assert_eq!(ProxyProtocol::new([]).timeout(), DEFAULT_HEADER_TIMEOUT);
+/// ```
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A stream listener's PROXY protocol setting
@@ -568,6 +584,15 @@ pub struct ProxyProtocol {
 impl ProxyProtocol {
     /// Takes headers from peers in `trusted` only; any other peer is closed
     /// at once. With none trusted, every connection is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::proxy::{ProxyProtocol, TrustedProxy};
+    ///
+    /// let proxies = ProxyProtocol::new([TrustedProxy::Unix]);
+    /// assert_eq!(proxies.trusted(), [TrustedProxy::Unix]);
+    /// ```
     pub fn new(trusted: impl IntoIterator<Item = TrustedProxy>) -> Self {
         ProxyProtocol {
             trusted: trusted.into_iter().collect(),
@@ -577,6 +602,16 @@ impl ProxyProtocol {
 
     /// How long a trusted peer has, from its accept, to send its whole
     /// header (default 5 s); past it, the connection is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::proxy::{ProxyProtocol, TrustedProxy};
+    ///
+    /// let proxies = ProxyProtocol::new([TrustedProxy::Unix]).header_timeout(Duration::from_millis(500));
+    /// assert_eq!(proxies.timeout(), Duration::from_millis(500));
+    /// ```
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
@@ -584,16 +619,50 @@ impl ProxyProtocol {
     }
 
     /// The header timeout in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::proxy::ProxyProtocol;
+    ///
+    /// assert_eq!(ProxyProtocol::new([]).timeout(), Duration::from_secs(5));
+    /// ```
     pub fn timeout(&self) -> Duration {
         self.header_timeout
     }
 
     /// The trusted proxies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::proxy::ProxyProtocol;
+    ///
+    /// let proxies = ProxyProtocol::new(["10.0.0.0/8".parse()?, "unix".parse()?]);
+    /// let trusted: Vec<String> = proxies.trusted().iter().map(ToString::to_string).collect();
+    /// assert_eq!(trusted, ["10.0.0.0/8", "unix"]);
+    /// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+    /// ```
     pub fn trusted(&self) -> &[TrustedProxy] {
         &self.trusted
     }
 
     /// Whether `peer` (the socket's own peer) may send a header.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use sockit::Peer;
+    /// use sockit::proxy::ProxyProtocol;
+    ///
+    /// let proxies = ProxyProtocol::new(["::1".parse()?]);
+    /// assert!(proxies.trusts(&Peer::from("[::1]:40000".parse::<SocketAddr>().unwrap())));
+    /// assert!(!proxies.trusts(&Peer::from("[::2]:40000".parse::<SocketAddr>().unwrap())));
+    /// assert!(!proxies.trusts(&Peer::Unix { addr: None, cred: None }));
+    /// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+    /// ```
     pub fn trusts(&self, peer: &Peer) -> bool {
         self.trusted.iter().any(|trusted| trusted.contains(peer))
     }
@@ -603,6 +672,20 @@ impl ProxyProtocol {
 /// a network (`10.0.0.0/8`, `fd00::/8`) or `unix`, any peer of a Unix
 /// stream listener. An IPv4 address also matches the peer's IPv4-mapped
 /// IPv6 form (`::ffff:127.0.0.1` on a dual-stack listener).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::proxy::TrustedProxy;
+///
+/// assert_eq!(
+///     "10.0.0.0/8".parse::<TrustedProxy>()?,
+///     TrustedProxy::Network { addr: [10, 0, 0, 0].into(), prefix: 8 }
+/// );
+/// assert_eq!("UNIX".parse::<TrustedProxy>()?, TrustedProxy::Unix);
+/// assert_eq!("::1/128".parse::<TrustedProxy>()?.to_string(), "::1");
+/// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrustedProxy {
     /// The addresses whose first `prefix` bits are those of `addr`.
@@ -618,6 +701,20 @@ pub enum TrustedProxy {
 
 impl TrustedProxy {
     /// Whether `peer` is one of these.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use sockit::Peer;
+    /// use sockit::proxy::TrustedProxy;
+    ///
+    /// let loopback: TrustedProxy = "127.0.0.1".parse()?;
+    /// let mapped = Peer::from("[::ffff:127.0.0.1]:5000".parse::<SocketAddr>().unwrap());
+    /// assert!(loopback.contains(&mapped));
+    /// assert!(!loopback.contains(&Peer::from("127.0.0.2:5000".parse::<SocketAddr>().unwrap())));
+    /// # Ok::<(), sockit::proxy::TrustedProxyError>(())
+    /// ```
     pub fn contains(&self, peer: &Peer) -> bool {
         match (self, peer) {
             (TrustedProxy::Unix, Peer::Unix { .. }) => true,
@@ -644,6 +741,16 @@ fn mask(bits: u128, prefix: u8) -> u128 {
 }
 
 /// Why a trusted proxy could not be read from text.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::proxy::TrustedProxy;
+///
+/// let err = "10.0.0.1/8".parse::<TrustedProxy>().unwrap_err();
+/// assert!(err.to_string().starts_with("\"10.0.0.1/8\" is not a trusted proxy: "));
+/// assert!(err.to_string().ends_with("(write the network's first address)"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{text:?} is not a trusted proxy: expected an address (127.0.0.1, ::1), a network (10.0.0.0/8) or unix; {why}"

@@ -1,6 +1,29 @@
 //! The server: binds endpoints, accepts under a connection limit, runs one
 //! task per stream connection and one receive loop per datagram socket, and
 //! stops on a shutdown future passed in by the caller.
+//!
+//! # Examples
+//!
+//! The seed's UDP server, answered by a client and stopped:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sockit::Error> {
+//! use std::time::Duration;
+//! use tokio::sync::oneshot;
+//! use sockit::{DatagramClient, Endpoint, Greet, Server};
+//!
+//! let listener = Server::new(Greet).bind(&"udp://127.0.0.1:0".parse()?).await?;
+//! let endpoint = listener.local_endpoint().clone();
+//! let (stop, stopped) = oneshot::channel::<()>();
+//! let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+//!
+//! let client = DatagramClient::connect(&endpoint, Duration::from_secs(5), 0).await?;
+//! assert_eq!(client.request(b"client").await?, "Hello, client");
+//! stop.send(()).unwrap();
+//! serving.await.unwrap()
+//! # }
+//! ```
 
 use std::fmt;
 use std::fs::File;
@@ -37,10 +60,45 @@ use crate::service::Service;
 use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
 
 /// The default limit on open connections, across all of a server's listeners.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::server::DEFAULT_MAX_CONNECTIONS;
+/// use sockit::{Greet, Server};
+///
+/// assert_eq!(DEFAULT_MAX_CONNECTIONS, 10_000);
+/// let handle = Server::new(Greet).limits_handle();
+/// assert_eq!(handle.get().max_connections, DEFAULT_MAX_CONNECTIONS);
+/// ```
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// How many datagrams a datagram listener takes per system call unless told.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::server::DEFAULT_DATAGRAM_BATCH;
+/// use sockit::{Echo, Server};
+///
+/// assert_eq!(DEFAULT_DATAGRAM_BATCH, 64);
+/// // One datagram per system call instead:
+/// let server = Server::new(Echo).datagram_batch(1);
+/// # drop(server);
+/// ```
 pub const DEFAULT_DATAGRAM_BATCH: usize = 64;
 /// How long shutdown waits for open connections by default.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::server::DEFAULT_SHUTDOWN_TIMEOUT;
+/// use sockit::{Echo, Server};
+///
+/// assert_eq!(DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs(10));
+/// let server = Server::new(Echo).shutdown_timeout(Duration::from_secs(2));
+/// # drop(server);
+/// ```
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The shortest and longest pause after an accept error that may repeat
@@ -49,6 +107,18 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 
 /// What a stream listener does with a new peer while every connection
 /// permit is taken ([`Server::max_connections`]).
+///
+/// # Examples
+///
+/// ```
+/// use sockit::{Greet, Server, WhenFull};
+///
+/// assert_eq!(WhenFull::default(), WhenFull::Wait);
+/// assert_eq!("refuse".parse::<WhenFull>(), Ok(WhenFull::Refuse));
+/// assert!("drop".parse::<WhenFull>().is_err());
+/// let server = Server::new(Greet).max_connections(2).when_full(WhenFull::Refuse);
+/// # drop(server);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenFull {
     /// Leave it in the listen backlog until a connection closes (the
@@ -65,6 +135,15 @@ pub enum WhenFull {
 
 impl WhenFull {
     /// The name on the command line.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::WhenFull;
+    ///
+    /// assert_eq!(WhenFull::Refuse.name(), "refuse");
+    /// assert_eq!(WhenFull::Wait.to_string(), "wait");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             WhenFull::Wait => "wait",
@@ -112,6 +191,43 @@ impl FromStr for WhenFull {
 /// listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await
 /// # }
 /// ```
+///
+/// Every setting, chained (each has its own page below); the limits among
+/// them read back through a [`LimitsHandle`]:
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::limit::{RateLimit, ReplyCap};
+/// use sockit::net::SocketOptions;
+/// use sockit::{Echo, Framing, Limits, Server, WhenFull};
+///
+/// let server = Server::new(Echo)
+///     .framing(Framing::Line)
+///     .max_message(1024)
+///     .max_connections(100)
+///     .when_full(WhenFull::Refuse)
+///     .idle_timeout(Duration::from_secs(60))
+///     .read_timeout(Duration::from_secs(10))
+///     .shutdown_timeout(Duration::from_secs(2))
+///     .backlog(128)
+///     .unix_mode(0o660)
+///     .options(SocketOptions::default())
+///     .datagram_batch(16)
+///     .datagram_rate_limit(RateLimit::per_second(100))
+///     .reply_cap(ReplyCap::none());
+/// assert_eq!(server.framing_in_use(), Framing::Line);
+/// assert_eq!(
+///     server.limits_handle().get(),
+///     Limits {
+///         max_connections: 100,
+///         max_message: 1024,
+///         idle_timeout: Some(Duration::from_secs(60)),
+///         read_timeout: Some(Duration::from_secs(10)),
+///         rate_limit: Some(RateLimit::per_second(100)),
+///         reply_cap: ReplyCap::none(),
+///     }
+/// );
+/// ```
 #[derive(Debug)]
 pub struct Server<S> {
     service: Arc<S>,
@@ -144,6 +260,21 @@ pub struct Server<S> {
 /// datagram limits from the next datagram. Connections already open keep
 /// the limits they started with, and none is closed by a change. (The
 /// longest datagram a datagram listener takes is fixed when it is bound.)
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sockit::{Greet, Limits, Server};
+///
+/// let limits = Limits {
+///     max_connections: 100,
+///     idle_timeout: Some(Duration::from_secs(60)),
+///     ..Limits::default()
+/// };
+/// assert_eq!(Limits::default().max_connections, 10_000);
+/// assert_eq!(Server::new(Greet).limits(limits).limits_handle().get(), limits);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The most stream connections open at once.
@@ -176,6 +307,40 @@ impl Default for Limits {
 
 /// Changes the [`Limits`] of a server while it serves (`sockit serve` does
 /// on SIGHUP). Made by [`Server::limits_handle`]; cheap to clone.
+///
+/// # Examples
+///
+/// Lower the longest message of a serving listener: a connection accepted
+/// after the change is held to it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::time::Duration;
+/// use tokio::sync::oneshot;
+/// use sockit::{Framing, Greet, Limits, Server, StreamClient};
+///
+/// let server = Server::new(Greet);
+/// let handle = server.limits_handle();
+/// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// let endpoint = listener.local_endpoint().clone();
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+///
+/// handle.set(Limits { max_message: 8, ..handle.get() });
+/// assert_eq!(handle.get().max_message, 8);
+///
+/// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+/// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+/// client.send(b"short").await?;
+/// assert_eq!(client.receive().await?.unwrap(), "Hello, short!");
+/// client.send(b"far too long").await?;
+/// assert_eq!(client.receive().await?.unwrap(), "ERR message too long");
+/// drop(client);
+/// stop.send(()).unwrap();
+/// serving.await.unwrap()
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct LimitsHandle {
     live: tokio::sync::watch::Sender<Option<Limits>>,
@@ -184,6 +349,15 @@ pub struct LimitsHandle {
 
 impl LimitsHandle {
     /// The limits in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Greet, Server};
+    ///
+    /// let handle = Server::new(Greet).max_connections(5).limits_handle();
+    /// assert_eq!(handle.get().max_connections, 5);
+    /// ```
     pub fn get(&self) -> Limits {
         self.live.borrow().expect("a handle's server always has limits")
     }
@@ -192,6 +366,28 @@ impl LimitsHandle {
     /// connections close (none is closed for it); a higher one at once.
     /// Call it within the runtime that serves (a lower limit waits there
     /// for the permits it takes back).
+    ///
+    /// A connection limit of 0 is taken as 1, a longest message of 0 as 1,
+    /// and a zero timeout as none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use sockit::{Greet, Limits, Server};
+    ///
+    /// let handle = Server::new(Greet).limits_handle();
+    /// handle.set(Limits {
+    ///     max_connections: 0,
+    ///     read_timeout: Some(Duration::ZERO),
+    ///     ..Limits::default()
+    /// });
+    /// assert_eq!(handle.get().max_connections, 1);
+    /// assert_eq!(handle.get().read_timeout, None);
+    /// # }
+    /// ```
     pub fn set(&self, limits: Limits) {
         let old = self.get();
         let new_max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -226,6 +422,16 @@ impl LimitsHandle {
 
 impl<S: Service> Server<S> {
     /// A server for `service`, with the default limits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Echo, Framing, Limits, Server};
+    ///
+    /// let server = Server::new(Echo);
+    /// assert_eq!(server.framing_in_use(), Framing::Raw);
+    /// assert_eq!(server.limits_handle().get(), Limits::default());
+    /// ```
     pub fn new(service: S) -> Self {
         Server {
             service: Arc::new(service),
@@ -283,6 +489,16 @@ impl<S: Service> Server<S> {
     /// Sets every limit in `limits` at once: the connection limit, the
     /// longest message, the idle and read timeouts, the datagram rate limit
     /// and reply cap (the same as their own setters).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Greet, Limits, Server};
+    ///
+    /// let limits = Limits { max_connections: 2, max_message: 512, ..Limits::default() };
+    /// let server = Server::new(Greet).limits(limits);
+    /// assert_eq!(server.limits_handle().get(), limits);
+    /// ```
     #[must_use]
     pub fn limits(self, limits: Limits) -> Self {
         let server = self
@@ -299,7 +515,20 @@ impl<S: Service> Server<S> {
 
     /// A handle that changes this server's [`Limits`] while its listeners
     /// serve, starting from the limits set so far. Listeners bound before or
-    /// after all follow it.
+    /// after all follow it. See [`LimitsHandle`] for one changing a serving
+    /// listener's limits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).max_message(100);
+    /// let handle = server.limits_handle();
+    /// assert_eq!(handle.get().max_message, 100);
+    /// // Every handle of a server is the same handle.
+    /// assert_eq!(server.limits_handle().get(), handle.get());
+    /// ```
     pub fn limits_handle(&self) -> LimitsHandle {
         let max_connections = self.max_connections;
         self.live.send_if_modified(|live| {
@@ -324,6 +553,16 @@ impl<S: Service> Server<S> {
 
     /// How stream listeners cut messages; by default the service's choice
     /// ([`Service::default_framing`]). Datagrams need no framing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Echo, Framing, Server};
+    ///
+    /// // Echo is raw by default: every byte back. Line by line instead:
+    /// let server = Server::new(Echo).framing(Framing::Line);
+    /// assert_eq!(server.framing_in_use(), Framing::Line);
+    /// ```
     #[must_use]
     pub fn framing(mut self, framing: Framing) -> Self {
         self.framing = Some(framing);
@@ -333,6 +572,18 @@ impl<S: Service> Server<S> {
     /// The most stream connections open at once (default 10,000). Past it,
     /// new peers wait in the listen backlog until a connection closes, or
     /// are refused ([`when_full`](Self::when_full)).
+    ///
+    /// # Examples
+    ///
+    /// See [`when_full`](Self::when_full) for a server full at one
+    /// connection.
+    ///
+    /// ```
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).max_connections(0); // taken as 1
+    /// assert_eq!(server.limits_handle().get().max_connections, 1);
+    /// ```
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
@@ -342,6 +593,30 @@ impl<S: Service> Server<S> {
 
     /// What becomes of new peers past [`max_connections`](Self::max_connections):
     /// they wait in the backlog (the default) or are closed at once.
+    ///
+    /// # Examples
+    ///
+    /// A server full at one connection closes the second at once:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient, WhenFull};
+    ///
+    /// let server = Server::new(Greet).max_connections(1).when_full(WhenFull::Refuse);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let timeout = Duration::from_secs(5);
+    /// let mut first = StreamClient::connect(&endpoint, Framing::Auto, timeout).await?;
+    /// assert_eq!(first.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// let mut second = StreamClient::connect(&endpoint, Framing::Auto, timeout).await?;
+    /// assert_eq!(second.receive_greeting().await?, None);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn when_full(mut self, when_full: WhenFull) -> Self {
         self.when_full = when_full;
@@ -359,6 +634,19 @@ impl<S: Service> Server<S> {
     /// server send its replies to any address. It is off by default because
     /// sockit is mostly a test server on loopback, where one client sending
     /// as fast as it can is the point.
+    ///
+    /// # Examples
+    ///
+    /// Each source gets 100 datagrams a second, in bursts of 20 (see
+    /// [`RateLimit`] for one served):
+    ///
+    /// ```
+    /// use sockit::limit::RateLimit;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).datagram_rate_limit(RateLimit::per_second(100).burst(20));
+    /// assert_eq!(server.limits_handle().get().rate_limit.unwrap().to_string(), "100/s (bursts of 20)");
+    /// ```
     #[must_use]
     pub fn datagram_rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = Some(limit);
@@ -368,6 +656,18 @@ impl<S: Service> Server<S> {
     /// The cap on a datagram's reply against its request (by default at
     /// most three times it, or 64 bytes: see [`ReplyCap`]). A reply past it
     /// is not sent; that is counted and logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::limit::ReplyCap;
+    /// use sockit::{Greet, Server};
+    ///
+    /// // Replies of at most 512 bytes, whatever the request.
+    /// let cap = ReplyCap::none().max_reply(Some(512));
+    /// let server = Server::new(Greet).reply_cap(cap);
+    /// assert_eq!(server.limits_handle().get().reply_cap.limit(1), 512);
+    /// ```
     #[must_use]
     pub fn reply_cap(mut self, cap: ReplyCap) -> Self {
         self.reply_cap = cap;
@@ -377,6 +677,28 @@ impl<S: Service> Server<S> {
     /// The longest message accepted (default 64 KiB). On a connection a
     /// longer one gets an error reply and the connection is closed; a longer
     /// datagram is dropped, logged and counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).max_message(5).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// client.receive_greeting().await?;
+    /// client.send(b"12345").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, 12345!");
+    /// client.send(b"123456").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "ERR message too long");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(1);
@@ -386,6 +708,24 @@ impl<S: Service> Server<S> {
     /// How many datagrams a datagram listener takes in one system call
     /// (`recvmmsg`), answering them all with one more (`sendmmsg`); default
     /// 64. At 1 it reads and answers one datagram per call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Echo, Server};
+    ///
+    /// let listener = Server::new(Echo).datagram_batch(1).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(5), 0).await?;
+    /// assert_eq!(client.request(b"one at a time").await?, "one at a time");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn datagram_batch(mut self, datagrams: usize) -> Self {
         self.datagram_batch = datagrams.max(1);
@@ -407,6 +747,28 @@ impl<S: Service> Server<S> {
     /// The connection is closed as at other endings (end of stream sent,
     /// what still arrives read and dropped for a moment), with no error text:
     /// one info line says why.
+    ///
+    /// # Examples
+    ///
+    /// A client that says nothing for 100 ms is closed:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let server = Server::new(Greet).idle_timeout(Duration::from_millis(100));
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Auto, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// assert_eq!(client.receive().await?, None); // closed, after 100 ms
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.idle = Some(timeout).filter(|t| !t.is_zero());
@@ -423,6 +785,32 @@ impl<S: Service> Server<S> {
     /// on a service others can reach, tens of seconds is generous for any
     /// real client. A connection pays for the timer only from its first
     /// message that does not arrive in one read.
+    ///
+    /// # Examples
+    ///
+    /// A line that does not end within 100 ms closes its connection:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio::net::TcpStream;
+    /// use sockit::{Framing, Greet, Server};
+    ///
+    /// let server = Server::new(Greet).framing(Framing::Line).read_timeout(Duration::from_millis(100));
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let address = listener.local_endpoint().host_port().unwrap().socket_addr().unwrap();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut slow = TcpStream::connect(address).await?;
+    /// slow.write_all(b"hel").await?; // and no more
+    /// let mut got = Vec::new();
+    /// slow.read_to_end(&mut got).await?;
+    /// assert_eq!(got, b"Hello, I am server\n");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.read = Some(timeout).filter(|t| !t.is_zero());
@@ -465,6 +853,16 @@ impl<S: Service> Server<S> {
 
     /// How long shutdown lets open connections finish before closing them
     /// (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).shutdown_timeout(Duration::from_secs(1));
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -474,6 +872,22 @@ impl<S: Service> Server<S> {
     /// Counts what the listeners bound from now on do in `metrics`, each
     /// under its own `listener` label (off by default). See
     /// [`crate::metrics`] for what is counted, and what it costs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::metrics::Metrics;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let metrics = Metrics::new();
+    /// let listener = Server::new(Echo).metrics(&metrics).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let label = format!("{{listener=\"{}\"}}", listener.local_endpoint());
+    /// assert!(metrics.encode().contains(&format!("sockit_connections_total{label} 0\n")));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn metrics(mut self, metrics: &Metrics) -> Self {
         self.metrics = Some(metrics.clone());
@@ -481,19 +895,57 @@ impl<S: Service> Server<S> {
     }
 
     /// The listen backlog for stream listeners (default 1024).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).backlog(4096);
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
         self
     }
 
-    /// The framing stream listeners use.
+    /// The framing stream listeners use: the one set with
+    /// [`framing`](Self::framing), or else the service's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Framing, Greet, Server};
+    ///
+    /// assert_eq!(Server::new(Greet).framing_in_use(), Framing::Auto);
+    /// assert_eq!(Server::new(Greet).framing(Framing::Raw).framing_in_use(), Framing::Raw);
+    /// ```
     pub fn framing_in_use(&self) -> Framing {
         self.framing.unwrap_or_else(|| self.service.default_framing())
     }
 
     /// The permissions of the socket files of Unix listeners, such as
     /// `0o660` (by default the process's umask decides).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use sockit::{Echo, Endpoint, Server};
+    ///
+    /// let path = std::env::temp_dir().join(format!("sockit-doc-mode-{}.sock", std::process::id()));
+    /// let endpoint: Endpoint = format!("unix:{}", path.display()).parse()?;
+    /// let listener = Server::new(Echo).unix_mode(0o600).bind(&endpoint).await?;
+    /// let mode = std::fs::metadata(&path).expect("the socket file").permissions().mode();
+    /// assert_eq!(mode & 0o777, 0o600);
+    /// drop(listener); // and the socket file with it
+    /// assert!(!path.exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn unix_mode(mut self, mode: u32) -> Self {
         self.unix_mode = Some(mode);
@@ -502,6 +954,16 @@ impl<S: Service> Server<S> {
 
     /// The socket options of listeners and their connections, each where it
     /// applies (see [`SocketOptions::not_applying_to`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).options(SocketOptions::default().recv_buffer(1 << 20));
+    /// # drop(server);
+    /// ```
     #[must_use]
     pub fn options(mut self, options: SocketOptions) -> Self {
         self.options = options;
@@ -523,6 +985,25 @@ impl<S: Service> Server<S> {
     /// # Cancel safety
     ///
     /// Cancel safe: nothing is bound until the future completes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::{Echo, Endpoint, Error, Server};
+    ///
+    /// let server = Server::new(Echo);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_ne!(listener.local_endpoint().to_string(), "tcp://127.0.0.1:0");
+    /// // The same address again: in use.
+    /// let taken: Endpoint = listener.local_endpoint().clone();
+    /// assert!(matches!(server.bind(&taken).await, Err(Error::Bind { .. })));
+    /// // TLS without a certificate.
+    /// assert!(matches!(server.bind(&"tls://127.0.0.1:0".parse()?).await, Err(Error::Bind { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn bind(&self, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
         if let Some(source) = self.proxy_unsupported(endpoint) {
             return Err(Error::Bind {
@@ -874,6 +1355,45 @@ impl Connection {
 }
 
 /// One bound endpoint of a [`Server`], ready to serve.
+///
+/// # Examples
+///
+/// Echo on a port the system chooses, answering a plain standard-library
+/// client byte for byte, then shut down:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::io::{Read, Write};
+/// use std::net::{Shutdown, TcpStream};
+/// use tokio::sync::oneshot;
+/// use sockit::{Echo, Endpoint, Framing, Server};
+///
+/// let listener = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// assert_eq!(listener.framing(), Framing::Raw);
+/// let Endpoint::Tcp(address) = listener.local_endpoint() else { unreachable!() };
+/// let address = address.socket_addr().expect("an IP address");
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+///
+/// // A blocking client, on a thread of its own.
+/// let got = tokio::task::spawn_blocking(move || {
+///     let mut stream = TcpStream::connect(address)?;
+///     stream.write_all(b"\x00bytes\r\n")?;
+///     stream.shutdown(Shutdown::Write)?;
+///     let mut got = Vec::new();
+///     stream.read_to_end(&mut got)?;
+///     Ok::<_, std::io::Error>(got)
+/// })
+/// .await
+/// .unwrap()
+/// .expect("echoed");
+/// assert_eq!(got, b"\x00bytes\r\n");
+///
+/// stop.send(()).unwrap();
+/// serving.await.unwrap()
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Listener<S> {
     socket: Socket,
@@ -906,11 +1426,39 @@ impl<S> AsFd for Listener<S> {
 impl<S: Service> Listener<S> {
     /// The endpoint actually bound: with port 0 asked for, the port the
     /// system chose.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::{Echo, Endpoint, Server};
+    ///
+    /// let listener = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let Endpoint::Udp(address) = listener.local_endpoint() else { unreachable!() };
+    /// assert_ne!(address.port(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_endpoint(&self) -> &Endpoint {
         &self.local
     }
 
     /// The framing stream connections are served with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::{Framing, Greet, Server};
+    ///
+    /// let server = Server::new(Greet).framing(Framing::Line);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_eq!(listener.framing(), Framing::Line);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn framing(&self) -> Framing {
         self.settings.framing
     }
@@ -928,6 +1476,32 @@ impl<S: Service> Listener<S> {
     ///
     /// Not cancel safe: dropping the future drops every open connection at
     /// once. Complete `shutdown` instead.
+    ///
+    /// # Examples
+    ///
+    /// A connection still open at shutdown is closed with an end of stream:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use tokio::sync::oneshot;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// client.send(b"bye").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, bye!");
+    /// stop.send(()).unwrap();
+    /// assert!(client.receive().await?.is_none());
+    /// serving.await.unwrap()
+    /// # }
+    /// ```
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let Listener {
             socket,

@@ -220,6 +220,18 @@ impl Bench {
     }
 
     /// The service the server speaks: greet or echo.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Builtin;
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?).service(Builtin::Discard);
+    /// assert!(bench.check().unwrap_err().to_string().starts_with("the discard service sends no replies"));
+    /// assert!(bench.service(Builtin::Echo).check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn service(mut self, service: Builtin) -> Self {
         self.service = service;
@@ -229,6 +241,17 @@ impl Bench {
     /// How stream messages are framed; the server must use the same (or
     /// `auto`, which understands lines). `auto` and `raw` send bare
     /// messages and allow one in flight per connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Framing;
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("unix:@app".parse()?).framing(Framing::Len32);
+    /// assert_eq!(bench.stream_framing(), Some(Framing::Len32));
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn framing(mut self, framing: Framing) -> Self {
         self.framing = framing;
@@ -236,13 +259,35 @@ impl Bench {
     }
 
     /// How many connections (datagram sockets) to open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    ///
+    /// let none = Bench::new("tcp://127.0.0.1:7000".parse()?).connections(0);
+    /// assert!(none.check().unwrap_err().to_string().starts_with("0 connections: use 1 to "));
+    /// assert!(none.connections(1).check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn connections(mut self, connections: usize) -> Self {
         self.connections = connections;
         self
     }
 
-    /// How long to send for, or how many requests to send.
+    /// How long to send for, or how many requests to send (see
+    /// [`Bench::run`] for a run of 400 requests).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Bench, Length};
+    ///
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?).length(Length::Requests(1000));
+    /// assert!(bench.check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn length(mut self, length: Length) -> Self {
         self.length = length;
@@ -250,6 +295,17 @@ impl Bench {
     }
 
     /// The size of every request in bytes, framing not included; at least [`ID_LEN`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::{Bench, ID_LEN};
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?);
+    /// assert!(bench.clone().size(ID_LEN).check().is_ok());
+    /// assert!(bench.size(ID_LEN - 1).check().is_err());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn size(mut self, size: usize) -> Self {
         self.size = size;
@@ -257,6 +313,18 @@ impl Bench {
     }
 
     /// How many requests each connection keeps in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Framing;
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?).pipeline(16);
+    /// assert!(bench.clone().framing(Framing::Line).check().is_ok());
+    /// assert!(bench.framing(Framing::Raw).check().is_err()); // bare messages: one at a time
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn pipeline(mut self, pipeline: usize) -> Self {
         self.pipeline = pipeline;
@@ -265,6 +333,17 @@ impl Bench {
 
     /// Sends at a fixed rate, in requests a second across all connections
     /// (open loop), instead of as fast as replies come (closed loop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("udp://127.0.0.1:9000".parse()?);
+    /// assert!(bench.clone().rate(Some(5000.0)).check().is_ok());
+    /// assert!(bench.rate(Some(0.0)).check().is_err());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn rate(mut self, rate: Option<f64>) -> Self {
         self.rate = rate;
@@ -272,6 +351,17 @@ impl Bench {
     }
 
     /// Runs load for this long first, unmeasured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?).warmup(Duration::from_secs(2));
+    /// assert!(bench.check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn warmup(mut self, warmup: Duration) -> Self {
         self.warmup = warmup;
@@ -279,6 +369,18 @@ impl Bench {
     }
 
     /// How long to wait to connect, and for each reply.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::load::Bench;
+    ///
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?);
+    /// assert!(bench.clone().timeout(Duration::from_millis(100)).check().is_ok());
+    /// assert!(bench.timeout(Duration::ZERO).check().is_err());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -286,6 +388,18 @@ impl Bench {
     }
 
     /// Socket options for the connections (those that apply to the endpoint).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    /// use sockit::net::SocketOptions;
+    ///
+    /// let options = SocketOptions::default().nodelay(true);
+    /// let bench = Bench::new("tcp://127.0.0.1:7000".parse()?).options(options);
+    /// assert!(bench.check().is_ok());
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn options(mut self, options: SocketOptions) -> Self {
         self.options = options;
@@ -295,6 +409,18 @@ impl Bench {
     /// The TLS settings (trust, server name, ALPN) of a `tls://` endpoint's
     /// connections, each of which runs its handshake before the load
     /// starts; other endpoints do not use them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::load::Bench;
+    /// use sockit::net::tls::ClientTls;
+    ///
+    /// let bench = Bench::new("tls://127.0.0.1:8443".parse()?);
+    /// assert!(bench.check().is_err()); // a tls:// endpoint needs them
+    /// assert!(bench.tls(ClientTls::new(None, true)?).check().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn tls(mut self, tls: crate::net::tls::ClientTls) -> Self {
         self.tls = Some(tls);

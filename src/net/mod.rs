@@ -13,6 +13,23 @@
 //! - `inherited`: sockets opened elsewhere, found out and made ready to serve
 //!   ([`Server::adopt`](crate::Server::adopt));
 //! - [`systemd`]: the sockets systemd passes (socket activation, `LISTEN_FDS`).
+//!
+//! # Examples
+//!
+//! A UDP socket bound with options, read back from the socket:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use sockit::net::{SocketOptions, udp};
+//!
+//! let options = SocketOptions::default().broadcast(true);
+//! let socket = udp::bind("127.0.0.1:0".parse().unwrap(), &options)?;
+//! assert!(socket.broadcast()?);
+//! assert_eq!(options.not_applying_to(&"tcp://127.0.0.1:1".parse().unwrap()), ["broadcast"]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub(crate) mod batch;
 pub mod icmp;

@@ -2,6 +2,26 @@
 //! passes a service as descriptors 3, 4, … named by `LISTEN_FDS`, taken once.
 //!
 //! Serve each with [`Server::adopt`](crate::Server::adopt).
+//!
+//! # Examples
+//!
+//! A process started by neither systemd nor `systemd-socket-activate` is
+//! told so, and is free to bind its own endpoints:
+//!
+//! ```
+//! use sockit::net::systemd::{self, NotPassed};
+//!
+//! if std::env::var_os("LISTEN_FDS").is_none() {
+//!     assert!(matches!(systemd::take(), Err(NotPassed::NotSet)));
+//! }
+//! ```
+//!
+//! To try it without a unit file, let `systemd-socket-activate` bind a port
+//! and start `sockit serve --systemd` on the first connection:
+//!
+//! ```sh
+//! systemd-socket-activate -l 127.0.0.1:8000 sockit serve --systemd
+//! ```
 
 use std::env;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -10,6 +30,26 @@ use listenfd::ListenFd;
 use socket2::{Domain, Type};
 
 /// One socket passed in.
+///
+/// # Examples
+///
+/// A socket made here stands in for one systemd passed:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::os::fd::{AsRawFd, OwnedFd};
+/// use sockit::net::systemd::PassedSocket;
+/// use sockit::{Greet, Server};
+///
+/// let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = made.local_addr()?;
+/// let passed = PassedSocket { fd: made.as_raw_fd(), socket: OwnedFd::from(made), name: Some("web".into()) };
+/// let listener = Server::new(Greet).adopt(passed.socket)?;
+/// assert_eq!(listener.local_endpoint().to_string(), format!("tcp://{addr}"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct PassedSocket {
     /// The socket.
@@ -21,7 +61,20 @@ pub struct PassedSocket {
     pub name: Option<String>,
 }
 
-/// Why no socket was taken.
+/// Why no socket was taken. Each says so in one line, with what to do.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::systemd::NotPassed;
+///
+/// assert_eq!(
+///     NotPassed::BadCount("0".to_owned()).to_string(),
+///     "no sockets were passed (LISTEN_FDS=\"0\" is not a number of descriptors from 1)"
+/// );
+/// let said = NotPassed::NotSet.to_string();
+/// assert!(said.ends_with("start sockit from a .socket unit or systemd-socket-activate"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotPassed {

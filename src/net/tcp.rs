@@ -1,4 +1,21 @@
 //! TCP: listening and connecting over IPv4 and IPv6.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use sockit::net::{DEFAULT_BACKLOG, SocketOptions, tcp};
+//!
+//! let options = SocketOptions::default().nodelay(false);
+//! let listener = tcp::listen("127.0.0.1:0".parse().unwrap(), DEFAULT_BACKLOG, &options)?;
+//! let client = tcp::connect(&[listener.local_addr()?], Duration::from_secs(5), &options).await?;
+//! assert!(!client.nodelay()?);
+//! assert_eq!(client.peer_addr()?, listener.local_addr()?);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io;
 use std::net::SocketAddr;

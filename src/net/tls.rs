@@ -2,6 +2,49 @@
 //! certificate and key and the client's trust, read from PEM files, and the
 //! handshakes. A `tls://` endpoint carries the same byte stream as `tcp://`
 //! once the handshake is done.
+//!
+//! # Examples
+//!
+//! A greeting server over TLS, with a certificate signed by a CA made on the
+//! spot (with the `rcgen` crate), and a client that trusts that CA:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+//! use sockit::net::SocketOptions;
+//! use sockit::net::tls::{ClientTls, server_config};
+//! use sockit::{Framing, Greet, Server, StreamClient};
+//!
+//! // A CA, and the server's certificate it signs for 127.0.0.1: PEM files.
+//! let mut ca = CertificateParams::new(Vec::<String>::new())?;
+//! ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+//! let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+//! let key = KeyPair::generate()?;
+//! let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca)?;
+//! let dir = std::env::temp_dir().join(format!("sockit-doc-tls-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! for (name, pem) in [("ca.pem", ca.pem()), ("cert.pem", cert.pem()), ("key.pem", key.serialize_pem())] {
+//!     std::fs::write(dir.join(name), pem)?;
+//! }
+//!
+//! let tls = server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+//! let listener = Server::new(Greet).tls(tls).bind(&"tls://127.0.0.1:0".parse()?).await?;
+//! let endpoint = listener.local_endpoint().clone();
+//! tokio::spawn(listener.serve(std::future::pending()));
+//!
+//! let trust = ClientTls::new(Some(&dir.join("ca.pem")), false)?;
+//! let options = SocketOptions::default();
+//! let timeout = Duration::from_secs(5);
+//! let mut client = StreamClient::connect_tls(&endpoint, Framing::Line, timeout, &options, &trust).await?;
+//! assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+//! client.send(b"tls").await?;
+//! assert_eq!(client.receive().await?.unwrap(), "Hello, tls!");
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::io;
@@ -22,10 +65,28 @@ use crate::endpoint::Host;
 
 /// The longest a server lets a TLS handshake take: a peer that says nothing
 /// cannot hold a connection (and its permit) for longer.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(sockit::net::tls::HANDSHAKE_TIMEOUT, Duration::from_secs(10));
+/// ```
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a TLS setting could not be made from its files: one line naming the
 /// file and what is wrong with it.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::tls::{ClientTls, TlsError};
+///
+/// let err = ClientTls::new(Some("/nonexistent/ca.pem".as_ref()), false).unwrap_err();
+/// assert!(matches!(err, TlsError::Ca { .. }));
+/// assert_eq!(err.to_string(), "CA file /nonexistent/ca.pem: No such file or directory (os error 2)");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -180,6 +241,17 @@ impl ClientTls {
     /// or one that is not a CA's; [`TlsError::NoSystemRoots`] when neither
     /// `ca` nor `insecure` is given and the system has no trusted
     /// certificates.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::tls::ClientTls;
+    ///
+    /// // For a test server's self-signed certificate: verify nothing.
+    /// let insecure = ClientTls::new(None, true)?;
+    /// # drop(insecure);
+    /// # Ok::<(), sockit::net::tls::TlsError>(())
+    /// ```
     pub fn new(ca: Option<&Path>, insecure: bool) -> Result<Self, TlsError> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -233,6 +305,18 @@ impl ClientTls {
     ///
     /// [`TlsError::BadServerName`] when `name` is neither a DNS name nor an
     /// IP address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::tls::{ClientTls, TlsError};
+    ///
+    /// let tls = ClientTls::new(None, true)?.server_name("example.org")?;
+    /// # drop(tls);
+    /// let err = ClientTls::new(None, true)?.server_name("not a name!").unwrap_err();
+    /// assert!(matches!(err, TlsError::BadServerName { .. }));
+    /// # Ok::<(), TlsError>(())
+    /// ```
     pub fn server_name(mut self, name: &str) -> Result<Self, TlsError> {
         let parsed = ServerName::try_from(name.to_owned()).map_err(|_| TlsError::BadServerName {
             name: name.to_owned(),
@@ -242,6 +326,16 @@ impl ClientTls {
     }
 
     /// Offers these application protocols (ALPN), most preferred first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::tls::ClientTls;
+    ///
+    /// let tls = ClientTls::new(None, true)?.alpn(["h2", "http/1.1"]);
+    /// # drop(tls);
+    /// # Ok::<(), sockit::net::tls::TlsError>(())
+    /// ```
     #[must_use]
     pub fn alpn<P: AsRef<[u8]>>(mut self, protocols: impl IntoIterator<Item = P>) -> Self {
         Arc::make_mut(&mut self.config).alpn_protocols =
@@ -273,6 +367,43 @@ impl ClientTls {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future drops the connection.
+    ///
+    /// # Examples
+    ///
+    /// An echo server with a self-signed certificate, reached by a client
+    /// that does not verify it:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use tokio::net::TcpStream;
+    /// use sockit::net::tls::{ClientTls, server_config};
+    /// use sockit::{Echo, Server};
+    ///
+    /// let key = rcgen::KeyPair::generate()?;
+    /// let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.self_signed(&key)?;
+    /// let dir = std::env::temp_dir().join(format!("sockit-doc-tls-connect-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// std::fs::write(dir.join("cert.pem"), cert.pem())?;
+    /// std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
+    /// let tls = server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?;
+    /// std::fs::remove_dir_all(&dir)?;
+    /// let listener = Server::new(Echo).tls(tls).bind(&"tls://127.0.0.1:0".parse()?).await?;
+    /// let host_port = listener.local_endpoint().host_port().unwrap().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let stream = TcpStream::connect(host_port.socket_addr().unwrap()).await?;
+    /// let client = ClientTls::new(None, true)?;
+    /// let mut tls = client.connect(stream, host_port.host(), Duration::from_secs(5)).await?;
+    /// tls.write_all(b"ping").await?;
+    /// let mut reply = [0; 4];
+    /// tls.read_exact(&mut reply).await?;
+    /// assert_eq!(&reply, b"ping");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(
         &self,
         stream: TcpStream,

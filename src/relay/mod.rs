@@ -193,6 +193,18 @@ impl Relay {
 
     /// The socket options of the listening socket, of the connections and
     /// sockets to the target, each where it applies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::SocketOptions;
+    /// use sockit::relay::Relay;
+    ///
+    /// let options = SocketOptions::default().nodelay(true);
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?).options(options);
+    /// # drop(relay);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn options(mut self, options: SocketOptions) -> Self {
         self.options = options;
@@ -201,6 +213,17 @@ impl Relay {
 
     /// How long a target may take to accept a relayed stream connection
     /// (default 5 s); a client whose target connection fails is reset.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?).connect_timeout(Duration::from_secs(1));
+    /// # drop(relay);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -209,6 +232,17 @@ impl Relay {
 
     /// How long a datagram session lives without traffic either way
     /// (default 60 s); the next datagram from its client opens a new one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("udp://127.0.0.1:9000".parse()?).idle_timeout(Duration::from_secs(10));
+    /// # drop(relay);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
@@ -218,6 +252,16 @@ impl Relay {
     /// The most stream connections (or datagram sessions) relayed at once
     /// (default 10,000). Past it, stream clients wait in the listen backlog
     /// and datagrams from new clients are not forwarded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?).max_connections(100);
+    /// # drop(relay);
+    /// # Ok::<(), sockit::EndpointError>(())
+    /// ```
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.max(1);
@@ -354,16 +398,58 @@ pub struct BoundRelay {
 
 impl BoundRelay {
     /// The endpoint listened on: with port 0 asked for, the port the system chose.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_ne!(relay.local_endpoint().host_port().unwrap().port(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_endpoint(&self) -> &Endpoint {
         &self.bound.local
     }
 
     /// The endpoint relayed to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::Relay;
+    ///
+    /// let relay = Relay::new("udp://[::1]:9000".parse()?).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// assert_eq!(relay.target().to_string(), "udp://[::1]:9000");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn target(&self) -> &Endpoint {
         &self.shared.target
     }
 
     /// The faults injected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::{Faults, Relay};
+    ///
+    /// let relay = Relay::new("udp://127.0.0.1:9000".parse()?)
+    ///     .faults(Faults::new(7).drop("5%".parse().unwrap()))
+    ///     .bind(&"udp://127.0.0.1:0".parse()?)
+    ///     .await?;
+    /// assert_eq!(relay.faults().to_string(), "seed 7, drop 0.05, both directions");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }

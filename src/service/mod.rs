@@ -92,20 +92,128 @@ pub enum Flow {
 /// ```
 pub trait Service: Send + Sync + 'static {
     /// Called once when a stream connection opens; sends nothing by default.
+    ///
+    /// # Examples
+    ///
+    /// A service that greets with a prompt, served on TCP:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{Flow, Framing, Replies, Server, Service, StreamClient};
+    ///
+    /// struct Prompt;
+    ///
+    /// impl Service for Prompt {
+    ///     fn greeting(&self, replies: &mut Replies<'_>) {
+    ///         replies.send(b"ready>");
+    ///     }
+    ///     fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow {
+    ///         replies.send(message);
+    ///         Flow::Continue
+    ///     }
+    /// }
+    ///
+    /// let listener = Server::new(Prompt).framing(Framing::Line).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "ready>");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn greeting(&self, replies: &mut Replies<'_>) {
         let _ = replies;
     }
 
-    /// Called for every message of a stream connection.
+    /// Called for every message of a stream connection. Return
+    /// [`Flow::Close`] to close the connection once the replies are sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Flow, Peer, Replies, Service};
+    ///
+    /// struct Once;
+    ///
+    /// impl Service for Once {
+    ///     fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow {
+    ///         replies.send_parts(&[b"got ", message]);
+    ///         Flow::Close
+    ///     }
+    /// }
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let flow = Once.message(b"it", &mut Replies::new(&mut out, Framed::Line, &peer));
+    /// assert_eq!((flow, &out[..]), (Flow::Close, &b"got it\n"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow;
 
     /// Called for every datagram; everything sent into `replies` goes back to
     /// the sender as one datagram. By default the same as [`Service::message`].
+    ///
+    /// # Examples
+    ///
+    /// A service that answers datagrams with the sender's address, served on
+    /// UDP:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Flow, Replies, Server, Service};
+    ///
+    /// struct WhoAmI;
+    ///
+    /// impl Service for WhoAmI {
+    ///     fn message(&self, _: &[u8], _: &mut Replies<'_>) -> Flow {
+    ///         Flow::Close
+    ///     }
+    ///     fn datagram(&self, _: &[u8], replies: &mut Replies<'_>) {
+    ///         let peer = replies.peer().to_string();
+    ///         replies.send(peer.as_bytes());
+    ///     }
+    /// }
+    ///
+    /// let listener = Server::new(WhoAmI).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(5), 0).await?;
+    /// let reply = client.request(b"?").await?;
+    /// assert!(reply.starts_with(b"127.0.0.1:"), "{reply:?}");
+    /// # Ok(())
+    /// # }
+    /// ```
     fn datagram(&self, datagram: &[u8], replies: &mut Replies<'_>) {
         let _ = self.message(datagram, replies);
     }
 
     /// The framing a listener uses when none is chosen: [`Framing::Auto`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::{Flow, Framing, Replies, Server, Service};
+    ///
+    /// struct Lines;
+    ///
+    /// impl Service for Lines {
+    ///     fn message(&self, message: &[u8], replies: &mut Replies<'_>) -> Flow {
+    ///         replies.send(message);
+    ///         Flow::Continue
+    ///     }
+    ///     fn default_framing(&self) -> Framing {
+    ///         Framing::Line
+    ///     }
+    /// }
+    ///
+    /// assert_eq!(Server::new(Lines).framing_in_use(), Framing::Line);
+    /// ```
     fn default_framing(&self) -> Framing {
         Framing::Auto
     }
@@ -224,16 +332,62 @@ impl<'a> Replies<'a> {
 
     /// How many replies were sent, empty ones included: an empty datagram
     /// is a reply, not silence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let mut replies = Replies::new(&mut out, Framed::Raw, &peer);
+    /// replies.send(b"");
+    /// replies.send(b"two");
+    /// assert_eq!(replies.sent(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sent(&self) -> usize {
         self.sent
     }
 
     /// The peer being answered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("[::1]:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let replies = Replies::new(&mut out, Framed::Line, &peer);
+    /// assert_eq!(replies.peer().to_string(), "[::1]:5555");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer(&self) -> &Peer {
         self.peer
     }
 
     /// How the message being answered was framed, and so how replies are framed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::Framed;
+    /// use sockit::{Peer, Replies};
+    ///
+    /// let peer = Peer::from("127.0.0.1:5555".parse::<std::net::SocketAddr>()?);
+    /// let mut out = BytesMut::new();
+    /// let mut replies = Replies::new(&mut out, Framed::Len32, &peer);
+    /// assert_eq!(replies.framed(), Framed::Len32);
+    /// replies.send(b"hi");
+    /// assert_eq!(&out[..], b"\0\0\0\x02hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn framed(&self) -> Framed {
         self.framed
     }

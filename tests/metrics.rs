@@ -103,16 +103,8 @@ fn the_endpoint_shows_the_exact_counts_of_a_known_load() {
         "--max-message",
         &max_message,
     ]);
-    let logged = server
-        .process
-        .wait_for_log("metrics on http://", Duration::from_secs(5));
-    let url = logged.split("metrics on ").nth(1).unwrap().trim().to_owned();
-    let metrics: SocketAddr = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("http://ADDR/metrics")
-        .parse()
-        .expect("a socket address");
+    let metrics = server.metrics_addr();
+    let url = format!("http://{metrics}/metrics");
     let (tcp, udp) = (server.addr(0), server.addr(1));
 
     // TCP: three connections of five messages each...

@@ -566,14 +566,7 @@ fn refused_and_headerless_peers_are_counted_in_the_metrics() {
         ],
         1,
     );
-    let metrics = server.process.wait_for_log("metrics on http://", WAIT);
-    let metrics: SocketAddr = metrics
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .expect("the metrics address")
-        .parse()
-        .unwrap();
+    let metrics = server.metrics_addr();
     let addr = server.addr(0);
     let mut untrusted = connect_from("127.0.0.3:0".parse().unwrap(), addr);
     expect_closed_without_a_word(&mut untrusted);

@@ -49,6 +49,14 @@ impl Pki {
         Pki { dir }
     }
 
+    /// `sockit connect ENDPOINT --ca ca.pem client1 client2 client3` prints
+    /// the greeting and the three replies.
+    fn expect_greeted_clients(&self, endpoint: &str) {
+        let ca = self.file("ca.pem");
+        let output = run(&["connect", endpoint, "--ca", &ca, "client1", "client2", "client3"]);
+        assert_eq!(stdout_of(&output), GREETED_CLIENTS, "{endpoint}");
+    }
+
     /// The path of one of the files, as text.
     fn file(&self, name: &str) -> String {
         self.path(name).to_str().unwrap().to_owned()
@@ -334,16 +342,7 @@ fn a_config_file_listener_serves_tls() {
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let endpoint = &server.endpoints[0];
     assert!(endpoint.starts_with("tls://127.0.0.1:"), "{endpoint}");
-    let output = run(&[
-        "connect",
-        endpoint,
-        "--ca",
-        &pki.file("ca.pem"),
-        "client1",
-        "client2",
-        "client3",
-    ]);
-    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    pki.expect_greeted_clients(endpoint);
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
@@ -383,26 +382,9 @@ fn metrics_text(addr: &str) -> String {
 fn metrics_count_tls_connections_and_failed_handshakes() {
     let pki = Pki::new("tls-metrics");
     let server = pki.serve(&["tls://127.0.0.1:0"], &["--metrics=127.0.0.1:0"]);
-    let logged = server
-        .process
-        .wait_for_log("metrics on http://", Duration::from_secs(5));
-    let metrics = logged
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.trim().strip_suffix("/metrics"))
-        .unwrap()
-        .to_owned();
+    let metrics = server.metrics_addr().to_string();
     let endpoint = &server.endpoints[0];
-    let output = run(&[
-        "connect",
-        endpoint,
-        "--ca",
-        &pki.file("ca.pem"),
-        "client1",
-        "client2",
-        "client3",
-    ]);
-    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    pki.expect_greeted_clients(endpoint);
     let mut garbage = common::tcp_client(server.addr(0));
     garbage.write_all(b"not TLS\r\n").unwrap();
     let _ = garbage.read_to_end(&mut Vec::new());

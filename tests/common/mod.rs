@@ -633,3 +633,19 @@ pub fn greeted_within(stream: &mut std::net::TcpStream, greeting: &[u8], wait: D
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     greeted && got == greeting
 }
+
+impl Server {
+    /// The address of its `--metrics` endpoint, as it logged it.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let logged = self
+            .process
+            .wait_for_log("metrics on http://", Duration::from_secs(10));
+        logged
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.trim().strip_suffix("/metrics"))
+            .expect("metrics on http://ADDR/metrics")
+            .parse()
+            .expect("a socket address")
+    }
+}

@@ -79,7 +79,7 @@ pub use error::Error;
 pub use escape::Escaped;
 pub use framing::Framing;
 pub use relay::Relay;
-pub use server::{Limits, LimitsHandle, Listener, Server, WhenFull};
+pub use server::{Limits, LimitsHandle, Listener, Server, TlsHandle, WhenFull};
 pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};
 
 /// The README's Rust code, compiled as a doctest so it stays true.

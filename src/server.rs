@@ -248,8 +248,9 @@ pub struct Server<S> {
     proxy: Option<Arc<ProxyProtocol>>,
     /// Limits set after the listeners were bound, through a [`LimitsHandle`].
     live: tokio::sync::watch::Sender<Option<Limits>>,
-    /// The certificate and key `tls://` listeners serve with.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate and key `tls://` listeners serve with, changed
+    /// while they serve through a [`TlsHandle`].
+    tls: tokio::sync::watch::Sender<Option<Arc<rustls::ServerConfig>>>,
     /// Where listeners count what they do, if anywhere.
     metrics: Option<Metrics>,
 }
@@ -450,7 +451,7 @@ impl<S: Service> Server<S> {
             timeouts: Timeouts::default(),
             proxy: None,
             live: tokio::sync::watch::Sender::new(None),
-            tls: None,
+            tls: tokio::sync::watch::Sender::new(None),
             metrics: None,
         }
     }
@@ -481,9 +482,42 @@ impl<S: Service> Server<S> {
     /// # }
     /// ```
     #[must_use]
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
+    pub fn tls(self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls.send_replace(Some(config));
         self
+    }
+
+    /// A handle that changes the certificate and key this server's `tls://`
+    /// listeners serve with, while they serve: a renewed certificate is
+    /// taken without a restart (`sockit serve` reads its files again on
+    /// SIGHUP).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sockit::{Endpoint, Greet, Server};
+    ///
+    /// let read = || sockit::net::tls::server_config("cert.pem".as_ref(), "key.pem".as_ref());
+    /// let server = Server::new(Greet).tls(read()?);
+    /// let renew = server.tls_handle();
+    /// let listener = server.bind(&"tls://127.0.0.1:8443".parse::<Endpoint>()?).await?;
+    /// tokio::spawn(async move {
+    ///     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+    ///     while hangup.recv().await.is_some() {
+    ///         if let Ok(config) = read() {
+    ///             renew.set(config);
+    ///         }
+    ///     }
+    /// });
+    /// listener.serve(async { tokio::signal::ctrl_c().await.unwrap() }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tls_handle(&self) -> TlsHandle {
+        TlsHandle {
+            live: self.tls.clone(),
+        }
     }
 
     /// Sets every limit in `limits` at once: the connection limit, the
@@ -1011,9 +1045,10 @@ impl<S: Service> Server<S> {
                 source,
             });
         }
-        let tls = match (endpoint, &self.tls) {
-            (Endpoint::Tls(_), Some(config)) => Some(Arc::clone(config)),
-            (Endpoint::Tls(_), None) => {
+        let has_tls = self.tls.borrow().is_some();
+        let tls = match (endpoint, has_tls) {
+            (Endpoint::Tls(_), true) => Some(self.tls.subscribe()),
+            (Endpoint::Tls(_), false) => {
                 return Err(Error::Bind {
                     endpoint: endpoint.clone(),
                     source: io::Error::new(
@@ -1099,7 +1134,7 @@ impl<S: Service> Server<S> {
 
     /// A listener for `bound`, with this server's settings; `tls` for a
     /// `tls://` one.
-    fn listener(&self, bound: Bound, tls: Option<Arc<rustls::ServerConfig>>) -> Listener<S> {
+    fn listener(&self, bound: Bound, tls: Option<LiveConfig>) -> Listener<S> {
         let Bound {
             socket,
             local,
@@ -1411,9 +1446,58 @@ pub struct Listener<S> {
     when_full: WhenFull,
     proxy: Option<Arc<ProxyProtocol>>,
     datagram: datagram::Limits,
-    /// The certificate and key of a `tls://` listener.
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate and key of a `tls://` listener, as they change.
+    tls: Option<LiveConfig>,
     metrics: Option<Arc<ListenerMetrics>>,
+}
+
+/// A TLS setting that a [`TlsHandle`] may change.
+type LiveConfig = tokio::sync::watch::Receiver<Option<Arc<rustls::ServerConfig>>>;
+
+/// Changes the certificate and key a server's `tls://` listeners serve
+/// with, while they serve: connections accepted after the change are served
+/// with the new one; those open keep theirs. Made by
+/// [`Server::tls_handle`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TlsHandle {
+    live: tokio::sync::watch::Sender<Option<Arc<rustls::ServerConfig>>>,
+}
+
+impl TlsHandle {
+    /// Serves the next TLS connections with `config` (see
+    /// [`net::tls::server_config`]).
+    pub fn set(&self, config: Arc<rustls::ServerConfig>) {
+        self.live.send_replace(Some(config));
+    }
+}
+
+/// A `tls://` listener's handshake, following its [`TlsHandle`].
+struct LiveTls {
+    live: LiveConfig,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl LiveTls {
+    fn new(mut live: LiveConfig) -> Self {
+        let config = live
+            .borrow_and_update()
+            .clone()
+            .expect("a tls:// listener is bound with a TLS setting");
+        LiveTls {
+            live,
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+        }
+    }
+
+    /// The handshake for the next connection: with the newest setting.
+    fn acceptor(&mut self) -> tokio_rustls::TlsAcceptor {
+        if self.live.has_changed().unwrap_or(false)
+            && let Some(config) = self.live.borrow_and_update().clone()
+        {
+            self.acceptor = tokio_rustls::TlsAcceptor::from(config);
+        }
+        self.acceptor.clone()
+    }
 }
 
 /// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
@@ -1536,7 +1620,7 @@ impl<S: Service> Listener<S> {
                     proxy,
                     tracker: &tracker,
                     stop: Stop::new(finish.clone(), abort.clone(), timeouts, metrics),
-                    tls: tls.map(tokio_rustls::TlsAcceptor::from),
+                    tls: tls.map(LiveTls::new),
                 };
                 accepting.run(shutdown).await;
                 info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
@@ -1577,7 +1661,7 @@ struct Accepting<'a, S> {
     /// and their timeouts.
     stop: Stop,
     /// A `tls://` listener's handshake.
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<LiveTls>,
 }
 
 impl<S: Service> Accepting<'_, S> {
@@ -1673,7 +1757,7 @@ impl<S: Service> Accepting<'_, S> {
                     connection,
                     peer,
                     proxy.timeout(),
-                    self.tls.clone(),
+                    self.tls.as_mut().map(LiveTls::acceptor),
                     Arc::clone(&self.service),
                     self.settings,
                     self.stop.clone(),
@@ -1682,14 +1766,14 @@ impl<S: Service> Accepting<'_, S> {
                 continue;
             }
             info!("Accept new connection from {peer}");
-            if let Some(acceptor) = &self.tls {
+            if let Some(tls) = &mut self.tls {
                 let Connection::Tcp(stream) = connection else {
                     unreachable!("a tls:// listener listens on TCP")
                 };
                 // A task of another type: plain connections' stay as small as they were.
                 self.tracker.spawn(connection::tls::serve(
                     stream,
-                    acceptor.clone(),
+                    tls.acceptor(),
                     peer,
                     Arc::clone(&self.service),
                     self.settings,

@@ -166,7 +166,7 @@ fn sighup_applies_each_listeners_limits_and_says_what_waits_for_a_restart() {
     assert!(greeted_within(&mut b, GREETING, Duration::from_secs(10)));
     let log = server.log();
     assert_eq!(
-        log.matches("changes more than limits; only the limits apply until a restart")
+        log.matches("changes more than limits and certificates; only those apply until a restart")
             .count(),
         1,
         "{log}"

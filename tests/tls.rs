@@ -650,3 +650,37 @@ async fn the_idle_timeout_closes_a_tls_connection_with_close_notify() {
         start.elapsed()
     );
 }
+
+/// SIGHUP reads the certificate and key files again (no config file
+/// needed): new connections get the renewed certificate, and one that
+/// cannot be read leaves the one in use.
+#[test]
+fn sighup_reads_the_certificate_again() {
+    let pki = Pki::new("tls-renew");
+    let renewed = Pki::new("tls-renewed");
+    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let endpoint = server.endpoints[0].clone();
+    pki.expect_greeted_clients(&endpoint);
+
+    // The files now hold a certificate from another authority.
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(renewed.path(file), pki.path(file)).unwrap();
+    }
+    server.process.signal("HUP");
+    server
+        .process
+        .wait_for_log("SIGHUP: certificate read again from", LIMIT);
+    renewed.expect_greeted_clients(&endpoint);
+    let old = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
+    assert!(
+        one_line_error(&old, 1).contains("certificate not trusted"),
+        "{old:?}"
+    );
+
+    // A broken file: logged, and the renewed certificate stays in use.
+    std::fs::write(pki.path("cert.pem"), "not a certificate").unwrap();
+    server.process.signal("HUP");
+    server.process.wait_for_log("the certificate in use stays", LIMIT);
+    renewed.expect_greeted_clients(&endpoint);
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}

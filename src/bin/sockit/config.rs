@@ -36,8 +36,9 @@
 //!
 //! Each listener table is served by a server of its own: its endpoints
 //! share its connection limit. On SIGHUP the file is read again and each
-//! listener's limits (the keys in [`LIMIT_KEYS`]) are applied to it; other
-//! changes wait for a restart, and the log says so.
+//! listener's limits (the keys in [`LIMIT_KEYS`]) are applied to it, and its
+//! certificate and key files read again ([`TLS_KEYS`]); other changes wait
+//! for a restart, and the log says so.
 
 use std::ffi::OsString;
 use std::ops::Range;
@@ -63,6 +64,9 @@ pub const LIMIT_KEYS: [&str; 8] = [
     "max_reply",
 ];
 
+/// The keys of the certificate a reload reads again.
+pub const TLS_KEYS: [&str; 3] = ["cert", "key", "alpn"];
+
 /// Keys of the whole process, not of one listener.
 const PROCESS_WIDE: [&str; 5] = ["config", "verbose", "quiet", "log_format", "metrics"];
 
@@ -83,8 +87,8 @@ pub struct Config {
 pub struct Listener {
     /// What it serves, and how.
     pub args: serve::Args,
-    /// What the file sets besides limits, to tell whether a reload changes
-    /// only limits.
+    /// What the file sets besides limits and certificates, to tell whether
+    /// a reload changes only those.
     pub fixed: Vec<OsString>,
 }
 
@@ -208,7 +212,7 @@ fn parse(argv: &[OsString], name: &str, text: &str) -> anyhow::Result<Config> {
         verbosity.get_or_insert(cli.verbosity);
         let fixed = settings
             .iter()
-            .filter(|s| !LIMIT_KEYS.contains(&s.key.as_str()))
+            .filter(|s| !LIMIT_KEYS.contains(&s.key.as_str()) && !TLS_KEYS.contains(&s.key.as_str()))
             .flat_map(|s| s.args.iter().cloned())
             .collect();
         listeners.push(Listener { args, fixed });

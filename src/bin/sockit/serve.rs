@@ -65,7 +65,8 @@ pub struct Args {
     /// at the top for every listener, or in [[listener]] tables, one per listener with
     /// its own endpoints, service, framing and limits. On SIGHUP the file is read again
     /// and its limits applied: the connection limit at once, the datagram limits from
-    /// the next datagram, the rest to new connections; none is closed.
+    /// the next datagram, the rest to new connections; none is closed. Certificates are
+    /// read again too.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
@@ -167,7 +168,7 @@ pub struct Args {
     pub proxy_timeout: Duration,
 
     /// The certificate of tls:// listeners: a PEM file, the server's certificate first,
-    /// then any intermediates. Needs --key.
+    /// then any intermediates. Needs --key. Read again on SIGHUP, for new connections.
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub cert: Option<std::path::PathBuf>,
 
@@ -305,15 +306,29 @@ impl Args {
     }
 }
 
+/// What SIGHUP changes in a listener while it serves.
+struct Live {
+    limits: sockit::LimitsHandle,
+    tls: sockit::TlsHandle,
+}
+
 /// On SIGHUP: reads the --config file again and applies each listener
-/// table's limits to its server; a file that cannot be read or is wrong
-/// changes nothing, and changes other than limits wait for a restart.
-fn reload(listeners: &[Listener], handles: &[sockit::LimitsHandle]) {
+/// table's limits to its server, and reads the certificate and key files of
+/// TLS listeners again (also without a config file). A file that cannot be
+/// read or is wrong changes nothing, and changes other than limits and
+/// certificates wait for a restart.
+fn reload(listeners: &[Listener], live: &[Live]) {
     let Some(path) = listeners
         .first()
         .and_then(|listener| listener.args.config.as_deref())
     else {
-        info!("SIGHUP: there is no --config file to read again; nothing changes");
+        let mut renewed = false;
+        for (listener, live) in listeners.iter().zip(live) {
+            renewed |= renew_tls(&listener.args, &live.tls, 1);
+        }
+        if !renewed {
+            info!("SIGHUP: there is no --config file or certificate to read again; nothing changes");
+        }
         return;
     };
     let argv: Vec<_> = std::env::args_os().collect();
@@ -334,16 +349,16 @@ fn reload(listeners: &[Listener], handles: &[sockit::LimitsHandle]) {
         );
         return;
     }
-    for (index, ((old, new), live)) in listeners.iter().zip(&again).zip(handles).enumerate() {
+    for (index, ((old, new), live)) in listeners.iter().zip(&again).zip(live).enumerate() {
         if old.fixed != new.fixed {
             warn!(
                 listener = index + 1,
-                "SIGHUP: {} changes more than limits; only the limits apply until a restart",
+                "SIGHUP: {} changes more than limits and certificates; only those apply until a restart",
                 path.display()
             );
         }
         let limits = new.args.limits();
-        live.set(limits);
+        live.limits.set(limits);
         let off = |timeout: Option<Duration>| timeout.map_or("off".to_owned(), |t| format!("{t:?}"));
         info!(
             listener = index + 1,
@@ -354,7 +369,34 @@ fn reload(listeners: &[Listener], handles: &[sockit::LimitsHandle]) {
             "SIGHUP: limits read again from {}",
             path.display()
         );
+        renew_tls(&new.args, &live.tls, index + 1);
     }
+}
+
+/// Reads the certificate and key of `args` again for its TLS listeners;
+/// whether it had any to read. One that cannot be read is logged, and the
+/// one in use stays.
+fn renew_tls(args: &Args, tls: &sockit::TlsHandle, listener: usize) -> bool {
+    if !args
+        .endpoints
+        .iter()
+        .any(|endpoint| matches!(endpoint, Endpoint::Tls(_)))
+    {
+        return false;
+    }
+    match args.tls() {
+        Ok(Some(config)) => {
+            tls.set(config);
+            let cert = args.cert.as_deref().unwrap_or(std::path::Path::new("")).display();
+            info!(
+                listener,
+                "SIGHUP: certificate read again from {cert}; new connections use it"
+            );
+        }
+        Ok(None) => return false,
+        Err(error) => warn!(listener, "SIGHUP: {error:#}; the certificate in use stays"),
+    }
+    true
 }
 
 /// With `--systemd` set for one of `listeners`, takes the sockets systemd
@@ -399,7 +441,7 @@ pub async fn run(
     };
     // Bind (or take) everything first, so a bad endpoint fails before anything is served.
     let mut bound = Vec::new();
-    let mut handles = Vec::with_capacity(listeners.len());
+    let mut live = Vec::with_capacity(listeners.len());
     for listener in &listeners {
         let args = &listener.args;
         if let Some(what) = misused_tls_flags(args) {
@@ -427,7 +469,10 @@ pub async fn run(
                 bound.push((server.bind(endpoint).await?, args, String::new()));
             }
         }
-        handles.push(server.limits_handle());
+        live.push(Live {
+            limits: server.limits_handle(),
+            tls: server.tls_handle(),
+        });
     }
     let stop = CancellationToken::new();
     if let Some((registry, http, local)) = metrics {
@@ -463,7 +508,7 @@ pub async fn run(
         tokio::select! {
             _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
             _ = terminate.recv() => { info!("SIGTERM: shutting down (again to stop at once)"); break }
-            _ = hangup.recv() => reload(&listeners, &handles),
+            _ = hangup.recv() => reload(&listeners, &live),
         }
     }
     notify(NotifyState::Stopping);

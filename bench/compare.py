@@ -31,8 +31,8 @@ Loads (default: all but idle-19000, which runs with --loads all or by name):
     udp-greet-1      UDP greet, 1 socket, one datagram in flight
     udp-greet-50x64  UDP greet, 50 sockets, a window of 64 datagrams each
     tcp-echo-50-metrics  sockit's TCP echo with --metrics on, as a ratio of off
-    tls-echo-50      TLS echo, 50 connections: sockit (rustls) against socat and
-                     ncat (OpenSSL), and sockit's plain TCP for what TLS costs
+    tls-echo-50      TLS echo, 50 connections: sockit against a tokio-rustls echo
+                     baseline, socat and ncat (OpenSSL), and sockit's plain TCP
     idle-19000       RSS per idle connection (bench/idle_connections.py), sockit
                      vs the tokio baseline; needs `ulimit -n` >= 20000
 
@@ -117,6 +117,11 @@ def tokio(greet=False, current_thread=False):
     runtime = "current-thread" if current_thread else "multi-thread"
     return Server(f"tokio {'greet' if greet else 'echo'}, {runtime}", command,
                   framing="line" if greet else "auto", needs=[built(TOKIO)])
+
+
+def tokio_tls():
+    return Server("tokio-rustls echo, multi-thread", [TOKIO, "127.0.0.1:{port}", "--tls", TLS_CERT, TLS_KEY],
+                  endpoint="tls://127.0.0.1:{port}", client=["--insecure"], needs=[built(TOKIO), TLS_NEED])
 
 
 def sockit(service, framing=None, endpoint="tcp://127.0.0.1:{port}", bench_framing=None, flags=(), shown=""):
@@ -264,8 +269,8 @@ def loads():
              ["-c", "50"], [sockit("echo"), sockit("echo", flags=["--metrics", "127.0.0.1:0"],
                                                     shown=" --metrics")]),
         Load("tls-echo-50", "TLS echo, 50 connections, 64 B, one in flight each (bench --insecure)", "echo",
-             ["-c", "50"], [sockit("echo", endpoint="tls://127.0.0.1:{port}"), socat_tls(), ncat_tls(),
-                            sockit("echo")],
+             ["-c", "50"], [tokio_tls(), sockit("echo", endpoint="tls://127.0.0.1:{port}"), socat_tls(),
+                            ncat_tls(), sockit("echo")],
              note="the last row is plain TCP, for what TLS costs"),
         Load("idle-19000", "idle TCP connections (--idle): server RSS growth per connection", "echo",
              [], [tokio(), sockit("echo", framing=None)], idle=True),

@@ -8,21 +8,39 @@
 //! `read_until(b'\n')` loop, `Hello, I am server\n` on accept, `Hello, M!\n`
 //! for every line `M`, and the connection closed at `exit`.
 //!
+//! With `--tls CERT KEY` (PEM files) it echoes over TLS: tokio-rustls on
+//! the same `ring` provider as sockit, the echo loop unchanged but for a
+//! `flush` after each write (rustls holds what it has not sent).
+//!
 //! ```text
 //! cargo run --release -p sockit-bench --bin tokio_echo -- 127.0.0.1:7000 [--current-thread] [--greet]
+//! cargo run --release -p sockit-bench --bin tokio_echo -- 127.0.0.1:7000 --tls cert.pem key.pem
 //! ```
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|arg| arg == name);
-    let address = args
-        .iter()
-        .find(|arg| !arg.starts_with("--"))
-        .map_or("127.0.0.1:7000", String::as_str)
-        .to_owned();
+    let mut address = "127.0.0.1:7000".to_owned();
+    let mut tls = None;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--tls" => match (words.next(), words.next()) {
+                (Some(cert), Some(key)) => tls = Some(acceptor(cert, key)?),
+                _ => return Err(std::io::Error::other("--tls needs CERT and KEY")),
+            },
+            flag if flag.starts_with("--") => {}
+            _ => address.clone_from(word),
+        }
+    }
     let greet = flag("--greet");
     let runtime = if flag("--current-thread") {
         tokio::runtime::Builder::new_current_thread()
@@ -36,7 +54,14 @@ fn main() -> std::io::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
-            if greet {
+            if let Some(tls) = &tls {
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        echo_connection(stream).await;
+                    }
+                });
+            } else if greet {
                 tokio::spawn(greet_connection(stream));
             } else {
                 tokio::spawn(echo_connection(stream));
@@ -45,15 +70,28 @@ fn main() -> std::io::Result<()> {
     })
 }
 
+/// The TLS setting of `--tls CERT KEY`.
+fn acceptor(cert: &str, key: &str) -> std::io::Result<TlsAcceptor> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| std::io::Error::other(format!("{cert}: {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| std::io::Error::other(format!("{key}: {e}")))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(std::io::Error::other)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Returns every byte read, until the peer closes or an error.
-async fn echo_connection(mut stream: TcpStream) {
+async fn echo_connection(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
     let mut buf = [0u8; 4096];
     loop {
         let n = match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if stream.write_all(&buf[..n]).await.is_err() {
+        if stream.write_all(&buf[..n]).await.is_err() || stream.flush().await.is_err() {
             return;
         }
     }

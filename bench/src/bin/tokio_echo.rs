@@ -76,10 +76,11 @@ fn acceptor(cert: &str, key: &str) -> std::io::Result<TlsAcceptor> {
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| std::io::Error::other(format!("{cert}: {e}")))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| std::io::Error::other(format!("{key}: {e}")))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(std::io::Error::other)?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(std::io::Error::other)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -224,16 +224,7 @@ impl Service for Tenfold {
 
 /// Serves `server` on UDP loopback; returns its address and the token that stops it.
 async fn serve_udp<S: Service>(server: sockit::Server<S>) -> (SocketAddr, CancellationToken) {
-    let listener = server.bind(&"udp://127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener
-        .local_endpoint()
-        .host_port()
-        .unwrap()
-        .socket_addr()
-        .unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
-    (addr, stop)
+    common::serve_in_background(&server, "udp://127.0.0.1:0").await
 }
 
 /// Sends `request` and returns the reply, or `None` after [`QUIET`].

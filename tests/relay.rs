@@ -13,7 +13,8 @@ use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, Server, TestDir, read_exactly, read_to_close, run_with_timeout, sockit, stdout_of, tcp_client,
+    Running, Server, TestDir, expect, read_exactly, read_to_close, run_with_timeout, sockit, stdout_of,
+    tcp_client,
 };
 
 /// How long any single wait in these tests may take.
@@ -102,14 +103,7 @@ fn converse(stream: &mut (impl Read + Write), greeting: &[u8], exchanges: &[(&[u
     assert_eq!(read_exactly(stream, greeting.len()), greeting);
     for &(message, reply) in exchanges {
         stream.write_all(message).expect("send");
-        let got = read_exactly(stream, reply.len());
-        assert_eq!(
-            got,
-            reply,
-            "got {:?}, want {:?}",
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(reply)
-        );
+        expect(stream, reply);
     }
 }
 

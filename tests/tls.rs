@@ -598,16 +598,7 @@ async fn serve_greet(
 ) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
     let config = sockit::net::tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
     let server = setup(sockit::Server::new(sockit::Greet).tls(config));
-    let listener = server.bind(&"tls://127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener
-        .local_endpoint()
-        .host_port()
-        .unwrap()
-        .socket_addr()
-        .unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
-    (addr, stop)
+    common::serve_in_background(&server, "tls://127.0.0.1:0").await
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    PeerServer, Server, TestDir, abstract_name, effective_ids, is_socket, peer, read_exactly, read_to_close,
-    run_with_timeout, serve_fails, sockit, stdout_of, wait_for_count,
+    PeerServer, Server, TestDir, abstract_name, effective_ids, expect, is_socket, peer, read_exactly,
+    read_to_close, run_with_timeout, serve_fails, sockit, stdout_of, wait_for_count,
 };
 
 /// What every stream connection is greeted with in `auto` framing.
@@ -104,14 +104,7 @@ fn greeted(path: &str) -> UnixStream {
 /// Sends `message` and expects exactly `reply` back.
 fn ask(stream: &mut UnixStream, message: &[u8], reply: &[u8]) {
     stream.write_all(message).expect("send");
-    let got = read_exactly(stream, reply.len());
-    assert_eq!(
-        got,
-        reply,
-        "got {:?}, want {:?}",
-        String::from_utf8_lossy(&got),
-        String::from_utf8_lossy(reply)
-    );
+    expect(stream, reply);
 }
 
 /// Asserts the server at `path` greets a new client and answers it.

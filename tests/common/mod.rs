@@ -649,3 +649,22 @@ impl Server {
             .expect("a socket address")
     }
 }
+
+/// Binds `server` on `endpoint` (a port-0 network endpoint) and serves it
+/// in the background until the token is cancelled; the address it listens
+/// on.
+pub async fn serve_in_background<S: sockit::Service>(
+    server: &sockit::Server<S>,
+    endpoint: &str,
+) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = server.bind(&endpoint.parse().unwrap()).await.unwrap();
+    let addr = listener
+        .local_endpoint()
+        .host_port()
+        .unwrap()
+        .socket_addr()
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
+    (addr, stop)
+}

@@ -1671,10 +1671,8 @@ impl<S: Service> Accepting<'_, S> {
     async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut errors = AcceptErrors::new();
-        let mut refused = 0_u64;
-        let mut refusals_log = LogGate::new(RateLimit::per_second(1));
-        let mut untrusted = 0_u64;
-        let mut untrusted_log = LogGate::new(RateLimit::per_second(1));
+        let mut full = Refusals::new(ErrorKind::RefusedFull);
+        let mut untrusted = Refusals::new(ErrorKind::UntrustedProxy);
         loop {
             let waited = match self.when_full {
                 WhenFull::Wait => Some(tokio::select! {
@@ -1708,11 +1706,7 @@ impl<S: Service> Accepting<'_, S> {
                 None => match Arc::clone(&self.permits).try_acquire_owned() {
                     Ok(permit) => permit,
                     Err(_) => {
-                        refused += 1;
-                        if let Some(metrics) = &self.stop.metrics {
-                            metrics.error(ErrorKind::RefusedFull);
-                        }
-                        if refusals_log.admit(tokio::time::Instant::now().into_std()) {
+                        if let Some(refused) = full.refuse(&self.stop) {
                             warn!(%peer, refused, "at the connection limit: new connections are closed at once");
                         }
                         drop(connection);
@@ -1723,11 +1717,7 @@ impl<S: Service> Accepting<'_, S> {
             if let Some(proxy) = &self.proxy
                 && !proxy.trusts(&peer)
             {
-                untrusted += 1;
-                if let Some(metrics) = &self.stop.metrics {
-                    metrics.error(ErrorKind::UntrustedProxy);
-                }
-                if untrusted_log.admit(tokio::time::Instant::now().into_std()) {
+                if let Some(untrusted) = untrusted.refuse(&self.stop) {
                     warn!(%peer, untrusted, "not a trusted proxy, and the PROXY protocol is on: connection closed at once");
                 }
                 drop(connection);
@@ -1791,6 +1781,35 @@ impl<S: Service> Accepting<'_, S> {
                 permit,
             ));
         }
+    }
+}
+
+/// Peers an accept loop closes at once for one reason: counted (in the
+/// metrics too) and logged once a second at most.
+struct Refusals {
+    kind: ErrorKind,
+    count: u64,
+    log: LogGate,
+}
+
+impl Refusals {
+    fn new(kind: ErrorKind) -> Self {
+        Refusals {
+            kind,
+            count: 0,
+            log: LogGate::new(RateLimit::per_second(1)),
+        }
+    }
+
+    /// Counts one more; the count so far when it is time to log it.
+    fn refuse(&mut self, stop: &Stop) -> Option<u64> {
+        self.count += 1;
+        if let Some(metrics) = &stop.metrics {
+            metrics.error(self.kind);
+        }
+        self.log
+            .admit(tokio::time::Instant::now().into_std())
+            .then_some(self.count)
     }
 }
 

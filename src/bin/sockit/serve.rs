@@ -200,7 +200,7 @@ pub struct Args {
 /// anything: a tls:// endpoint needs a certificate and key, and they are for
 /// tls:// endpoints only.
 fn misused_tls_flags(args: &Args) -> Option<&'static str> {
-    let tls_endpoint = args.endpoints.iter().any(|e| matches!(e, Endpoint::Tls(_)));
+    let tls_endpoint = args.serves_tls();
     match (args.cert.is_some(), args.key.is_some()) {
         (true, true) if !tls_endpoint => Some("--cert and --key are for tls:// endpoints, and none is given"),
         (false, false) if tls_endpoint => Some("a tls:// endpoint needs --cert FILE and --key FILE"),
@@ -287,6 +287,13 @@ impl Args {
             Some(framing) => server.framing(framing),
             None => server,
         }
+    }
+
+    /// Whether any of its endpoints is tls://.
+    fn serves_tls(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|endpoint| matches!(endpoint, Endpoint::Tls(_)))
     }
 
     /// The TLS setting of the tls:// endpoints, from --cert, --key and --alpn.
@@ -377,11 +384,7 @@ fn reload(listeners: &[Listener], live: &[Live]) {
 /// whether it had any to read. One that cannot be read is logged, and the
 /// one in use stays.
 fn renew_tls(args: &Args, tls: &sockit::TlsHandle, listener: usize) -> bool {
-    if !args
-        .endpoints
-        .iter()
-        .any(|endpoint| matches!(endpoint, Endpoint::Tls(_)))
-    {
+    if !args.serves_tls() {
         return false;
     }
     match args.tls() {

@@ -1,45 +1,37 @@
-//! The tutorial's threaded TCP server, retold with sockit: greets every
-//! connection, answers `Hello, X!` to every message `X`, and closes on `exit`.
+//! The tutorial's threaded TCP server, retold with a sockit handler: the
+//! greeting, `Hello, X!` after a one-second pause, `exit`, and its prints.
+//! Each connection pauses on its own; fifty clients take as long as one.
 //!
-//! Run it, then the tutorial's `tcp_client.py` (or `cargo run --example tcp_client`):
-//!
-//! ```text
-//! cargo run --example tcp_server                # 127.0.0.1:8000, as the tutorial
-//! cargo run --example tcp_server -- [::1]:8000  # or any address
-//! ```
-//!
-//! Unlike the tutorial's, it does not sleep a second per message, serves each
-//! connection as a task instead of a thread, and stops cleanly on Ctrl-C.
+//! `cargo run --example tcp_server [ENDPOINT]` (default `tcp://127.0.0.1:8000`)
 
-use sockit::{Endpoint, Flow, Replies, Server, Service};
+use std::time::Duration;
 
-/// The tutorial's `dealtcp`, as a sockit service.
-struct Hello;
-
-impl Service for Hello {
-    fn greeting(&self, replies: &mut Replies<'_>) {
-        replies.send(b"Hello, I am server");
-    }
-
-    fn message(&self, data: &[u8], replies: &mut Replies<'_>) -> Flow {
-        if data == b"exit" {
-            return Flow::Close;
-        }
-        replies.send_parts(&[b"Hello, ", data, b"!"]);
-        Flow::Continue
-    }
-}
+use sockit::{Connection, Endpoint, Framing, Server};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Logs "Accept new connection from ..." and "Connection from ... closed." on stderr.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8000".into());
-    let endpoint: Endpoint = address.parse()?;
-    let listener = Server::new(Hello).bind(&endpoint).await?;
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "tcp://127.0.0.1:8000".into());
+    let server = Server::handler(|mut sock: Connection| async move {
+        println!("Accept new connection from {}", sock.peer());
+        sock.send("Hello, I am server").await?;
+        while let Some(data) = sock.receive().await {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let data = String::from_utf8_lossy(&data);
+            if data == "exit" {
+                break;
+            }
+            println!("客户端发来的数据:{data}");
+            sock.send(format!("Hello, {data}!")).await?;
+        }
+        println!("Connection from {} closed.", sock.peer());
+        Ok(())
+    });
+    let listener = server
+        .framing(Framing::Raw)
+        .bind(&address.parse::<Endpoint>()?)
+        .await?;
     println!("Waiting for connection on {}...", listener.local_endpoint());
     listener
         .serve(async { tokio::signal::ctrl_c().await.unwrap() })

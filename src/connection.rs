@@ -33,7 +33,7 @@ use crate::deadline::{Deadline, Expired, Timeouts};
 use crate::framing::{Decoder, FrameError};
 use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 use crate::service::{Flow, Replies, Service};
-use crate::{Escaped, Framing, Peer};
+use crate::{Endpoint, Escaped, Framing, Peer};
 
 pub(crate) mod tls;
 
@@ -71,9 +71,23 @@ impl Ending {
 
 /// What a stream connection is served with.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Settings {
+pub struct Settings {
     pub framing: Framing,
     pub max_message: usize,
+    /// The bytes a handler's connection queues before its senders wait.
+    pub send_queue: usize,
+}
+
+impl Settings {
+    /// `framing` and `max_message`, with the default send queue.
+    #[cfg(test)]
+    pub(crate) fn new(framing: Framing, max_message: usize) -> Self {
+        Settings {
+            framing,
+            max_message,
+            send_queue: crate::handler::DEFAULT_SEND_QUEUE,
+        }
+    }
 }
 
 /// When a connection stops: when the server asks (`finish`: write what is
@@ -83,16 +97,18 @@ pub(crate) struct Settings {
 /// One for all the connections of a listener, shared: a connection holds a
 /// pointer to it.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Stop(Arc<StopWhen>);
+pub struct Stop(Arc<StopWhen>);
 
 /// What a [`Stop`] shares.
 #[derive(Debug, Default)]
-pub(crate) struct StopWhen {
-    pub finish: CancellationToken,
-    pub abort: CancellationToken,
-    pub timeouts: Timeouts,
+pub struct StopWhen {
+    pub(crate) finish: CancellationToken,
+    pub(crate) abort: CancellationToken,
+    pub(crate) timeouts: Timeouts,
     /// The listener's counters, when it has them ([`crate::metrics`]).
-    pub metrics: Option<Arc<ListenerMetrics>>,
+    pub(crate) metrics: Option<Arc<ListenerMetrics>>,
+    /// The listener's endpoint, which handlers are told.
+    pub(crate) local: Option<Endpoint>,
 }
 
 impl std::ops::Deref for Stop {
@@ -110,12 +126,14 @@ impl Stop {
         abort: CancellationToken,
         timeouts: Timeouts,
         metrics: Option<Arc<ListenerMetrics>>,
+        local: Option<Endpoint>,
     ) -> Self {
         Stop(Arc::new(StopWhen {
             finish,
             abort,
             timeouts,
             metrics,
+            local,
         }))
     }
 
@@ -145,7 +163,7 @@ fn aborted() -> io::Error {
 /// is kept in the socket's registration, which exists anyway, so waiting
 /// costs the connection's state nothing (tokio's `readable()` future is 152
 /// bytes, for as long as the connection is idle).
-pub(crate) trait ByteStream: Send + Sync {
+pub trait ByteStream: Send + Sync {
     /// Ready when a read may make progress; otherwise wakes `cx` then.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Ready when a write may make progress; otherwise wakes `cx` then.
@@ -737,11 +755,8 @@ mod tests {
             addr: None,
             cred: None,
         };
-        let settings = Settings {
-            framing,
-            max_message: max,
-        };
-        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default(), None);
+        let settings = Settings::new(framing, max);
+        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default(), None, None);
         let server = tokio::spawn(serve(server_end, peer, Arc::new(Greet), settings, stop, ()));
         client_end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         (client_end, server)
@@ -876,10 +891,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_leaves_nothing_for_the_next_connection() {
         // Both connections run on this one thread, so they share its buffers.
-        let settings = Settings {
-            framing: Framing::Line,
-            max_message: 64,
-        };
+        let settings = Settings::new(Framing::Line, 64);
         let peer = Peer::Unix {
             addr: None,
             cred: None,
@@ -912,10 +924,7 @@ mod tests {
                     let _guard = runtime.enter();
                     TcpStream::from_std(server_end).unwrap()
                 };
-                let settings = Settings {
-                    framing: Framing::Line,
-                    max_message: 1024,
-                };
+                let settings = Settings::new(Framing::Line, 1024);
                 let peer = Peer::from(addr);
                 runtime.spawn(serve(
                     server_end,
@@ -959,10 +968,7 @@ mod tests {
         let _guard = runtime.enter();
         server_end.set_nonblocking(true).unwrap();
         let io = UnixStream::from_std(server_end).unwrap();
-        let settings = Settings {
-            framing: Framing::Auto,
-            max_message: 1024,
-        };
+        let settings = Settings::new(Framing::Auto, 1024);
         let peer = Peer::Unix {
             addr: None,
             cred: None,

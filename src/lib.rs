@@ -51,6 +51,7 @@
 // The library logs through `tracing`; only the binary and examples print.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod answer;
 pub mod client;
 mod connection;
 mod datagram;
@@ -61,6 +62,7 @@ pub mod escape;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handler;
 pub mod icmp;
 pub mod limit;
 pub mod load;
@@ -78,8 +80,9 @@ pub use endpoint::{Credentials, Endpoint, EndpointError, Peer, Transport, UnixAd
 pub use error::Error;
 pub use escape::Escaped;
 pub use framing::Framing;
+pub use handler::{Connection, ConnectionId, Group, Handler};
 pub use relay::Relay;
-pub use server::{Limits, LimitsHandle, Listener, Server, TlsHandle, WhenFull};
+pub use server::{Answer, Limits, LimitsHandle, Listener, Server, TlsHandle, WhenFull};
 pub use service::{Builtin, Discard, Echo, Flow, Greet, Replies, Service};
 
 /// The README's Rust code, compiled as a doctest so it stays true.

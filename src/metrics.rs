@@ -594,10 +594,12 @@ pub(crate) enum ErrorKind {
     Receive,
     /// A datagram reply whose send failed.
     Send,
+    /// A handler's connection closed for falling behind what it was sent.
+    FellBehind,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 16] = [
+    const ALL: [ErrorKind; 17] = [
         ErrorKind::MessageTooLong,
         ErrorKind::Malformed,
         ErrorKind::IdleTimeout,
@@ -614,6 +616,7 @@ impl ErrorKind {
         ErrorKind::ReplyTooLarge,
         ErrorKind::Receive,
         ErrorKind::Send,
+        ErrorKind::FellBehind,
     ];
 
     /// The label value.
@@ -635,6 +638,7 @@ impl ErrorKind {
             ErrorKind::ReplyTooLarge => "reply_too_large",
             ErrorKind::Receive => "receive",
             ErrorKind::Send => "send",
+            ErrorKind::FellBehind => "fell_behind",
         }
     }
 

@@ -22,11 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::Peer;
+use crate::answer::{Accepted, Answer};
 use crate::connection::{self, Settings, Stop};
 use crate::metrics::ErrorKind;
 use crate::proxy::{self, DEFAULT_V2_MAX_LEN, Decoded, ProxyError, ProxyHeader, V1_MAX_LEN};
 use crate::server::Connection;
-use crate::service::Service;
 
 /// The most bytes peeked: the longest header taken, v1 or v2.
 const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
@@ -40,12 +40,12 @@ const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
 /// or closes it, with one log line saying why. `permit` is held until the
 /// connection is done.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn serve<S: Service>(
+pub(crate) async fn serve<A: Answer>(
     connection: Connection,
     via: Peer,
     timeout: Duration,
     tls: Option<TlsAcceptor>,
-    service: Arc<S>,
+    service: Arc<A>,
     settings: Settings,
     stop: Stop,
     permit: OwnedSemaphorePermit,
@@ -65,11 +65,13 @@ pub(crate) async fn serve<S: Service>(
         Ok(Ok(ProxyHeader::Proxied { source, .. })) => {
             let peer = Peer::from(source);
             info!("Accept new connection from {peer} via {via}");
-            return converse(connection, peer, tls, service, settings, stop, permit).await;
+            let accepted = Accepted::new(peer, Some(via));
+            return converse(connection, accepted, tls, service, settings, stop, permit).await;
         }
         Ok(Ok(ProxyHeader::Local)) => {
             info!("Accept new connection from {via} (PROXY LOCAL: the proxy's own)");
-            return converse(connection, via, tls, service, settings, stop, permit).await;
+            let accepted = Accepted::new(via.clone(), Some(via));
+            return converse(connection, accepted, tls, service, settings, stop, permit).await;
         }
         Ok(Err(no_header)) => no_header,
         Err(_elapsed) => NoHeader::TimedOut(timeout),
@@ -98,20 +100,20 @@ pub(crate) async fn serve<S: Service>(
 
 /// Serves `connection` for `peer` once its header is read: the TLS
 /// handshake first with `tls`, then the conversation.
-async fn converse<S: Service>(
+async fn converse<A: Answer>(
     connection: Connection,
-    peer: Peer,
+    accepted: Accepted,
     tls: Option<TlsAcceptor>,
-    service: Arc<S>,
+    service: Arc<A>,
     settings: Settings,
     stop: Stop,
     permit: OwnedSemaphorePermit,
 ) {
     match (tls, connection) {
         (Some(acceptor), Connection::Tcp(stream)) => {
-            connection::tls::serve(stream, acceptor, peer, service, settings, stop, permit).await;
+            connection::tls::serve(stream, acceptor, accepted, service, settings, stop, permit).await;
         }
-        (_, connection) => connection.serve(peer, service, settings, stop, permit).await,
+        (_, connection) => connection.serve(accepted, service, settings, stop, permit).await,
     }
 }
 

@@ -45,10 +45,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+pub use crate::answer::Answer;
+use crate::answer::{Accepted, DatagramServing};
 use crate::connection::{self, Settings, Stop};
 use crate::datagram::DatagramSocket;
 use crate::deadline::Timeouts;
 use crate::framing::DEFAULT_MAX_MESSAGE;
+use crate::handler::{DEFAULT_SEND_QUEUE, Handled, Handler};
 use crate::limit::{LogGate, RateLimit, ReplyCap};
 use crate::metrics::{ErrorKind, ListenerMetrics, Metrics};
 use crate::net::inherited::{self, Inherited};
@@ -56,8 +59,7 @@ use crate::net::unix::SocketFile;
 use crate::net::{self, SocketOptions, seqpacket, tcp, udp, unix, unix_datagram};
 use crate::proxied;
 use crate::proxy::ProxyProtocol;
-use crate::service::Service;
-use crate::{Endpoint, Error, Framing, Peer, datagram, packet};
+use crate::{Endpoint, Error, Framing, Peer, datagram};
 
 /// The default limit on open connections, across all of a server's listeners.
 ///
@@ -253,6 +255,8 @@ pub struct Server<S> {
     tls: tokio::sync::watch::Sender<Option<Arc<rustls::ServerConfig>>>,
     /// Where listeners count what they do, if anywhere.
     metrics: Option<Metrics>,
+    /// The bytes a handler's connection queues before its senders wait.
+    send_queue: usize,
 }
 
 /// The limits that a running server can change (through a
@@ -421,7 +425,47 @@ impl LimitsHandle {
     }
 }
 
-impl<S: Service> Server<S> {
+impl<H: Handler> Server<Handled<H>> {
+    /// A server whose connections are each served by `handler`, with the
+    /// default limits; see [`handler`](crate::handler) for when to write a
+    /// handler rather than a [`Service`](crate::Service).
+    ///
+    /// # Examples
+    ///
+    /// A greeting, then every line back in capitals, served on TCP:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use sockit::handler::Connection;
+    /// use sockit::{Framing, Server, StreamClient};
+    ///
+    /// let server = Server::handler(|mut connection: Connection| async move {
+    ///     connection.send("hi").await?;
+    ///     while let Some(line) = connection.receive().await {
+    ///         connection.send(line.to_ascii_uppercase()).await?;
+    ///     }
+    ///     Ok(())
+    /// });
+    /// assert_eq!(server.framing_in_use(), Framing::Line);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// tokio::spawn(listener.serve(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "hi");
+    /// client.send(b"shout").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "SHOUT");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn handler(handler: H) -> Self {
+        Server::new(Handled(handler))
+    }
+}
+
+impl<S: Answer> Server<S> {
     /// A server for `service`, with the default limits.
     ///
     /// # Examples
@@ -453,6 +497,7 @@ impl<S: Service> Server<S> {
             live: tokio::sync::watch::Sender::new(None),
             tls: tokio::sync::watch::Sender::new(None),
             metrics: None,
+            send_queue: DEFAULT_SEND_QUEUE,
         }
     }
 
@@ -585,8 +630,10 @@ impl<S: Service> Server<S> {
         }
     }
 
-    /// How stream listeners cut messages; by default the service's choice
-    /// ([`Service::default_framing`]). Datagrams need no framing.
+    /// How stream listeners cut messages; by default the choice of what
+    /// answers ([`Service::default_framing`](crate::Service::default_framing)
+    /// or [`Handler::default_framing`]).
+    /// Datagrams need no framing.
     ///
     /// # Examples
     ///
@@ -706,6 +753,34 @@ impl<S: Service> Server<S> {
     pub fn reply_cap(mut self, cap: ReplyCap) -> Self {
         self.reply_cap = cap;
         self
+    }
+
+    /// How many bytes a handler's connection may have queued, unwritten,
+    /// before [`Connection::send`](crate::handler::Connection::send) and
+    /// [`Sender::send`](crate::handler::Sender::send) wait, and a
+    /// [`Group`](crate::handler::Group) broadcast lets the connection go;
+    /// [`DEFAULT_SEND_QUEUE`] by default. Services do not use it: their
+    /// replies are written before the next message is read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::Server;
+    /// use sockit::handler::{Connection, DEFAULT_SEND_QUEUE};
+    ///
+    /// let server = Server::handler(|_: Connection| async { Ok(()) });
+    /// assert_ne!(DEFAULT_SEND_QUEUE, 4096);
+    /// assert_eq!(server.send_queue(4096).send_queue_in_use(), 4096);
+    /// ```
+    #[must_use]
+    pub fn send_queue(mut self, bytes: usize) -> Self {
+        self.send_queue = bytes.max(1);
+        self
+    }
+
+    /// The send queue handlers' connections get; see [`send_queue`](Self::send_queue).
+    pub fn send_queue_in_use(&self) -> usize {
+        self.send_queue
     }
 
     /// The longest message accepted (default 64 KiB). On a connection a
@@ -956,7 +1031,8 @@ impl<S: Service> Server<S> {
     /// assert_eq!(Server::new(Greet).framing(Framing::Raw).framing_in_use(), Framing::Raw);
     /// ```
     pub fn framing_in_use(&self) -> Framing {
-        self.framing.unwrap_or_else(|| self.service.default_framing())
+        self.framing
+            .unwrap_or_else(|| Answer::default_framing(&*self.service))
     }
 
     /// The permissions of the socket files of Unix listeners, such as
@@ -1153,6 +1229,7 @@ impl<S: Service> Server<S> {
             settings: Settings {
                 framing: self.framing_in_use(),
                 max_message: self.max_message,
+                send_queue: self.send_queue,
             },
             shutdown_timeout: self.shutdown_timeout,
             timeouts: self.timeouts,
@@ -1360,31 +1437,24 @@ impl Connection {
     /// Serves the connection until it ends. Not an `async fn`, which would
     /// keep a copy of its arguments beside the future it awaits: the future
     /// returned is just the conversation of the connection's kind.
-    pub(crate) fn serve<S: Service>(
+    pub(crate) fn serve<A: Answer>(
         self,
-        peer: Peer,
-        service: Arc<S>,
+        accepted: Accepted,
+        answer: Arc<A>,
         settings: Settings,
         stop: Stop,
         permit: OwnedSemaphorePermit,
     ) -> impl Future<Output = ()> + Send + 'static {
         match self {
-            Connection::Tcp(stream) => {
-                Either::Left(connection::serve(stream, peer, service, settings, stop, permit))
-            }
-            Connection::Unix(stream) => Either::Right(Either::Left(connection::serve(
-                stream, peer, service, settings, stop, permit,
-            ))),
+            Connection::Tcp(stream) => Either::Left(answer.stream(stream, accepted, settings, stop, permit)),
+            Connection::Unix(stream) => Either::Right(Either::Left(
+                answer.stream(stream, accepted, settings, stop, permit),
+            )),
             // Boxed, so that TCP and Unix connections, the many, do not
             // carry the packet loop's larger state.
-            Connection::Seqpacket(socket) => Either::Right(Either::Right(Box::pin(packet::serve(
-                socket,
-                peer,
-                service,
-                settings.max_message,
-                stop,
-                permit,
-            )))),
+            Connection::Seqpacket(socket) => Either::Right(Either::Right(Box::pin(
+                answer.packets(socket, accepted, settings, stop, permit),
+            ))),
         }
     }
 }
@@ -1507,7 +1577,7 @@ impl<S> AsFd for Listener<S> {
     }
 }
 
-impl<S: Service> Listener<S> {
+impl<S: Answer> Listener<S> {
     /// The endpoint actually bound: with port 0 asked for, the port the
     /// system chose.
     ///
@@ -1619,7 +1689,13 @@ impl<S: Service> Listener<S> {
                     when_full,
                     proxy,
                     tracker: &tracker,
-                    stop: Stop::new(finish.clone(), abort.clone(), timeouts, metrics),
+                    stop: Stop::new(
+                        finish.clone(),
+                        abort.clone(),
+                        timeouts,
+                        metrics,
+                        Some(local.clone()),
+                    ),
                     tls: tls.map(LiveTls::new),
                 };
                 accepting.run(shutdown).await;
@@ -1636,7 +1712,17 @@ impl<S: Service> Listener<S> {
                 }
             }
             Socket::Datagram(socket) => {
-                datagram::serve(socket, &local, &*service, datagram, live, metrics, shutdown).await;
+                let serving = DatagramServing {
+                    local: local.clone(),
+                    settings,
+                    timeouts,
+                    permits,
+                    shutdown_timeout,
+                    metrics,
+                    limits: datagram,
+                    live,
+                };
+                service.datagrams(socket, serving, shutdown).await;
             }
         }
         drop(socket_file);
@@ -1664,7 +1750,7 @@ struct Accepting<'a, S> {
     tls: Option<LiveTls>,
 }
 
-impl<S: Service> Accepting<'_, S> {
+impl<S: Answer> Accepting<'_, S> {
     /// Accepts until `shutdown`. Waiting when full, it takes a connection
     /// permit before each accept; refusing, it takes one after, and closes
     /// the connection when none is free.
@@ -1736,6 +1822,7 @@ impl<S: Service> Accepting<'_, S> {
                     self.stop.abort.clone(),
                     timeouts,
                     self.stop.metrics.clone(),
+                    self.stop.local.clone(),
                 );
             }
             if let Some(metrics) = &self.stop.metrics {
@@ -1764,7 +1851,7 @@ impl<S: Service> Accepting<'_, S> {
                 self.tracker.spawn(connection::tls::serve(
                     stream,
                     tls.acceptor(),
-                    peer,
+                    Accepted::new(peer, None),
                     Arc::clone(&self.service),
                     self.settings,
                     self.stop.clone(),
@@ -1774,7 +1861,7 @@ impl<S: Service> Accepting<'_, S> {
             }
             // What every open connection costs, so it is kept small (tested).
             self.tracker.spawn(connection.serve(
-                peer,
+                Accepted::new(peer, None),
                 Arc::clone(&self.service),
                 self.settings,
                 self.stop.clone(),
@@ -1972,15 +2059,18 @@ mod tests {
         stream.set_nonblocking(true).unwrap();
         let connection = Connection::Unix(UnixStream::from_std(stream).unwrap());
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let settings = Settings {
-            framing: Framing::Auto,
-            max_message: 1024,
-        };
+        let settings = Settings::new(Framing::Auto, 1024);
         let peer = Peer::Unix {
             addr: None,
             cred: None,
         };
-        let task = connection.serve(peer, Arc::new(Greet), settings, Stop::default(), permit);
+        let task = connection.serve(
+            Accepted::new(peer, None),
+            Arc::new(Greet),
+            settings,
+            Stop::default(),
+            permit,
+        );
         let task = TaskTracker::new().track_future(task);
         // What is spawned for every open connection. tokio allocates it in a
         // task cell of 104 bytes more (header, scheduler, id, stage tag,

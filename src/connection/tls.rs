@@ -23,6 +23,7 @@ use tracing::{debug, info};
 
 use super::{Ending, LINGER, Settings, Stop, aborted, answer, error_kind};
 use crate::Peer;
+use crate::answer::{Accepted, Answer};
 use crate::deadline::{Deadline, Expired};
 use crate::framing::Decoder;
 use crate::metrics::{ErrorKind, Tally};
@@ -32,15 +33,16 @@ use crate::service::{Replies, Service};
 /// Runs the TLS handshake on `stream` (within [`HANDSHAKE_TIMEOUT`], and
 /// unless the server finishes first), then serves the connection until it
 /// ends and closes it; logs but never fails. `permit` is dropped when done.
-pub(crate) async fn serve<S: Service>(
+pub(crate) async fn serve<A: Answer>(
     stream: TcpStream,
     acceptor: TlsAcceptor,
-    peer: Peer,
-    service: Arc<S>,
+    accepted: Accepted,
+    answer: Arc<A>,
     settings: Settings,
     stop: Stop,
     permit: OwnedSemaphorePermit,
 ) {
+    let peer = accepted.peer.clone();
     let handshake = tokio::select! {
         biased;
         () = stop.finish.cancelled() => None,
@@ -63,7 +65,7 @@ pub(crate) async fn serve<S: Service>(
     };
     let served = stream.is_ok();
     let failed = match stream {
-        Ok(stream) => serve_handshaken(stream, &peer, &*service, settings, &stop).await,
+        Ok(stream) => answer.tls(stream, accepted, settings, stop.clone()).await,
         Err(failed) => failed,
     };
     if let Some(metrics) = &stop.metrics {
@@ -80,7 +82,7 @@ pub(crate) async fn serve<S: Service>(
 
 /// Serves a connection whose handshake is done until it ends, and closes
 /// it; the kind of error it ended with, if it did.
-async fn serve_handshaken<S: Service>(
+pub(crate) async fn serve_handshaken<S: Service>(
     mut stream: TlsStream<TcpStream>,
     peer: &Peer,
     service: &S,

@@ -362,6 +362,20 @@ impl Decoder {
         self.framing
     }
 
+    /// The longest message this decoder takes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::framing::Decoder;
+    /// use sockit::Framing;
+    ///
+    /// assert_eq!(Decoder::new(Framing::Line, 1024).max_message(), 1024);
+    /// ```
+    pub fn max_message(&self) -> usize {
+        self.max_message
+    }
+
     /// The most bytes one read should bring: up to 16 KiB, and never more
     /// than one maximum message (`raw`: one read is one message) or one
     /// maximum line with its `\r\n` (the others).

@@ -19,6 +19,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_seqpacket::UnixSeqpacket;
+use tokio_util::sync::CancellationToken;
 
 use crate::connection::{self, ByteStream, Settings, Stop};
 use crate::datagram::{self, DatagramSocket};
@@ -70,14 +71,16 @@ pub trait Answer: Send + Sync + Sized + 'static {
         stop: Stop,
     ) -> impl Future<Output = Option<ErrorKind>> + Send;
 
-    /// Serves a datagram socket until `shutdown`.
+    /// Serves a datagram socket until `shutdown` is cancelled. (A token,
+    /// not the caller's shutdown future, so that this future is `Send`
+    /// whatever the caller's is.)
     #[doc(hidden)]
     fn datagrams(
         self: Arc<Self>,
         socket: DatagramSocket,
         serving: DatagramServing,
-        shutdown: impl Future<Output = ()>,
-    ) -> impl Future<Output = ()>;
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// Who an accepted connection is with.
@@ -124,7 +127,7 @@ pub struct DatagramServing {
 pub trait Plain: ByteStream + Sized + 'static {
     /// The reading half.
     #[doc(hidden)]
-    type Read: AsyncRead + Send + 'static;
+    type Read: AsyncRead + Send + Sync + 'static;
     /// The writing half.
     #[doc(hidden)]
     type Write: AsyncWrite + Send + 'static;
@@ -190,7 +193,7 @@ impl<S: Service> Answer for S {
         self: Arc<Self>,
         socket: DatagramSocket,
         serving: DatagramServing,
-        shutdown: impl Future<Output = ()>,
+        shutdown: CancellationToken,
     ) {
         datagram::serve(
             socket,
@@ -199,7 +202,7 @@ impl<S: Service> Answer for S {
             serving.limits,
             serving.live,
             serving.metrics,
-            shutdown,
+            shutdown.cancelled_owned(),
         )
         .await;
     }
@@ -260,8 +263,8 @@ impl<H: Handler> Answer for Handled<H> {
         self: Arc<Self>,
         socket: DatagramSocket,
         serving: DatagramServing,
-        shutdown: impl Future<Output = ()>,
+        shutdown: CancellationToken,
     ) {
-        sessions::serve(self, socket, serving, shutdown).await;
+        sessions::serve(self, socket, serving, shutdown.cancelled_owned()).await;
     }
 }

@@ -34,7 +34,9 @@
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
 //! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; takes sockets handed over (systemd's socket activation); [`net::tls`] reads certificates and keys and runs handshakes |
 //! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
-//! | `connection` | one stream connection: read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
+//! | `answer` | [`Answer`]: what a server answers with, a [`Service`] or a [`Handler`]; the one seam between the listeners and the two drivers of a conversation |
+//! | [`handler`] | [`Handler`]: async code run once per connection (or datagram source) that holds its [`Connection`]; [`Group`] for fan-out; each connection's bounded send queue and its writer, side by side with the handler |
+//! | `connection` | one stream connection served by a [`Service`] (the fast path): read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
 //! | `deadline` | a connection's idle and read timeouts, checked lazily |
 //! | `datagram` | the receive loop of a datagram socket (UDP, Unix datagram), within its [`limit`]s |
 //! | [`metrics`] | [`Metrics`](metrics::Metrics): what listeners count (connections, messages, bytes, errors, reply latency), in the Prometheus format, and its HTTP endpoint |

@@ -1722,7 +1722,15 @@ impl<S: Answer> Listener<S> {
                     limits: datagram,
                     live,
                 };
-                service.datagrams(socket, serving, shutdown).await;
+                let stop = CancellationToken::new();
+                let mut served = std::pin::pin!(service.datagrams(socket, serving, stop.clone()));
+                tokio::select! {
+                    () = &mut served => {}
+                    () = shutdown => {
+                        stop.cancel();
+                        served.await;
+                    }
+                }
             }
         }
         drop(socket_file);

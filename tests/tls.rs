@@ -8,79 +8,29 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Server, TestDir, peer, run_with_input, run_with_timeout, sockit, stdout_of};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use common::pki::{Pki, connector};
+use common::{Server, peer, run_with_input, run_with_timeout, sockit, stdout_of};
+use rcgen::{CertificateParams, KeyPair};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// A CA, a server certificate it signed for `localhost`, `127.0.0.1` and
-/// `::1`, the server's key, and an unrelated CA; as PEM files in a test
-/// directory of their own.
-struct Pki {
-    dir: TestDir,
+/// `sockit connect ENDPOINT --ca ca.pem client1 client2 client3` prints
+/// the greeting and the three replies.
+fn expect_greeted_clients(pki: &Pki, endpoint: &str) {
+    let ca = pki.file("ca.pem");
+    let output = run(&["connect", endpoint, "--ca", &ca, "client1", "client2", "client3"]);
+    assert_eq!(stdout_of(&output), GREETED_CLIENTS, "{endpoint}");
 }
 
-impl Pki {
-    fn new(test: &str) -> Pki {
-        let dir = TestDir::new(test);
-        let ca = make_ca("sockit test CA");
-        let other = make_ca("some other CA");
-        let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-        for (name, pem) in [
-            ("ca.pem", ca.pem()),
-            ("other-ca.pem", other.pem()),
-            ("cert.pem", leaf.pem()),
-            ("key.pem", key.serialize_pem()),
-        ] {
-            std::fs::write(dir.path().join(name), pem).unwrap();
-        }
-        Pki { dir }
-    }
-
-    /// `sockit connect ENDPOINT --ca ca.pem client1 client2 client3` prints
-    /// the greeting and the three replies.
-    fn expect_greeted_clients(&self, endpoint: &str) {
-        let ca = self.file("ca.pem");
-        let output = run(&["connect", endpoint, "--ca", &ca, "client1", "client2", "client3"]);
-        assert_eq!(stdout_of(&output), GREETED_CLIENTS, "{endpoint}");
-    }
-
-    /// The path of one of the files, as text.
-    fn file(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `sockit serve` on `endpoints` with the server's certificate and key.
-    fn serve(&self, endpoints: &[&str], extra: &[&str]) -> Server {
-        let (cert, key) = (self.file("cert.pem"), self.file("key.pem"));
-        let mut args = endpoints.to_vec();
-        args.extend(["--cert", &cert, "--key", &key]);
-        args.extend(extra);
-        Server::start(&args)
-    }
-}
-
-fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+/// `sockit serve` on `endpoints` with the server's certificate and key.
+fn serve(pki: &Pki, endpoints: &[&str], extra: &[&str]) -> Server {
+    let (cert, key) = (pki.file("cert.pem"), pki.file("key.pem"));
+    let mut args = endpoints.to_vec();
+    args.extend(["--cert", &cert, "--key", &key]);
+    args.extend(extra);
+    Server::start(&args)
 }
 
 /// Runs `sockit ARGS`, with stdin empty.
@@ -109,7 +59,7 @@ fn openssl_s_client_gets_the_greeting_over_tls() {
         return;
     };
     let pki = Pki::new("tls-openssl");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
     assert!(
         server.endpoints[0].starts_with("tls://127.0.0.1:"),
         "{:?}",
@@ -151,7 +101,7 @@ fn openssl_s_client_gets_the_greeting_over_tls() {
 #[test]
 fn connect_verifies_the_server_against_the_ca() {
     let pki = Pki::new("tls-connect");
-    let server = pki.serve(&["tls://127.0.0.1:0", "tls://[::1]:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0", "tls://[::1]:0"], &[]);
     let ca = pki.file("ca.pem");
     let v4 = server.addr(0).port();
     let v6 = server.addr(1).port();
@@ -178,7 +128,7 @@ fn connect_verifies_the_server_against_the_ca() {
 #[test]
 fn a_wrong_certificate_is_refused_in_one_clear_line() {
     let pki = Pki::new("tls-refuse");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
     let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
 
     let output = run(&["connect", &endpoint, "--ca", &pki.file("other-ca.pem"), "client1"]);
@@ -244,7 +194,7 @@ fn insecure_skips_verification() {
         .unwrap();
     std::fs::write(pki.path("cert.pem"), cert.pem()).unwrap();
     std::fs::write(pki.path("key.pem"), key.serialize_pem()).unwrap();
-    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
     let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
     let output = run(&[
         "connect",
@@ -267,7 +217,7 @@ fn insecure_skips_verification() {
 fn a_peer_that_fails_its_handshake_stops_no_one_else() {
     let pki = Pki::new("tls-garbage");
     // Two permits: a silent peer holds one while it may still shake hands.
-    let server = pki.serve(&["tls://127.0.0.1:0"], &["--max-connections", "2"]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &["--max-connections", "2"]);
     let addr = server.addr(0);
     let endpoint = format!("tls://{addr}");
     let _silent = common::tcp_client(addr);
@@ -300,7 +250,7 @@ fn a_peer_that_fails_its_handshake_stops_no_one_else() {
 #[test]
 fn alpn_is_offered_and_chosen() {
     let pki = Pki::new("tls-alpn");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &["--alpn", "greet"]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &["--alpn", "greet"]);
     let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
     let ca = pki.file("ca.pem");
     // Offered among others, chosen; not offered at all, served anyway.
@@ -342,7 +292,7 @@ fn a_config_file_listener_serves_tls() {
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let endpoint = &server.endpoints[0];
     assert!(endpoint.starts_with("tls://127.0.0.1:"), "{endpoint}");
-    pki.expect_greeted_clients(endpoint);
+    expect_greeted_clients(&pki, endpoint);
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
@@ -381,10 +331,10 @@ fn metrics_text(addr: &str) -> String {
 #[test]
 fn metrics_count_tls_connections_and_failed_handshakes() {
     let pki = Pki::new("tls-metrics");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &["--metrics=127.0.0.1:0"]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &["--metrics=127.0.0.1:0"]);
     let metrics = server.metrics_addr().to_string();
     let endpoint = &server.endpoints[0];
-    pki.expect_greeted_clients(endpoint);
+    expect_greeted_clients(&pki, endpoint);
     let mut garbage = common::tcp_client(server.addr(0));
     garbage.write_all(b"not TLS\r\n").unwrap();
     let _ = garbage.read_to_end(&mut Vec::new());
@@ -439,7 +389,7 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn bench_counts_replies_exactly_over_tls() {
     let pki = Pki::new("tls-bench");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
     let endpoint = format!("tls://127.0.0.1:{}", server.addr(0).port());
     let ca = pki.file("ca.pem");
     // 64-byte requests, bare then in lines with 8 in flight; greet answers
@@ -541,7 +491,7 @@ async fn the_library_serves_greet_over_tls() {
     let serving = tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
 
     // A client of tokio-rustls' own.
-    let connector = connector(&pki);
+    let connector = connector(&pki, &[]);
     let addr = local.host_port().unwrap().socket_addr().unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -571,23 +521,6 @@ async fn the_library_serves_greet_over_tls() {
     stop.cancel();
     assert_eq!(client.receive().await.unwrap(), None);
     serving.await.unwrap().unwrap();
-}
-
-/// A tokio-rustls client that trusts the test CA.
-fn connector(pki: &Pki) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
-        .unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 /// Binds Greet on `tls://127.0.0.1:0` with `setup` applied, and serves it
@@ -625,7 +558,7 @@ async fn the_idle_timeout_closes_a_tls_connection_with_close_notify() {
     let (addr, _stop) = serve_greet(&pki, |server| server.idle_timeout(idle)).await;
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector(&pki).connect(name, tcp).await.unwrap();
+    let mut tls = connector(&pki, &[]).connect(name, tcp).await.unwrap();
     tls.write_all(b"bob\n").await.unwrap();
     let start = std::time::Instant::now();
     let mut got = Vec::new();
@@ -649,9 +582,9 @@ async fn the_idle_timeout_closes_a_tls_connection_with_close_notify() {
 fn sighup_reads_the_certificate_again() {
     let pki = Pki::new("tls-renew");
     let renewed = Pki::new("tls-renewed");
-    let server = pki.serve(&["tls://127.0.0.1:0"], &[]);
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
     let endpoint = server.endpoints[0].clone();
-    pki.expect_greeted_clients(&endpoint);
+    expect_greeted_clients(&pki, &endpoint);
 
     // The files now hold a certificate from another authority.
     for file in ["cert.pem", "key.pem"] {
@@ -661,7 +594,7 @@ fn sighup_reads_the_certificate_again() {
     server
         .process
         .wait_for_log("SIGHUP: certificate read again from", LIMIT);
-    renewed.expect_greeted_clients(&endpoint);
+    expect_greeted_clients(&renewed, &endpoint);
     let old = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
     assert!(
         one_line_error(&old, 1).contains("certificate not trusted"),
@@ -672,6 +605,6 @@ fn sighup_reads_the_certificate_again() {
     std::fs::write(pki.path("cert.pem"), "not a certificate").unwrap();
     server.process.signal("HUP");
     server.process.wait_for_log("the certificate in use stays", LIMIT);
-    renewed.expect_greeted_clients(&endpoint);
+    expect_greeted_clients(&renewed, &endpoint);
     assert!(server.terminate(Duration::from_secs(5)).success());
 }

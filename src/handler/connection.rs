@@ -25,7 +25,7 @@ use crate::{Endpoint, Escaped, Framing, Peer};
 /// Where a connection's messages come from.
 pub(crate) enum Input {
     /// A byte stream (TCP, Unix stream, TLS), cut into messages by the framing.
-    Stream(Pin<Box<dyn AsyncRead + Send>>),
+    Stream(Pin<Box<dyn AsyncRead + Send + Sync>>),
     /// A seqpacket connection: a packet is a message.
     Packets(Arc<UnixSeqpacket>),
     /// One source of a datagram socket: a datagram is a message, handed
@@ -320,12 +320,14 @@ impl Connection {
 
     /// Completes when the server starts draining (at once if it has), for
     /// a handler that waits on something other than [`receive`](Self::receive).
+    /// The future borrows nothing, so it may be kept while the connection
+    /// is used, or moved into a task of its own.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe.
-    pub async fn draining(&self) {
-        self.stop.finish.cancelled().await;
+    pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.stop.finish.clone().cancelled_owned()
     }
 
     /// Whether the conversation is over.

@@ -5,6 +5,7 @@
 //! linger reading what the peer still sends).
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::Poll;
@@ -44,7 +45,7 @@ impl Transport {
     /// A byte stream, split in two.
     pub(crate) fn stream<R, W>(meta: Meta, read: R, write: W) -> Self
     where
-        R: AsyncRead + Send + 'static,
+        R: AsyncRead + Send + Sync + 'static,
         W: AsyncWrite + Send + 'static,
     {
         Transport {
@@ -159,20 +160,25 @@ pub(crate) fn closed(peer: &Peer, stop: &Stop) {
 }
 
 /// Polls the handler's future and the writer's in turn until both are
-/// done; the handler's result.
+/// done; the handler's result. A handler that panics fails: its future
+/// (and with it the [`Connection`]) is dropped, and what it had sent is
+/// still written, as when it returns an error.
 async fn side_by_side(
     serving: impl Future<Output = io::Result<()>>,
     writing: impl Future<Output = io::Result<()>>,
     outgoing: &Outgoing,
 ) -> io::Result<()> {
-    let mut serving = pin!(serving);
+    let mut serving = pin!(Some(serving));
     let mut writing = pin!(writing);
     let mut served = None;
     let mut written = false;
     std::future::poll_fn(|cx| {
-        if served.is_none()
-            && let Poll::Ready(result) = serving.as_mut().poll(cx)
-        {
+        let polled = serving.as_mut().as_pin_mut().map(|serving| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| serving.poll(cx)))
+                .unwrap_or_else(|panic| Poll::Ready(Err(panicked(&*panic))))
+        });
+        if let Some(Poll::Ready(result)) = polled {
+            serving.set(None);
             served = Some(result);
             outgoing.finish();
         }
@@ -191,6 +197,16 @@ async fn side_by_side(
         }
     })
     .await
+}
+
+/// The error a handler's panic ends its connection with.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> io::Error {
+    let why = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic with no message");
+    io::Error::other(format!("it panicked: {why}"))
 }
 
 /// Writes what `outgoing` queues, in order, until the handler is done and

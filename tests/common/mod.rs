@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -653,7 +655,7 @@ impl Server {
 /// Binds `server` on `endpoint` (a port-0 network endpoint) and serves it
 /// in the background until the token is cancelled; the address it listens
 /// on.
-pub async fn serve_in_background<S: sockit::Service>(
+pub async fn serve_in_background<S: sockit::Answer>(
     server: &sockit::Server<S>,
     endpoint: &str,
 ) -> (SocketAddr, tokio_util::sync::CancellationToken) {

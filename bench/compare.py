@@ -13,7 +13,7 @@ the same run). Peers that are not installed are listed as not measured, with
 the command that installs them.
 
 Usage (from anywhere; paths are relative to the repository root):
-    cargo build --release --workspace && python3 bench/compare.py --loads all
+    cargo build --release --workspace --examples && python3 bench/compare.py --loads all
     python3 bench/compare.py --quick                       # smoke run: 1 round of 1 s
     python3 bench/compare.py --loads tcp-echo-50,udp-greet-1 --rounds 5 --json out.json
     python3 bench/compare.py --list                        # the loads and their servers
@@ -33,6 +33,10 @@ Loads (default: all but idle-19000, which runs with --loads all or by name):
     tcp-echo-50-metrics  sockit's TCP echo with --metrics on, as a ratio of off
     tls-echo-50      TLS echo, 50 connections: sockit against a tokio-rustls echo
                      baseline, socat and ncat (OpenSSL), and sockit's plain TCP
+    chat-100         examples/chat (a handler with a Group) against an asyncio chat:
+                     100 clients, a line every 10 ms each, delivery latency and
+                     the server's CPU (driven by bench/src/bin/chat_load)
+    chat-100-calm    the same at a line every 100 ms, a rate asyncio keeps up with
     idle-19000       RSS per idle connection (bench/idle_connections.py), sockit
                      vs the tokio baseline; needs `ulimit -n` >= 20000
 
@@ -59,7 +63,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKIT = "target/release/sockit"
 TOKIO = "target/release/tokio_echo"
 UDP_NAIVE = "target/release/udp_naive"
-BUILD = "cargo build --release --workspace"
+HANDLER_ECHO = "target/release/handler_echo"
+CHAT = "target/release/examples/chat"
+CHAT_LOAD = "target/release/chat_load"
+BUILD = "cargo build --release --workspace --bins --examples"
 SERVER_CPU, LOAD_CPU = 0, 1
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -215,6 +222,18 @@ def seed(program, sleep=False):
                   "backlog of 10, and of 50 simultaneous connects about half are never served (errors)")
 
 
+def handler_echo():
+    return Server("sockit handler echo (handler_echo)", [HANDLER_ECHO, "tcp://127.0.0.1:{port}"],
+                  needs=[built(HANDLER_ECHO)], note="an echo written as a Server::handler, raw framing")
+
+
+def chat_servers():
+    return [Server("sockit examples/chat (handler + Group)", [CHAT, "tcp://127.0.0.1:{port}"],
+                   needs=[built(CHAT), built(CHAT_LOAD)]),
+            Server("Python asyncio streams chat", [sys.executable, "bench/peers/chat.py", "{port}"],
+                   needs=[built(CHAT_LOAD)])]
+
+
 def udp_naive():
     return Server("naive tokio UDP loop (udp_naive)", [UDP_NAIVE, "127.0.0.1:{port}"], "udp://127.0.0.1:{port}",
                   timeout=UDP_TIMEOUT, needs=[built(UDP_NAIVE)])
@@ -231,11 +250,12 @@ class Load:
     servers: list
     open_loop: bool = False
     idle: bool = False
+    chat: bool = False  # driven by chat_load (args are its flags), not by `sockit bench`
     note: str = ""
 
 
 def echo_peers(sockit_framing=None):
-    return [tokio(), tokio(current_thread=True), sockit("echo", framing=sockit_framing),
+    return [tokio(), tokio(current_thread=True), sockit("echo", framing=sockit_framing), handler_echo(),
             python_echo("threads", "socketserver.ThreadingTCPServer"), python_echo("asyncio", "asyncio streams"),
             python_echo("uvloop", "asyncio on uvloop"), socat(), ncat()]
 
@@ -272,6 +292,13 @@ def loads():
              ["-c", "50"], [tokio_tls(), sockit("echo", endpoint="tls://127.0.0.1:{port}"), socat_tls(),
                             ncat_tls(), sockit("echo")],
              note="the last row is plain TCP, for what TLS costs"),
+        *(Load(name, f"chat fan-out, 100 clients, each a line every {every} ms (99 deliveries per line)",
+               "chat", ["--clients", "100", "--interval-ms", str(every)], chat_servers(), chat=True,
+               note="bench/src/bin/chat_load on CPU 1; latency is from a line's send to its arrival at each "
+                    "other client; a line sent in the measured window counts if it arrives within 0.5 s "
+                    "after; CPU-us per delivery is the server's CPU over the run (warm-up included) per "
+                    "line delivered")
+          for name, every in (("chat-100", 10), ("chat-100-calm", 100))),
         Load("idle-19000", "idle TCP connections (--idle): server RSS growth per connection", "echo",
              [], [tokio(), sockit("echo", framing=None)], idle=True),
     ]
@@ -486,6 +513,52 @@ def measure_idle(load, server, settings):
                 answered=answered, errors=total - answered)
 
 
+def milliseconds(text):
+    """'5s', '500ms' or '1.5s' as milliseconds."""
+    return round(float(text[:-2])) if text.endswith("ms") else round(float(text.rstrip("s")) * 1000)
+
+
+def measure_chat(load, server, settings):
+    """Starts a chat server, runs chat_load on CPU 1 against it once, stops it."""
+    port = free_port()
+    run = {"load": load.name, "server": server.name}
+    running = Running(server, port)
+    try:
+        try:
+            wait_ready(server, port, running.process)
+        except RuntimeError as error:
+            return dict(run, failed=f"did not start: {error} {running.stderr_tail()}".strip())
+        duration_ms = milliseconds(settings.duration)
+        command = ["taskset", "-c", str(LOAD_CPU), CHAT_LOAD, f"127.0.0.1:{port}", *load.args,
+                   "--duration-ms", str(duration_ms), "--warmup-ms", str(milliseconds(settings.warmup))]
+        root = running.process.pid
+        peak_rss = tree_rss_bytes(root)
+        cpu_before, wall_before = tree_cpu_s(root), time.monotonic()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            client = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+            while client.poll() is None:
+                peak_rss = max(peak_rss, tree_rss_bytes(root))
+                try:
+                    client.wait(RSS_EVERY_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            cpu_s, wall_s = tree_cpu_s(root) - cpu_before, time.monotonic() - wall_before
+            out.seek(0)
+            err.seek(0)
+            try:
+                report = json.loads(out.read())
+            except ValueError:
+                tail = err.read().decode(errors="replace").strip()[-300:]
+                return dict(run, failed=f"chat_load exited {client.returncode}: {tail}")
+        delivered = report["delivered"]
+        return dict(run, msgs_per_s=delivered * 1000 / duration_ms,
+                    cpu_us=cpu_s * 1e6 / delivered if delivered else None, cpu_share=cpu_s / wall_s,
+                    rss_mib=peak_rss / 2**20, p50_us=report["p50_us"], p99_us=report["p99_us"],
+                    p999_us=report["p999_us"], errors=report["expected"] - delivered, report=report)
+    finally:
+        running.stop()
+
+
 # ---------------------------------------------------------------------------
 # Running the loads
 
@@ -533,7 +606,12 @@ def run_load(load, settings, not_measured):
     for number in range(1, settings.rounds + 1):
         runs = []
         for server in servers:
-            run = measure_idle(load, server, settings) if load.idle else measure(load, server, settings, rate)
+            if load.idle:
+                run = measure_idle(load, server, settings)
+            elif load.chat:
+                run = measure_chat(load, server, settings)
+            else:
+                run = measure(load, server, settings, rate)
             progress(f"[{load.name}] round {number}/{settings.rounds}: {server.name}: {describe(run)}")
             runs.append(run)
         rounds.append(runs)
@@ -541,7 +619,7 @@ def run_load(load, settings, not_measured):
     if load.note:
         notes["note"] = load.note
     return {"load": load.name, "title": load.title, "rate": rate, "servers": [s.name for s in servers],
-            "notes": notes, "rounds": rounds}
+            "notes": notes, "rounds": rounds, "chat": load.chat}
 
 
 # ---------------------------------------------------------------------------
@@ -589,6 +667,12 @@ def print_table(result, settings):
         columns = [("bytes_per_conn", "RSS B/idle conn", ",.0f")]
         print(f"   {settings.idle:,} connections, {rounds_text(settings)}; "
               f"server on CPU {SERVER_CPU}, clients on CPU {LOAD_CPU}")
+    elif result.get("chat"):
+        columns = [("msgs_per_s", "deliveries/s", ",.0f"), ("cpu_us", "CPU-us/delivery", ".2f"),
+                   ("cpu_share", "server CPU share", ".2f"), ("rss_mib", "peak RSS MiB", ".1f"),
+                   ("p50_us", "p50 us", ",.0f"), ("p99_us", "p99 us", ",.0f"), ("p999_us", "p99.9 us", ",.0f")]
+        print(f"   {rounds_text(settings)} of {settings.duration} after {settings.warmup} warm-up; "
+              f"server on CPU {SERVER_CPU}, chat_load on CPU {LOAD_CPU}; errors are deliveries missing")
     else:
         columns = [("msgs_per_s", "msgs/s", ",.0f"), ("cpu_us", "CPU-us/reply", ".2f"),
                    ("rss_mib", "peak RSS MiB", ".1f"), ("p99_us", "p99 us", ",.0f")]

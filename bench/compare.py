@@ -13,7 +13,7 @@ the same run). Peers that are not installed are listed as not measured, with
 the command that installs them.
 
 Usage (from anywhere; paths are relative to the repository root):
-    cargo build --release --workspace --examples && python3 bench/compare.py --loads all
+    cargo build --release --workspace --bins --examples && python3 bench/compare.py --loads all
     python3 bench/compare.py --quick                       # smoke run: 1 round of 1 s
     python3 bench/compare.py --loads tcp-echo-50,udp-greet-1 --rounds 5 --json out.json
     python3 bench/compare.py --list                        # the loads and their servers
@@ -437,6 +437,44 @@ class Running:
         return self.log.read().decode(errors="replace").strip()[-300:]
 
 
+@dataclass
+class Driven:
+    """What one load client's run against a server showed: the JSON report it
+    printed, the server tree's CPU seconds and peak RSS over the run, and the
+    wall time; or why it failed."""
+    report: dict = None
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    peak_rss: int = 0
+    failed: str = ""
+
+
+def drive(running, command, name):
+    """Runs the load client `command` to its end against the running server,
+    sampling the server's process tree every RSS_EVERY_S meanwhile."""
+    root = running.process.pid
+    peak_rss = tree_rss_bytes(root)
+    cpu_before, wall_before = tree_cpu_s(root), time.monotonic()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        client = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+        while client.poll() is None:
+            peak_rss = max(peak_rss, tree_rss_bytes(root))
+            try:
+                client.wait(RSS_EVERY_S)
+            except subprocess.TimeoutExpired:
+                pass
+        cpu_s, wall_s = tree_cpu_s(root) - cpu_before, time.monotonic() - wall_before
+        peak_rss = max(peak_rss, tree_rss_bytes(root))
+        out.seek(0)
+        err.seek(0)
+        try:
+            report = json.loads(out.read())
+        except ValueError:
+            tail = err.read().decode(errors="replace").strip()[-300:]
+            return Driven(failed=f"{name} exited {client.returncode}: {tail}")
+    return Driven(report, cpu_s, wall_s, peak_rss)
+
+
 def bench_command(server, load, port, settings, rate=None):
     """`sockit bench` on CPU 1, driving `server` with `load`."""
     endpoint = server.endpoint.replace("{port}", str(port))
@@ -461,32 +499,15 @@ def measure(load, server, settings, rate=None):
             wait_ready(server, port, running.process)
         except RuntimeError as error:
             return dict(run, failed=f"did not start: {error} {running.stderr_tail()}".strip())
-        command = bench_command(server, load, port, settings, rate)
-        root = running.process.pid
-        peak_rss = tree_rss_bytes(root)
-        cpu_before = tree_cpu_s(root)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            bench = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
-            while bench.poll() is None:
-                peak_rss = max(peak_rss, tree_rss_bytes(root))
-                try:
-                    bench.wait(RSS_EVERY_S)
-                except subprocess.TimeoutExpired:
-                    pass
-            cpu_after = tree_cpu_s(root)
-            peak_rss = max(peak_rss, tree_rss_bytes(root))
-            out.seek(0)
-            err.seek(0)
-            try:
-                report = json.loads(out.read())
-            except ValueError:
-                tail = err.read().decode(errors="replace").strip()[-300:]
-                return dict(run, failed=f"sockit bench exited {bench.returncode}: {tail}")
+        client = drive(running, bench_command(server, load, port, settings, rate), "sockit bench")
+        if client.failed:
+            return dict(run, failed=client.failed)
+        report = client.report
         # The warm-up's replies cost the server CPU too.
         replies = report["replies"] + report["warmup_replies"]
         return dict(run, msgs_per_s=report["msgs_per_s"],
-                    cpu_us=(cpu_after - cpu_before) * 1e6 / replies if replies else None,
-                    rss_mib=peak_rss / 2**20, p99_us=report["latency_us"]["p99"],
+                    cpu_us=client.cpu_s * 1e6 / replies if replies else None,
+                    rss_mib=client.peak_rss / 2**20, p99_us=report["latency_us"]["p99"],
                     errors=report["errors"]["total"], replies=report["replies"], report=report)
     finally:
         running.stop()
@@ -531,29 +552,14 @@ def measure_chat(load, server, settings):
         duration_ms = milliseconds(settings.duration)
         command = ["taskset", "-c", str(LOAD_CPU), CHAT_LOAD, f"127.0.0.1:{port}", *load.args,
                    "--duration-ms", str(duration_ms), "--warmup-ms", str(milliseconds(settings.warmup))]
-        root = running.process.pid
-        peak_rss = tree_rss_bytes(root)
-        cpu_before, wall_before = tree_cpu_s(root), time.monotonic()
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            client = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
-            while client.poll() is None:
-                peak_rss = max(peak_rss, tree_rss_bytes(root))
-                try:
-                    client.wait(RSS_EVERY_S)
-                except subprocess.TimeoutExpired:
-                    pass
-            cpu_s, wall_s = tree_cpu_s(root) - cpu_before, time.monotonic() - wall_before
-            out.seek(0)
-            err.seek(0)
-            try:
-                report = json.loads(out.read())
-            except ValueError:
-                tail = err.read().decode(errors="replace").strip()[-300:]
-                return dict(run, failed=f"chat_load exited {client.returncode}: {tail}")
+        client = drive(running, command, "chat_load")
+        if client.failed:
+            return dict(run, failed=client.failed)
+        report = client.report
         delivered = report["delivered"]
         return dict(run, msgs_per_s=delivered * 1000 / duration_ms,
-                    cpu_us=cpu_s * 1e6 / delivered if delivered else None, cpu_share=cpu_s / wall_s,
-                    rss_mib=peak_rss / 2**20, p50_us=report["p50_us"], p99_us=report["p99_us"],
+                    cpu_us=client.cpu_s * 1e6 / delivered if delivered else None,
+                    cpu_share=client.cpu_s / client.wall_s, rss_mib=client.peak_rss / 2**20, p50_us=report["p50_us"], p99_us=report["p99_us"],
                     p999_us=report["p999_us"], errors=report["expected"] - delivered, report=report)
     finally:
         running.stop()

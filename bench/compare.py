@@ -17,6 +17,9 @@ Usage (from anywhere; paths are relative to the repository root):
     python3 bench/compare.py --quick                       # smoke run: 1 round of 1 s
     python3 bench/compare.py --loads tcp-echo-50,udp-greet-1 --rounds 5 --json out.json
     python3 bench/compare.py --list                        # the loads and their servers
+    python3 bench/compare.py --loads tcp-echo-50 --servers handler   # one server against the base
+    python3 bench/compare.py --loads tcp-echo-50 --before /tmp/before/target/release/sockit
+                                        # beside each `sockit serve`, the same command from an older build
 
 Loads (default: all but idle-19000, which runs with --loads all or by name):
     tcp-echo-1       TCP echo, 1 connection, 64 B, one in flight
@@ -45,6 +48,7 @@ not measured); progress to stderr; --json FILE saves every run's raw figures.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -722,6 +726,10 @@ def parse_args(all_loads):
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s per server")
     parser.add_argument("--json", metavar="FILE", help="also save every run's raw figures here")
     parser.add_argument("--list", action="store_true", help="print the loads and their servers, and exit")
+    parser.add_argument("--servers", metavar="TEXT,...", help="measure only the servers whose names contain one "
+                        "of these (the base always runs: the ratios need it)")
+    parser.add_argument("--before", metavar="SOCKIT", help="an older build of sockit: each `sockit serve` row "
+                        "gets a twin run with this binary (the load client stays the current build)")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.duration = args.duration or ("1s" if args.quick else "5s")
@@ -736,6 +744,20 @@ def parse_args(all_loads):
     return args
 
 
+def add_before(all_loads, binary):
+    """Beside every `sockit serve` server, the same command run by `binary`."""
+    for load in all_loads:
+        twins = []
+        for server in load.servers:
+            twins.append(server)
+            if server.command[0] == SOCKIT:
+                twins.append(dataclasses.replace(server, name=f"{server.name} [before: {binary}]",
+                                                 command=[binary, *server.command[1:]],
+                                                 needs=[*server.needs, (have_file(binary), f"{binary} not built",
+                                                         "build the older commit in a worktree")]))
+        load.servers = twins
+
+
 def raise_descriptor_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
@@ -747,6 +769,12 @@ def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
     all_loads = loads()
     settings = parse_args(all_loads)
+    if settings.before:
+        add_before(all_loads, os.path.abspath(settings.before))
+    if settings.servers:
+        wanted = settings.servers.split(",")
+        for load in all_loads:
+            load.servers = [s for i, s in enumerate(load.servers) if i == 0 or any(w in s.name for w in wanted)]
     if settings.list:
         for load in all_loads:
             print(f"{load.name}: {load.title}")

@@ -3,85 +3,21 @@
 //! listener's limits (message size, per-source rate, reply size).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{SockaddrStorage, UnixAddr as SockaddrUnix};
 use tokio::io::Interest;
-use tokio::net::{UdpSocket, UnixDatagram};
 use tracing::{debug, info, warn};
 
-use crate::endpoint::UnixAddr;
 use crate::framing::Framed;
 use crate::limit::{DEFAULT_SOURCES, LogGate, RateLimit, ReplyCap, Sources, Verdict};
 use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 use crate::net::batch::{Address, Datagram, Inbox, Outbox};
-use crate::net::{udp, unix_datagram};
+use crate::net::listen::DatagramSocket;
+use crate::net::udp;
 use crate::service::{Replies, Service};
 use crate::{Endpoint, Escaped, Peer};
-
-/// A bound datagram socket of either family.
-#[derive(Debug)]
-pub(crate) enum DatagramSocket {
-    Udp(UdpSocket),
-    Unix(UnixDatagram),
-}
-
-impl DatagramSocket {
-    /// Runs `io` on the socket's descriptor when it is ready for `interest`,
-    /// again each time it says `WouldBlock`.
-    async fn io<R>(&self, interest: Interest, mut io: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        match self {
-            DatagramSocket::Udp(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
-            DatagramSocket::Unix(socket) => socket.async_io(interest, || io(socket.as_raw_fd())).await,
-        }
-    }
-
-    /// Receives one datagram and who sent it.
-    pub(crate) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Peer)> {
-        match self {
-            DatagramSocket::Udp(socket) => {
-                let (len, from) = socket.recv_from(buf).await?;
-                Ok((len, Peer::from(from)))
-            }
-            DatagramSocket::Unix(socket) => {
-                let (len, from) = socket.recv_from(buf).await?;
-                let addr = match (from.as_pathname(), from.as_abstract_name()) {
-                    (Some(path), _) => Some(UnixAddr::Path(path.to_owned())),
-                    (None, Some(name)) => Some(UnixAddr::Abstract(name.to_vec())),
-                    (None, None) => None,
-                };
-                Ok((len, Peer::Unix { addr, cred: None }))
-            }
-        }
-    }
-
-    /// Sends one datagram back to `peer`.
-    pub(crate) async fn send_to(&self, reply: &[u8], peer: &Peer) -> io::Result<()> {
-        match (self, peer) {
-            (DatagramSocket::Udp(socket), Peer::Ip(addr)) => socket.send_to(reply, addr).await.map(drop),
-            (DatagramSocket::Unix(socket), Peer::Unix { addr: Some(addr), .. }) => {
-                unix_datagram::send_to(socket, reply, addr).await.map(drop)
-            }
-            (DatagramSocket::Unix(_), Peer::Unix { addr: None, .. }) => Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "the sender has no address to reply to (it did not bind its socket)",
-            )),
-            _ => unreachable!("a socket only hears peers of its own family"),
-        }
-    }
-
-    /// The largest reply that fits in one datagram to `peer`.
-    fn max_payload(&self, peer: &Peer) -> usize {
-        match peer {
-            Peer::Ip(addr) => udp::max_payload(*addr),
-            // Bounded by the send buffer, not by a header: a reply too large
-            // for it fails to send (EMSGSIZE), and that is logged.
-            _ => usize::MAX,
-        }
-    }
-}
 
 /// How a datagram listener reads and what it refuses.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +61,7 @@ pub(crate) async fn serve<S: Service>(
 }
 
 /// The server's limits as a [`LimitsHandle`](crate::LimitsHandle) changes them.
-pub(crate) type Live = tokio::sync::watch::Receiver<Option<crate::server::Limits>>;
+pub(crate) type Live = tokio::sync::watch::Receiver<Option<crate::Limits>>;
 
 /// [`serve`], with senders' addresses of type `A`.
 async fn serve_from<S: Service, A: Address>(

@@ -32,8 +32,9 @@
 //! | [`icmp`] | pure: ICMP echo messages, the IPv4 header, checksums, ping statistics |
 //! | [`proxy`] | pure: the PROXY protocol header (v1, v2) a load balancer sends first, decoded and encoded |
 //! | [`limit`] | pure: the datagram limits against reflection and amplification (per-source rate, reply cap) |
-//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; takes sockets handed over (systemd's socket activation); [`net::tls`] reads certificates and keys and runs handshakes |
-//! | [`server`] | [`Server`]: accept loop and its error handling, connection limit, graceful shutdown |
+//! | [`net`] | I/O: one module per socket kind; binds, accepts, connects, sets options; `net::listen`: binds any endpoint and accepts on it, riding out failed accepts (shared by the server and the relay); takes sockets handed over (systemd's socket activation); [`net::tls`] reads certificates and keys and runs handshakes |
+//! | [`server`] | [`Server`]: the builder and its settings; `server::listener`: a bound [`Listener`] serving until shutdown, then draining within the shutdown timeout; `server::accept`: the accept loop, with the connection limit, trusted proxies and live limits |
+//! | `live` | what a running server changes: its [`Limits`] through a [`LimitsHandle`], its certificate through a [`TlsHandle`] |
 //! | `answer` | [`Answer`]: what a server answers with, a [`Service`] or a [`Handler`]; the one seam between the listeners and the two drivers of a conversation |
 //! | [`handler`] | [`Handler`]: async code run once per connection (or datagram source) that holds its [`Connection`]; [`Group`] for fan-out; each connection's bounded send queue and its writer, side by side with the handler |
 //! | `connection` | one stream connection served by a [`Service`] (the fast path): read, answer every message, one write, close cleanly; `connection::tls`: the same conversation through TLS (`AsyncRead`/`AsyncWrite`, after a handshake under a time limit), a task type of its own so plain connections stay small |
@@ -43,6 +44,7 @@
 //! | `packet` | one seqpacket connection: a packet is a message, a reply is a packet |
 //! | `proxied` | a stream connection behind a load balancer: its PROXY header first, within a timeout, then the conversation for the client it names |
 //! | [`client`] | the client side shared by `sockit connect` and `sockit bench` |
+//! | [`pipe`] | raw conversations, as netcat has them: a [`Link`](pipe::Link) of any kind dialled or accepted, copied both ways with stdin/stdout or a program's, with half-close, timeouts, CRLF and a hex dump (pure: [`pipe::Crlf`], [`pipe::HexDump`]) |
 //! | [`relay`] | [`Relay`]: forwards one endpoint to another (streams to streams, datagrams to datagrams) and injects seeded faults; its [`faults`](relay::faults) plan is pure |
 //! | [`load`] | the load generator of `sockit bench`: pure messages, schedule, statistics and reports; connections on one event loop |
 //! | [`escape`] | bytes shown safely in logs |
@@ -67,10 +69,12 @@ pub mod fuzzing;
 pub mod handler;
 pub mod icmp;
 pub mod limit;
+mod live;
 pub mod load;
 pub mod metrics;
 pub mod net;
 mod packet;
+pub mod pipe;
 mod proxied;
 pub mod proxy;
 pub mod relay;

@@ -22,11 +22,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::Peer;
-use crate::answer::{Accepted, Answer};
+use crate::answer::{self, Accepted, Answer};
 use crate::connection::{self, Settings, Stop};
 use crate::metrics::ErrorKind;
+use crate::net::listen::Incoming;
 use crate::proxy::{self, DEFAULT_V2_MAX_LEN, Decoded, ProxyError, ProxyHeader, V1_MAX_LEN};
-use crate::server::Connection;
 
 /// The most bytes peeked: the longest header taken, v1 or v2.
 const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
@@ -41,7 +41,7 @@ const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
 /// connection is done.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<A: Answer>(
-    connection: Connection,
+    connection: Incoming,
     via: Peer,
     timeout: Duration,
     tls: Option<TlsAcceptor>,
@@ -88,9 +88,9 @@ pub(crate) async fn serve<A: Answer>(
         }
     }
     match &connection {
-        Connection::Tcp(stream) => connection::close_gracefully(stream, &stop).await,
-        Connection::Unix(stream) => connection::close_gracefully(stream, &stop).await,
-        Connection::Seqpacket(_) => {}
+        Incoming::Tcp(stream) => connection::close_gracefully(stream, &stop).await,
+        Incoming::Unix(stream) => connection::close_gracefully(stream, &stop).await,
+        Incoming::Seqpacket(_) => {}
     }
     if let Some(metrics) = &stop.metrics {
         metrics.closed();
@@ -101,7 +101,7 @@ pub(crate) async fn serve<A: Answer>(
 /// Serves `connection` for `peer` once its header is read: the TLS
 /// handshake first with `tls`, then the conversation.
 async fn converse<A: Answer>(
-    connection: Connection,
+    connection: Incoming,
     accepted: Accepted,
     tls: Option<TlsAcceptor>,
     service: Arc<A>,
@@ -110,10 +110,10 @@ async fn converse<A: Answer>(
     permit: OwnedSemaphorePermit,
 ) {
     match (tls, connection) {
-        (Some(acceptor), Connection::Tcp(stream)) => {
+        (Some(acceptor), Incoming::Tcp(stream)) => {
             connection::tls::serve(stream, acceptor, accepted, service, settings, stop, permit).await;
         }
-        (_, connection) => connection.serve(accepted, service, settings, stop, permit).await,
+        (_, connection) => answer::serve(connection, accepted, service, settings, stop, permit).await,
     }
 }
 
@@ -153,7 +153,7 @@ impl fmt::Display for NoHeader {
 ///
 /// Cancel safe until the header is whole (nothing is read before), and
 /// after: dropping it loses nothing of the stream's own data.
-async fn read_header(connection: &Connection) -> Result<ProxyHeader, NoHeader> {
+async fn read_header(connection: &Incoming) -> Result<ProxyHeader, NoHeader> {
     let mut buf = vec![0; MAX_HEADER];
     // Bytes the last peek saw: a peek that sees no more waits for more.
     let mut seen = 0;
@@ -189,7 +189,7 @@ async fn read_header(connection: &Connection) -> Result<ProxyHeader, NoHeader> {
 }
 
 /// Reads exactly `buf.len()` bytes, already peeked, and drops them.
-async fn consume(connection: &Connection, buf: &mut [u8]) -> Result<(), NoHeader> {
+async fn consume(connection: &Incoming, buf: &mut [u8]) -> Result<(), NoHeader> {
     let mut left = buf.len();
     while left > 0 {
         let read = try_read_io(connection, || {
@@ -212,21 +212,21 @@ async fn consume(connection: &Connection, buf: &mut [u8]) -> Result<(), NoHeader
 }
 
 /// Waits until `connection` is readable (or closed for reading).
-async fn read_ready(connection: &Connection) -> io::Result<Ready> {
+async fn read_ready(connection: &Incoming) -> io::Result<Ready> {
     match connection {
-        Connection::Tcp(stream) => stream.ready(Interest::READABLE).await,
-        Connection::Unix(stream) => stream.ready(Interest::READABLE).await,
-        Connection::Seqpacket(_) => Err(unsupported()),
+        Incoming::Tcp(stream) => stream.ready(Interest::READABLE).await,
+        Incoming::Unix(stream) => stream.ready(Interest::READABLE).await,
+        Incoming::Seqpacket(_) => Err(unsupported()),
     }
 }
 
 /// Runs `read` on `connection`'s socket, clearing its read readiness when
 /// `read` says `WouldBlock`.
-fn try_read_io<R>(connection: &Connection, read: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+fn try_read_io<R>(connection: &Incoming, read: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
     match connection {
-        Connection::Tcp(stream) => stream.try_io(Interest::READABLE, read),
-        Connection::Unix(stream) => stream.try_io(Interest::READABLE, read),
-        Connection::Seqpacket(_) => Err(unsupported()),
+        Incoming::Tcp(stream) => stream.try_io(Interest::READABLE, read),
+        Incoming::Unix(stream) => stream.try_io(Interest::READABLE, read),
+        Incoming::Seqpacket(_) => Err(unsupported()),
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_seqpacket::UnixSeqpacket;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::debug;
 
 use super::outgoing::{Outgoing, Sender, Shut};
@@ -111,6 +112,12 @@ pub struct Connection {
     /// When the first byte of the message still arriving came, for the read timeout.
     started: Option<Instant>,
     end: Arc<Mutex<Option<End>>>,
+    /// Completes when the connection takes nothing more, and when the
+    /// server starts draining: kept from one receive to the next, so
+    /// that a receive that waits does not register (with the listener's
+    /// token, shared by every connection) and unregister each time.
+    shut: Pin<Box<WaitForCancellationFutureOwned>>,
+    draining: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl fmt::Debug for Connection {
@@ -145,6 +152,8 @@ impl Connection {
     ) -> (Self, Returned) {
         let (give_back, returned) = oneshot::channel();
         let end = Arc::new(Mutex::new(None));
+        let shut = Box::pin(outgoing.shut_down());
+        let draining = Box::pin(stop.finish.clone().cancelled_owned());
         let connection = Connection {
             id: outgoing.id(),
             peer: meta.peer,
@@ -162,6 +171,8 @@ impl Connection {
             progress: Instant::now(),
             started: None,
             end: Arc::clone(&end),
+            shut,
+            draining,
         };
         (connection, Returned { end, input: returned })
     }
@@ -237,8 +248,8 @@ impl Connection {
                 input,
                 buffer,
                 decoder,
-                outgoing,
-                stop,
+                shut,
+                draining,
                 ..
             } = self;
             let input = input
@@ -246,8 +257,8 @@ impl Connection {
                 .expect("the input is taken only when the connection is dropped");
             let wait = tokio::select! {
                 biased;
-                () = outgoing.shut_down() => Wait::Shut,
-                () = stop.finish.cancelled() => Wait::Draining,
+                () = shut.as_mut() => Wait::Shut,
+                () = draining.as_mut() => Wait::Draining,
                 () = sleep_until(due) => Wait::Due,
                 read = read(input, buffer, decoder) => Wait::Read(read),
             };

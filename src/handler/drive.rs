@@ -18,10 +18,10 @@ use super::connection::{Connection, End, Input, Meta, Returned};
 use super::outgoing::{Outgoing, Shut};
 use super::{Handled, Handler};
 use crate::connection::{LINGER, Settings, Stop};
-use crate::datagram::DatagramSocket;
 use crate::deadline::Expired;
 use crate::framing::{FrameError, Framing};
 use crate::metrics::ErrorKind;
+use crate::net::listen::DatagramSocket;
 use crate::{ConnectionId, Peer};
 
 /// Where a connection's messages go.
@@ -173,6 +173,9 @@ async fn side_by_side(
     let mut served = None;
     let mut written = false;
     std::future::poll_fn(|cx| {
+        if !written {
+            outgoing.writer_polled_next();
+        }
         let polled = serving.as_mut().as_pin_mut().map(|serving| {
             std::panic::catch_unwind(AssertUnwindSafe(|| serving.poll(cx)))
                 .unwrap_or_else(|panic| Poll::Ready(Err(panicked(&*panic))))

@@ -20,7 +20,7 @@ use std::task::{Poll, Waker};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::ConnectionId;
 use crate::Peer;
@@ -63,6 +63,9 @@ struct Queue {
     finished: bool,
     /// When the writer last wrote, for the idle timeout.
     wrote_at: Option<Instant>,
+    /// A sender found the queue full and waits for room: the next write
+    /// wakes it (and only then does a write pay for waking anyone).
+    waiting: bool,
 }
 
 /// A connection's outgoing queue, shared by its handler, its writer and
@@ -109,6 +112,7 @@ impl Outgoing {
                 writer: None,
                 finished: false,
                 wrote_at: None,
+                waiting: false,
             }),
             room: Notify::new(),
             shut: CancellationToken::new(),
@@ -131,12 +135,13 @@ impl Outgoing {
 
     /// Queues `parts` as one message (framed, or as they are with `raw`),
     /// unless the queue is over its limit or shut.
-    fn offer(&self, parts: &[&[u8]], raw: bool) -> Offer {
+    fn offer(&self, parts: &[&[u8]], raw: bool, wait: bool) -> Offer {
         let mut queue = self.lock();
         if let Some(shut) = &queue.shut {
             return Offer::Shut(shut.clone());
         }
         if queue.bytes.len() + queue.writing >= self.limit {
+            queue.waiting |= wait;
             return Offer::Full;
         }
         if raw {
@@ -169,11 +174,19 @@ impl Outgoing {
 
     /// Queues one message, waiting while the queue is over its limit.
     pub(crate) async fn send(&self, parts: &[&[u8]], raw: bool) -> io::Result<()> {
+        // Most sends find room: they are queued without touching `room`.
+        match self.offer(parts, raw, false) {
+            Offer::Queued => return Ok(()),
+            Offer::Shut(shut) => return Err(shut.into_error()),
+            Offer::Full => {}
+        }
         loop {
+            // Waiting from before the offer, so that no write between the
+            // two is missed.
             let room = self.room.notified();
             let mut room = std::pin::pin!(room);
             room.as_mut().enable();
-            match self.offer(parts, raw) {
+            match self.offer(parts, raw, true) {
                 Offer::Queued => return Ok(()),
                 Offer::Shut(shut) => return Err(shut.into_error()),
                 Offer::Full => room.await,
@@ -183,7 +196,7 @@ impl Outgoing {
 
     /// Queues one message at once, or says why not.
     pub(crate) fn try_send(&self, parts: &[&[u8]], raw: bool) -> Result<(), TrySendError> {
-        match self.offer(parts, raw) {
+        match self.offer(parts, raw, false) {
             Offer::Queued => Ok(()),
             Offer::Full => Err(TrySendError::Full),
             Offer::Shut(_) => Err(TrySendError::Closed),
@@ -209,9 +222,17 @@ impl Outgoing {
         self.lock().shut.clone()
     }
 
-    /// Completes when the connection takes nothing more.
-    pub(crate) fn shut_down(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.shut.cancelled()
+    /// Completes when the connection takes nothing more; a future that
+    /// may be kept and polled again and again, waiting all along.
+    pub(crate) fn shut_down(&self) -> WaitForCancellationFutureOwned {
+        self.shut.clone().cancelled_owned()
+    }
+
+    /// The writer is about to be polled anyway, after the handler in the
+    /// same turn of their task: what the handler queues meanwhile need not
+    /// wake it (a task that wakes itself is polled once more for nothing).
+    pub(crate) fn writer_polled_next(&self) {
+        self.lock().writer = None;
     }
 
     /// Lets go of a connection that fell behind: queued bytes past the limit.
@@ -296,6 +317,7 @@ impl Outgoing {
         let mut queue = self.lock();
         queue.writing = 0;
         queue.wrote_at = Some(Instant::now());
+        let waiting = std::mem::take(&mut queue.waiting);
         if queue.ends.is_none() && queue.bytes.is_empty() && run.capacity() <= KEPT {
             run.clear();
             if run.capacity() > queue.bytes.capacity() {
@@ -303,7 +325,9 @@ impl Outgoing {
             }
         }
         drop(queue);
-        self.room.notify_waiters();
+        if waiting {
+            self.room.notify_waiters();
+        }
     }
 
     /// Counts `bytes` written.

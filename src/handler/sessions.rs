@@ -18,9 +18,10 @@ use super::drive::{Output, Transport, drive};
 use super::{Handled, Handler};
 use crate::answer::DatagramServing;
 use crate::connection::Stop;
-use crate::datagram::{self, DatagramSocket};
+use crate::datagram;
 use crate::limit::{LogGate, RateLimit};
 use crate::metrics::ErrorKind;
+use crate::net::listen::DatagramSocket;
 use crate::{Endpoint, Peer};
 
 /// Datagrams a source's handler may have waiting before more from that

@@ -10,6 +10,8 @@
 //! - [`tls`]: TLS over TCP (`rustls`): certificates and keys from PEM files, handshakes;
 //! - [`icmp`]: ICMP echo (ping) over IPv4 and IPv6, on raw or ICMP datagram sockets;
 //! - [`options`]: socket options, set where they apply and read back;
+//! - `listen`: binds any endpoint, accepts with the connection's options set, rides out
+//!   failed accepts (shared by the server and the relay);
 //! - `inherited`: sockets opened elsewhere, found out and made ready to serve
 //!   ([`Server::adopt`](crate::Server::adopt));
 //! - [`systemd`]: the sockets systemd passes (socket activation, `LISTEN_FDS`).
@@ -34,6 +36,7 @@
 pub(crate) mod batch;
 pub mod icmp;
 pub(crate) mod inherited;
+pub(crate) mod listen;
 pub mod options;
 pub mod seqpacket;
 pub mod systemd;

@@ -20,7 +20,8 @@ use super::faults::{DatagramPlan, Direction, Fate, REORDER_HOLD};
 use super::line::{DelayLine, Pushed};
 use super::{DirectionCounters, Shared, add, count};
 use crate::client::DatagramLink;
-use crate::datagram::{DatagramSocket, receive_failed};
+use crate::datagram::receive_failed;
+use crate::net::listen::DatagramSocket;
 use crate::{Endpoint, Peer};
 
 /// Datagrams from one client waiting for its session to take them.

@@ -60,8 +60,9 @@ pub use faults::{
     StreamPlan,
 };
 
+use crate::live::DEFAULT_MAX_CONNECTIONS;
+use crate::net::listen::{Bound, Socket};
 use crate::net::{self, SocketOptions};
-use crate::server::{Bound, DEFAULT_MAX_CONNECTIONS, Socket};
 use crate::{Endpoint, Error, Transport};
 
 /// How long a target may take to accept a relayed connection, by default.

@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 
 use super::faults::{Direction, Step, StreamPlan};
 use super::{DirectionCounters, Shared, add, count};
+use crate::net::listen::{AcceptErrors, Incoming, StreamListener};
 use crate::net::{tcp as net_tcp, unix as net_unix};
-use crate::server::{AcceptErrors, Connection, StreamListener};
 use crate::{Endpoint, Peer};
 
 /// A byte stream of either kind.
@@ -68,9 +68,9 @@ pub(super) async fn serve(
         };
         errors.accepted();
         let client = match connection {
-            Connection::Tcp(stream) => Either::Left(stream),
-            Connection::Unix(stream) => Either::Right(stream),
-            Connection::Seqpacket(_) => unreachable!("Relay::bind refuses seqpacket endpoints"),
+            Incoming::Tcp(stream) => Either::Left(stream),
+            Incoming::Unix(stream) => Either::Right(stream),
+            Incoming::Seqpacket(_) => unreachable!("Relay::bind refuses seqpacket endpoints"),
         };
         count(&shared.counters.connections);
         info!("relaying connection {number} from {peer}");

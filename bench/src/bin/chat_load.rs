@@ -25,7 +25,8 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 struct Shared {
     start: Instant,
     /// Stamps (ns since `start`) from `window_start` up to `window_end`
-    /// are measured; both are `u64::MAX` until set.
+    /// are measured; both are `u64::MAX` until set, once, before the
+    /// window opens.
     window_start: AtomicU64,
     window_end: AtomicU64,
     sent: AtomicU64,
@@ -116,10 +117,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
             })
             .collect();
-        sleep(warmup).await;
-        shared.window_start.store(shared.now(), Ordering::SeqCst);
-        sleep(duration).await;
-        shared.window_end.store(shared.now(), Ordering::SeqCst);
+        // Both ends of the window are fixed before it opens: a bound set
+        // while lines are being stamped would count a line stamped just
+        // after it as sent (its sender saw no bound yet) and not as
+        // delivered (its readers do).
+        let opens = shared.now() + warmup.as_nanos() as u64;
+        shared.window_end.store(opens + duration.as_nanos() as u64, Ordering::SeqCst);
+        shared.window_start.store(opens, Ordering::SeqCst);
+        sleep(warmup + duration).await;
         stop.store(true, Ordering::Relaxed);
         // What was sent in the window arrives meanwhile.
         sleep(Duration::from_millis(500)).await;

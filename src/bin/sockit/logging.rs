@@ -47,6 +47,18 @@ impl Verbosity {
     }
 }
 
+/// Logs at `level` (`warn`, `debug` ...) as text on stderr; `RUST_LOG`,
+/// when set, overrides it.
+pub fn init_level(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
 /// Sends logs to stderr, colored only on a terminal. `RUST_LOG`, when set,
 /// overrides the flags.
 pub fn init(verbosity: &Verbosity) {

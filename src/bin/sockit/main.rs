@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod connect;
 mod logging;
+mod nc;
 mod options;
 mod ping;
 mod relay;
@@ -45,6 +46,19 @@ enum Command {
     Bench(bench::Args),
     Ping(ping::Args),
     Relay(relay::Args),
+    Nc(NcLine),
+}
+
+/// Netcat's habits on every endpoint: raw bytes both ways, listen (-l),
+/// keep listening (-k), a program per connection (-e, -c), port checks
+/// (-z). See 'sockit nc --help'.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+struct NcLine {
+    /// `sockit nc`'s own flags and targets, parsed by it: its -q and -v
+    /// are netcat's.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<std::ffi::OsString>,
 }
 
 /// The runtime every subcommand runs on: a single thread when the process
@@ -62,12 +76,21 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // `sockit nc` parses its own command line: netcat's -q SECS and -v are
+    // not sockit's logging flags.
+    let argv: Vec<_> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|arg| arg == "nc") {
+        return run_nc(argv.into_iter().skip(2));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
     // A config file may set anything the command line can, logging too.
     let Cli { command, verbosity } = cli;
+    if let Command::Nc(line) = command {
+        return run_nc(line.args.into_iter());
+    }
     let (verbosity, configured) = match &command {
         Command::Serve(serve::Args {
             config: Some(path), ..
@@ -101,6 +124,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,
             Command::Relay(args) => relay::run(args).await,
+            Command::Nc(_) => unreachable!("run by run_nc"),
         }
     });
     // Do not wait for tasks still blocked on stdin.
@@ -109,6 +133,35 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => fail(&error),
     }
+}
+
+/// Runs `sockit nc` with its own command line (what follows `nc`).
+fn run_nc(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = match nc::parse(args) {
+        Ok(args) => args,
+        Err(error) => return nc_usage_error(&error),
+    };
+    logging::init_level(nc::log_level(&args));
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
+    };
+    let result = runtime.block_on(nc::run(args));
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+/// As [`usage_error`], for `sockit nc`'s own command line.
+fn nc_usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    usage(&first_paragraph(error), "nc")
 }
 
 /// A config file that cannot be used: one line, exit status 2, as for a bad

@@ -1,0 +1,256 @@
+//! A bound [`Listener`], and how it serves: the accept loop of a stream
+//! listener ([`accept`](super::accept)) with its drain, or the receive loop
+//! of a datagram socket, until the shutdown future completes.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::accept::Accepting;
+use crate::answer::{Answer, DatagramServing};
+use crate::connection::{Settings, Stop};
+use crate::datagram;
+use crate::deadline::Timeouts;
+use crate::live::{LiveConfig, LiveTls};
+use crate::metrics::ListenerMetrics;
+use crate::net::SocketOptions;
+use crate::net::listen::Socket;
+use crate::net::unix::SocketFile;
+use crate::proxy::ProxyProtocol;
+use crate::{Endpoint, Error, Framing, Limits, WhenFull};
+
+/// One bound endpoint of a [`Server`](crate::Server), ready to serve.
+///
+/// # Examples
+///
+/// Echo on a port the system chooses, answering a plain standard-library
+/// client byte for byte, then shut down:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sockit::Error> {
+/// use std::io::{Read, Write};
+/// use std::net::{Shutdown, TcpStream};
+/// use tokio::sync::oneshot;
+/// use sockit::{Echo, Endpoint, Framing, Server};
+///
+/// let listener = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+/// assert_eq!(listener.framing(), Framing::Raw);
+/// let Endpoint::Tcp(address) = listener.local_endpoint() else { unreachable!() };
+/// let address = address.socket_addr().expect("an IP address");
+/// let (stop, stopped) = oneshot::channel::<()>();
+/// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+///
+/// // A blocking client, on a thread of its own.
+/// let got = tokio::task::spawn_blocking(move || {
+///     let mut stream = TcpStream::connect(address)?;
+///     stream.write_all(b"\x00bytes\r\n")?;
+///     stream.shutdown(Shutdown::Write)?;
+///     let mut got = Vec::new();
+///     stream.read_to_end(&mut got)?;
+///     Ok::<_, std::io::Error>(got)
+/// })
+/// .await
+/// .unwrap()
+/// .expect("echoed");
+/// assert_eq!(got, b"\x00bytes\r\n");
+///
+/// stop.send(()).unwrap();
+/// serving.await.unwrap()
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Listener<S> {
+    pub(super) socket: Socket,
+    pub(super) local: Endpoint,
+    /// The Unix socket file, removed when the listener is dropped.
+    pub(super) socket_file: Option<SocketFile>,
+    pub(super) options: SocketOptions,
+    pub(super) service: Arc<S>,
+    pub(super) settings: Settings,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) timeouts: Timeouts,
+    pub(super) permits: Arc<Semaphore>,
+    /// Limits changed while serving ([`LimitsHandle`](crate::LimitsHandle)).
+    pub(super) live: tokio::sync::watch::Receiver<Option<Limits>>,
+    pub(super) when_full: WhenFull,
+    pub(super) proxy: Option<Arc<ProxyProtocol>>,
+    pub(super) datagram: datagram::Limits,
+    /// The certificate and key of a `tls://` listener, as they change.
+    pub(super) tls: Option<LiveConfig>,
+    pub(super) metrics: Option<Arc<ListenerMetrics>>,
+}
+
+/// The bound socket, for `getsockopt` and other system calls tokio does not wrap.
+impl<S> AsFd for Listener<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl<S: Answer> Listener<S> {
+    /// The endpoint actually bound: with port 0 asked for, the port the
+    /// system chose.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::{Echo, Endpoint, Server};
+    ///
+    /// let listener = Server::new(Echo).bind(&"udp://127.0.0.1:0".parse()?).await?;
+    /// let Endpoint::Udp(address) = listener.local_endpoint() else { unreachable!() };
+    /// assert_ne!(address.port(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn local_endpoint(&self) -> &Endpoint {
+        &self.local
+    }
+
+    /// The framing stream connections are served with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::{Framing, Greet, Server};
+    ///
+    /// let server = Server::new(Greet).framing(Framing::Line);
+    /// let listener = server.bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// assert_eq!(listener.framing(), Framing::Line);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn framing(&self) -> Framing {
+        self.settings.framing
+    }
+
+    /// Serves until `shutdown` completes, then stops gracefully: stops
+    /// accepting, lets every connection write the replies it owes and close,
+    /// and after the shutdown timeout closes those still open.
+    ///
+    /// # Errors
+    ///
+    /// None yet: accept and receive errors are logged and served through. The
+    /// `Result` leaves room for errors that must stop a listener.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future drops every open connection at
+    /// once. Complete `shutdown` instead.
+    ///
+    /// # Examples
+    ///
+    /// A connection still open at shutdown is closed with an end of stream:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use tokio::sync::oneshot;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let serving = tokio::spawn(listener.serve(async { stopped.await.unwrap_or(()) }));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// client.send(b"bye").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, bye!");
+    /// stop.send(()).unwrap();
+    /// assert!(client.receive().await?.is_none());
+    /// serving.await.unwrap()
+    /// # }
+    /// ```
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Listener {
+            socket,
+            local,
+            socket_file,
+            options,
+            service,
+            settings,
+            shutdown_timeout,
+            timeouts,
+            permits,
+            live,
+            when_full,
+            proxy,
+            datagram,
+            tls,
+            metrics,
+        } = self;
+        match socket {
+            Socket::Stream(listener) => {
+                let tracker = TaskTracker::new();
+                let finish = CancellationToken::new();
+                let abort = CancellationToken::new();
+                let accepting = Accepting {
+                    listener,
+                    options: &options,
+                    service,
+                    settings,
+                    permits,
+                    live,
+                    when_full,
+                    proxy,
+                    tracker: &tracker,
+                    stop: Stop::new(
+                        finish.clone(),
+                        abort.clone(),
+                        timeouts,
+                        metrics,
+                        Some(local.clone()),
+                    ),
+                    tls: tls.map(LiveTls::new),
+                };
+                accepting.run(shutdown).await;
+                info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
+                finish.cancel();
+                tracker.close();
+                if tokio::time::timeout(shutdown_timeout, tracker.wait())
+                    .await
+                    .is_err()
+                {
+                    warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; closing the connections still open");
+                    abort.cancel();
+                    tracker.wait().await;
+                }
+            }
+            Socket::Datagram(socket) => {
+                let serving = DatagramServing {
+                    local: local.clone(),
+                    settings,
+                    timeouts,
+                    permits,
+                    shutdown_timeout,
+                    metrics,
+                    limits: datagram,
+                    live,
+                };
+                let stop = CancellationToken::new();
+                let mut served = std::pin::pin!(service.datagrams(socket, serving, stop.clone()));
+                tokio::select! {
+                    () = &mut served => {}
+                    () = shutdown => {
+                        stop.cancel();
+                        served.await;
+                    }
+                }
+            }
+        }
+        drop(socket_file);
+        info!(listener = %local, "stopped");
+        Ok(())
+    }
+}

@@ -441,6 +441,19 @@ class Running:
         return self.log.read().decode(errors="replace").strip()[-300:]
 
 
+def start(server, port):
+    """Starts `server` on `port` and waits until it answers: (the running
+    server, None), or (None, why it did not start), stopped."""
+    running = Running(server, port)
+    try:
+        wait_ready(server, port, running.process)
+    except RuntimeError as error:
+        why = f"did not start: {error} {running.stderr_tail()}".strip()
+        running.stop()
+        return None, why
+    return running, None
+
+
 @dataclass
 class Driven:
     """What one load client's run against a server showed: the JSON report it
@@ -497,12 +510,10 @@ def measure(load, server, settings, rate=None):
     kind = socket.SOCK_DGRAM if server.endpoint.startswith("udp") else socket.SOCK_STREAM
     if server.port and not port_free(port, kind):
         return dict(run, failed=f"port {port} is in use (the seed's servers need it)")
-    running = Running(server, port)
+    running, failed = start(server, port)
+    if failed:
+        return dict(run, failed=failed)
     try:
-        try:
-            wait_ready(server, port, running.process)
-        except RuntimeError as error:
-            return dict(run, failed=f"did not start: {error} {running.stderr_tail()}".strip())
         client = drive(running, bench_command(server, load, port, settings, rate), "sockit bench")
         if client.failed:
             return dict(run, failed=client.failed)
@@ -547,12 +558,10 @@ def measure_chat(load, server, settings):
     """Starts a chat server, runs chat_load on CPU 1 against it once, stops it."""
     port = free_port()
     run = {"load": load.name, "server": server.name}
-    running = Running(server, port)
+    running, failed = start(server, port)
+    if failed:
+        return dict(run, failed=failed)
     try:
-        try:
-            wait_ready(server, port, running.process)
-        except RuntimeError as error:
-            return dict(run, failed=f"did not start: {error} {running.stderr_tail()}".strip())
         duration_ms = milliseconds(settings.duration)
         command = ["taskset", "-c", str(LOAD_CPU), CHAT_LOAD, f"127.0.0.1:{port}", *load.args,
                    "--duration-ms", str(duration_ms), "--warmup-ms", str(milliseconds(settings.warmup))]

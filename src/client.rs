@@ -216,7 +216,7 @@ impl StreamClient {
             source,
         };
         let link = match endpoint {
-            Endpoint::Tls(host_port) => {
+            Endpoint::Tls(_) => {
                 let Some(tls) = tls else {
                     return Err(connect_error(io::Error::new(
                         io::ErrorKind::InvalidInput,
@@ -227,16 +227,7 @@ impl StreamClient {
                 let stream = tcp::connect(&addrs, timeout, options)
                     .await
                     .map_err(connect_error)?;
-                let stream = tls
-                    .connect(stream, host_port.host(), timeout)
-                    .await
-                    .map_err(|source| match net::tls::untrusted(&source) {
-                        Some(reason) => Error::Untrusted {
-                            endpoint: endpoint.clone(),
-                            reason,
-                        },
-                        None => connect_error(source),
-                    })?;
+                let stream = tls.handshake(endpoint, stream, timeout).await?;
                 Link::Tls(Box::new(stream))
             }
             Endpoint::Tcp(_) => {

@@ -418,6 +418,35 @@ impl ClientTls {
     }
 }
 
+impl ClientTls {
+    /// [`ClientTls::connect`] to the `tls://` `endpoint` (its host named
+    /// and verified), its failure as the library reports it:
+    /// [`Error::Untrusted`](crate::Error::Untrusted) for a certificate not
+    /// trusted, [`Error::Connect`](crate::Error::Connect) otherwise.
+    pub(crate) async fn handshake(
+        &self,
+        endpoint: &crate::Endpoint,
+        stream: TcpStream,
+        timeout: std::time::Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, crate::Error> {
+        let host_port = endpoint
+            .host_port()
+            .expect("a tls:// endpoint has a host and port");
+        self.connect(stream, host_port.host(), timeout)
+            .await
+            .map_err(|source| match untrusted(&source) {
+                Some(reason) => crate::Error::Untrusted {
+                    endpoint: endpoint.clone(),
+                    reason,
+                },
+                None => crate::Error::Connect {
+                    endpoint: endpoint.clone(),
+                    source,
+                },
+            })
+    }
+}
+
 /// Why the peer's certificate was not trusted, if that is why `error` (from
 /// a handshake) happened; `None` for any other failure.
 ///

@@ -202,18 +202,8 @@ pub async fn connect(
                 .map_err(connect_error)?;
             let peer = stream.peer_addr().ok().map(Peer::from);
             match (endpoint, tls) {
-                (Endpoint::Tls(host_port), Some(tls)) => {
-                    let stream = tls
-                        .connect(stream, host_port.host(), timeout)
-                        .await
-                        .map_err(|source| match net::tls::untrusted(&source) {
-                            Some(reason) => Error::Untrusted {
-                                endpoint: endpoint.clone(),
-                                reason,
-                            },
-                            None => connect_error(source),
-                        })?;
-                    Link::stream(stream, peer)
+                (Endpoint::Tls(_), Some(tls)) => {
+                    Link::stream(tls.handshake(endpoint, stream, timeout).await?, peer)
                 }
                 (Endpoint::Tls(_), None) => {
                     return Err(connect_error(io::Error::new(
@@ -633,19 +623,19 @@ impl Session {
         match link.kind {
             Kind::Stream(stream) => {
                 let (read, write) = tokio::io::split(stream);
-                let sending = self.send_stream(input, write, &run);
-                let receiving = receive_stream(read, output, &run);
-                self.both(sending, receiving, &run).await
+                let sending = self.send(input, Outlet::Stream(write), &run);
+                self.both(sending, receive_stream(read, output, &run), &run).await
             }
             Kind::Packets(socket) => {
-                let sending = self.send_packets(input, &socket, &run);
-                let receiving = receive_packets(&socket, output, &run);
-                self.both(sending, receiving, &run).await
+                let sending = self.send(input, Outlet::<tokio::io::Sink>::Packets(&socket), &run);
+                self.both(sending, receive_packets(&socket, output, &run), &run)
+                    .await
             }
             Kind::Datagrams(datagrams) => {
-                let sending = self.send_datagrams(input, &datagrams, &run);
-                let receiving = receive_datagrams(&datagrams, output, &run);
-                self.both(sending, receiving, &run).await
+                let outlet = Outlet::<tokio::io::Sink>::Datagrams(&datagrams, datagrams.to.subscribe());
+                let sending = self.send(input, outlet, &run);
+                self.both(sending, receive_datagrams(&datagrams, output, &run), &run)
+                    .await
             }
         }
     }
@@ -689,92 +679,98 @@ impl Session {
         Ok(run.totals())
     }
 
-    /// The bytes to send of what `input` gave, made CRLF if asked.
-    fn outgoing<'a>(&self, read: &'a [u8], crlf: &mut Crlf, converted: &'a mut Vec<u8>) -> &'a [u8] {
-        if self.crlf {
-            converted.clear();
-            crlf.convert(read, converted);
-            converted
-        } else {
-            read
-        }
-    }
-
-    async fn send_stream<I: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    /// Sends what `input` gives through `outlet`, a read at a time (made
+    /// CRLF if asked), until the input ends, then half-closes; or until
+    /// the peer stops taking it.
+    async fn send<I: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
         mut input: I,
-        mut write: W,
+        mut outlet: Outlet<'_, W>,
         run: &Run,
     ) -> io::Result<Stopped> {
-        let mut buf = vec![0; CHUNK];
+        if let Outlet::Datagrams(_, to) = &mut outlet {
+            // Listening, nothing is read until someone has sent: then it
+            // is known where it goes.
+            let _ = to.wait_for(Option::is_some).await;
+        }
+        let mut buf = vec![0; outlet.read_size()];
         let (mut crlf, mut converted) = (Crlf::default(), Vec::new());
         loop {
             let read = input.read(&mut buf).await?;
             if read == 0 {
                 break;
             }
-            let bytes = self.outgoing(&buf[..read], &mut crlf, &mut converted);
-            if let Err(error) = write.write_all(bytes).await {
+            let bytes = if self.crlf {
+                converted.clear();
+                crlf.convert(&buf[..read], &mut converted);
+                &converted[..]
+            } else {
+                &buf[..read]
+            };
+            if let Err(error) = outlet.send(bytes, run).await {
                 return send_failed(error);
             }
-            run.moved(Way::Sent, bytes);
         }
-        // Half-close: the peer reads its end, and may still answer.
-        match write.shutdown().await {
+        match outlet.half_close().await {
             Err(error) => send_failed(error),
             Ok(()) => Ok(Stopped::InputEnded),
         }
     }
+}
 
-    async fn send_packets<I: AsyncRead + Unpin>(
-        &self,
-        mut input: I,
-        socket: &UnixSeqpacket,
-        run: &Run,
-    ) -> io::Result<Stopped> {
-        let mut buf = vec![0; MAX_DATAGRAM];
-        let (mut crlf, mut converted) = (Crlf::default(), Vec::new());
-        loop {
-            let read = input.read(&mut buf).await?;
-            if read == 0 {
-                break;
-            }
-            let bytes = self.outgoing(&buf[..read], &mut crlf, &mut converted);
-            if let Err(error) = socket.send(bytes).await {
-                return send_failed(error);
-            }
-            run.moved(Way::Sent, bytes);
-        }
-        match socket.shutdown(std::net::Shutdown::Write) {
-            Err(error) => send_failed(error),
-            Ok(()) => Ok(Stopped::InputEnded),
+/// Where a [`Session`] sends, by the link's kind.
+enum Outlet<'a, W> {
+    /// A byte stream's writing half.
+    Stream(W),
+    /// A seqpacket connection: a read is a packet.
+    Packets(&'a UnixSeqpacket),
+    /// A datagram socket, and whom it answers: a read is a datagram.
+    Datagrams(&'a Datagrams, watch::Receiver<Option<Peer>>),
+}
+
+impl<W: AsyncWrite + Unpin> Outlet<'_, W> {
+    /// How much one read of the input may take.
+    fn read_size(&self) -> usize {
+        match self {
+            Outlet::Stream(_) => CHUNK,
+            Outlet::Packets(_) => MAX_DATAGRAM,
+            Outlet::Datagrams(..) => udp::MAX_PAYLOAD_V4,
         }
     }
 
-    async fn send_datagrams<I: AsyncRead + Unpin>(
-        &self,
-        mut input: I,
-        datagrams: &Datagrams,
-        run: &Run,
-    ) -> io::Result<Stopped> {
-        let mut buf = vec![0; udp::MAX_PAYLOAD_V4];
-        let (mut crlf, mut converted) = (Crlf::default(), Vec::new());
-        // Listening, nothing is read until someone has sent: then it is
-        // known where it goes.
-        let mut to = datagrams.to.subscribe();
-        let _ = to.wait_for(Option::is_some).await;
-        loop {
-            let read = input.read(&mut buf).await?;
-            if read == 0 {
-                return Ok(Stopped::InputEnded);
+    /// Sends `bytes` and counts them sent. A datagram that cannot be sent
+    /// is logged and skipped, unless the peer refuses it.
+    async fn send(&mut self, bytes: &[u8], run: &Run) -> io::Result<()> {
+        match self {
+            Outlet::Stream(write) => write.write_all(bytes).await?,
+            Outlet::Packets(socket) => {
+                socket.send(bytes).await?;
             }
-            let bytes = self.outgoing(&buf[..read], &mut crlf, &mut converted);
-            let peer = to.borrow_and_update().clone().expect("waited for a peer");
-            match datagrams.socket.send_to(bytes, &peer).await {
-                Ok(()) => run.moved(Way::Sent, bytes),
-                Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => return Err(refused(&peer)),
-                Err(error) => warn!(%peer, %error, "could not send the datagram"),
+            Outlet::Datagrams(datagrams, to) => {
+                let peer = to.borrow_and_update().clone().expect("waited for a peer");
+                match datagrams.socket.send_to(bytes, &peer).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+                        return Err(refused(&peer));
+                    }
+                    Err(error) => {
+                        warn!(%peer, %error, "could not send the datagram");
+                        return Ok(());
+                    }
+                }
             }
+        }
+        run.moved(Way::Sent, bytes);
+        Ok(())
+    }
+
+    /// The input ended: the peer reads its end, and may still answer
+    /// (a datagram socket sends nothing more).
+    async fn half_close(&mut self) -> io::Result<()> {
+        match self {
+            Outlet::Stream(write) => write.shutdown().await,
+            Outlet::Packets(socket) => socket.shutdown(std::net::Shutdown::Write),
+            Outlet::Datagrams(..) => Ok(()),
         }
     }
 }
@@ -832,15 +828,19 @@ async fn receive_datagrams<O: AsyncWrite + Unpin>(
             }
             Err(error) => return Err(error),
         };
-        let current = datagrams.to.borrow().clone();
-        match current {
-            Some(_) if datagrams.connected => {}
-            Some(to) if to == from => {}
+        let heard = match &*datagrams.to.borrow() {
+            Some(_) if datagrams.connected => Heard::Answered,
+            Some(to) if *to == from => Heard::Answered,
             Some(to) if !datagrams.follow => {
                 debug!(peer = %from, answering = %to, "a datagram from another source: ignored (-k hears every source)");
-                continue;
+                Heard::Other
             }
-            _ => {
+            _ => Heard::New,
+        };
+        match heard {
+            Heard::Answered => {}
+            Heard::Other => continue,
+            Heard::New => {
                 datagrams.to.send_replace(Some(from));
             }
         }
@@ -848,6 +848,16 @@ async fn receive_datagrams<O: AsyncWrite + Unpin>(
         output.write_all(&buf[..n]).await?;
         output.flush().await?;
     }
+}
+
+/// Whom a datagram came from, against the source a link answers.
+enum Heard {
+    /// The source it answers.
+    Answered,
+    /// Another, which it does not hear.
+    Other,
+    /// The first source, or (following) a new last one: answered from now on.
+    New,
 }
 
 fn refused(peer: &Peer) -> io::Error {

@@ -3,7 +3,7 @@
 //! listened for; port checks.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -551,7 +551,6 @@ async fn scan(
             }
         }
     }
-    let _ = std::io::stderr().flush();
     Ok(if all_open {
         ExitCode::SUCCESS
     } else {

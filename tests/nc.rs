@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, run_with_input, run_with_timeout, sockit};
+use common::{Server, run_with_input, run_with_stdin, run_with_timeout, sockit};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -33,10 +33,17 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `sockit nc -l -v ARGS` started with `stdin`, its stdout piped; and the
-/// address it listens on, from its `listening on` line (the rest of its
-/// stderr is read on, so that it never blocks).
-fn listener(args: &[&str], stdin: Stdio) -> (Child, SocketAddr) {
+/// A `sockit nc -l -v` running: its stdout read as it comes (so that it
+/// never blocks on a full pipe), the address from its `listening on` line.
+struct Listening {
+    child: Child,
+    addr: SocketAddr,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+}
+
+/// `sockit nc -l -v ARGS` started with `stdin`; the rest of its stderr,
+/// after the `listening on` line, is read on and dropped.
+fn listener(args: &[&str], stdin: Stdio) -> Listening {
     let mut child = nc(&[&["-l", "-v"], args].concat())
         .stdin(stdin)
         .stdout(Stdio::piped())
@@ -51,29 +58,35 @@ fn listener(args: &[&str], stdin: Stdio) -> (Child, SocketAddr) {
         .strip_prefix("sockit nc: listening on tcp://")
         .and_then(|addr| addr.trim().parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
-}
-
-/// Waits for `child` within `limit`, and returns its stdout.
-fn finish(mut child: Child, limit: Duration) -> (std::process::ExitStatus, Vec<u8>) {
     let mut stdout = child.stdout.take().expect("piped");
-    let reading = std::thread::spawn(move || {
+    let stdout = std::thread::spawn(move || {
         let mut out = Vec::new();
         stdout.read_to_end(&mut out).expect("read stdout");
         out
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("sockit nc did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, reading.join().expect("reader"))
+    Listening { child, addr, stdout }
+}
+
+impl Listening {
+    fn port(&self) -> String {
+        self.addr.port().to_string()
+    }
+
+    /// Waits for it to exit within `limit`; its status and all it printed.
+    fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, Vec<u8>) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("sockit nc did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, self.stdout.join().expect("reader"))
+    }
 }
 
 /// A server that takes one connection, reads until the client half-closes,
@@ -104,20 +117,20 @@ fn stdin_ends_in_a_half_close_and_the_answer_after_it_is_printed() {
 }
 
 #[test]
-#[ignore = "known bug, issue 14: sockit nc to sockit nc -l loses the last bytes (or all of them) of a large transfer; each end alone with a Python peer arrives whole"]
 fn fifty_megabytes_each_way_arrive_byte_for_byte() {
     let data = noise(50 * 1024 * 1024);
     let file = std::env::temp_dir().join(format!("sockit-nc-50m-{}", std::process::id()));
     std::fs::write(&file, &data).unwrap();
 
     // Client to listener: `sockit nc -l > file` receiving `sockit nc < file`.
-    let (child, addr) = listener(&["127.0.0.1", "0"], Stdio::null());
-    let sent = run_with_timeout(
-        nc(&["127.0.0.1", &addr.port().to_string()]).stdin(std::fs::File::open(&file).unwrap()),
+    let listening = listener(&["127.0.0.1", "0"], Stdio::null());
+    let sent = run_with_stdin(
+        &mut nc(&["127.0.0.1", &listening.port()]),
+        std::fs::File::open(&file).unwrap().into(),
         LIMIT,
     );
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    let (status, received) = finish(child, LIMIT);
+    let (status, received) = listening.finish(LIMIT);
     assert!(status.success());
     assert!(
         received == data,
@@ -127,8 +140,8 @@ fn fifty_megabytes_each_way_arrive_byte_for_byte() {
     );
 
     // Listener to client: the listener's stdin is the file.
-    let (child, addr) = listener(&["127.0.0.1", "0"], std::fs::File::open(&file).unwrap().into());
-    let fetched = run_with_timeout(&mut nc(&["127.0.0.1", &addr.port().to_string()]), LIMIT);
+    let listening = listener(&["127.0.0.1", "0"], std::fs::File::open(&file).unwrap().into());
+    let fetched = run_with_timeout(&mut nc(&["127.0.0.1", &listening.port()]), LIMIT);
     assert!(
         fetched.status.success(),
         "{}",
@@ -140,14 +153,14 @@ fn fifty_megabytes_each_way_arrive_byte_for_byte() {
         fetched.stdout.len(),
         data.len()
     );
-    assert!(finish(child, LIMIT).0.success());
+    assert!(listening.finish(LIMIT).0.success());
     std::fs::remove_file(&file).unwrap();
 }
 
 #[test]
 fn keep_open_serves_twenty_clients_at_once_each_with_its_own_program() {
-    let (child, addr) = listener(&["-k", "127.0.0.1", "0", "-e", "/bin/cat"], Stdio::null());
-    let port = addr.port().to_string();
+    let mut listening = listener(&["-k", "127.0.0.1", "0", "-e", "/bin/cat"], Stdio::null());
+    let port = listening.port();
     let clients: Vec<_> = (0..20)
         .map(|n| {
             let port = port.clone();
@@ -162,23 +175,22 @@ fn keep_open_serves_twenty_clients_at_once_each_with_its_own_program() {
     for client in clients {
         client.join().unwrap();
     }
-    let mut child = child;
-    assert!(child.try_wait().unwrap().is_none(), "-k keeps listening");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(listening.child.try_wait().unwrap().is_none(), "-k keeps listening");
+    listening.child.kill().unwrap();
+    listening.child.wait().unwrap();
 }
 
 #[test]
 fn a_program_that_reads_to_eof_answers_after_it() {
-    let (child, addr) = listener(&["127.0.0.1", "0", "-c", "wc -c | tr -d ' '"], Stdio::null());
+    let listening = listener(&["127.0.0.1", "0", "-c", "wc -c | tr -d ' '"], Stdio::null());
     let out = run_with_input(
-        &mut nc(&["127.0.0.1", &addr.port().to_string()]),
+        &mut nc(&["127.0.0.1", &listening.port()]),
         &[b'x'; 1000],
         LIMIT,
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"1000\n");
-    assert!(finish(child, LIMIT).0.success());
+    assert!(listening.finish(LIMIT).0.success());
 
     // -e on the client side: the program talks to the server.
     let (addr, server) = answers_after_eof(|got| got.to_ascii_uppercase());

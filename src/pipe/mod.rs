@@ -789,6 +789,14 @@ async fn receive_stream<R: AsyncRead + Unpin, O: AsyncWrite + Unpin>(
         run.moved(Way::Received, &buf[..n]);
         output.write_all(&buf[..n]).await?;
     }
+    finish(output).await
+}
+
+/// The peer is done: what is written goes out, then `output` is shut down.
+/// Both, since some writers' shutdown does not flush: tokio's stdout writes
+/// on another thread, and its shutdown returns at once, before the write.
+async fn finish<O: AsyncWrite + Unpin>(mut output: O) -> io::Result<()> {
+    output.flush().await?;
     output.shutdown().await
 }
 
@@ -808,7 +816,7 @@ async fn receive_packets<O: AsyncWrite + Unpin>(
         output.write_all(&buf[..n]).await?;
         output.flush().await?;
     }
-    output.shutdown().await
+    finish(output).await
 }
 
 /// Datagrams to `output` as they come, from the one source it answers (or

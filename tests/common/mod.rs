@@ -9,7 +9,7 @@
 pub mod pki;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -116,8 +116,13 @@ pub fn seed_ports() -> File {
 /// Runs `command` to completion within `limit`, with stdin empty; kills it
 /// and fails past the limit.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
+    run_with_stdin(command, Stdio::null(), limit)
+}
+
+/// Runs `command` with `stdin` (a file, say), its output captured, within `limit`.
+pub fn run_with_stdin(command: &mut Command, stdin: Stdio, limit: Duration) -> Output {
     let child = command
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -142,21 +147,43 @@ pub fn run_with_input(command: &mut Command, input: &[u8], limit: Duration) -> O
     wait_within(child, limit)
 }
 
+/// Waits for `child` within `limit`, reading its stdout and stderr as they
+/// come (a command that prints a lot never blocks on a full pipe).
 fn wait_within(mut child: Child, limit: Duration) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut out).expect("read the child's output");
+            }
+            out
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let output = child.wait_with_output().expect("wait");
+            let _ = child.wait();
+            let (stdout, stderr) = (stdout.join().expect("reader"), stderr.join().expect("reader"));
+            let head = |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned();
             panic!(
-                "timed out after {limit:?}: stdout {:?} stderr {:?}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
+                "timed out after {limit:?}: stdout ({} bytes) {:?} stderr {:?}",
+                stdout.len(),
+                head(&stdout),
+                head(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("reader"),
+        stderr: stderr.join().expect("reader"),
     }
-    child.wait_with_output().expect("wait")
 }
 
 /// The stdout of a command that must have succeeded, as text.

@@ -175,7 +175,10 @@ fn keep_open_serves_twenty_clients_at_once_each_with_its_own_program() {
     for client in clients {
         client.join().unwrap();
     }
-    assert!(listening.child.try_wait().unwrap().is_none(), "-k keeps listening");
+    assert!(
+        listening.child.try_wait().unwrap().is_none(),
+        "-k keeps listening"
+    );
     listening.child.kill().unwrap();
     listening.child.wait().unwrap();
 }
@@ -183,11 +186,7 @@ fn keep_open_serves_twenty_clients_at_once_each_with_its_own_program() {
 #[test]
 fn a_program_that_reads_to_eof_answers_after_it() {
     let listening = listener(&["127.0.0.1", "0", "-c", "wc -c | tr -d ' '"], Stdio::null());
-    let out = run_with_input(
-        &mut nc(&["127.0.0.1", &listening.port()]),
-        &[b'x'; 1000],
-        LIMIT,
-    );
+    let out = run_with_input(&mut nc(&["127.0.0.1", &listening.port()]), &[b'x'; 1000], LIMIT);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout, b"1000\n");
     assert!(listening.finish(LIMIT).0.success());

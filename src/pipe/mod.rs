@@ -905,6 +905,25 @@ impl Program {
     /// When it cannot be started, or the conversation fails (the program
     /// is killed then).
     pub async fn run(&self, link: Link, session: &Session) -> io::Result<std::process::ExitStatus> {
+        let mut child = self.start()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let session = Session {
+            ends: Ends::BothClose,
+            ..session.clone()
+        };
+        session.run(link, stdout, stdin).await?;
+        child.wait().await
+    }
+
+    /// Starts the program, its stdin and stdout piped (to be taken from the
+    /// child), its stderr the caller's; it is killed if the child is dropped
+    /// before it exits.
+    ///
+    /// # Errors
+    ///
+    /// When no program is given, or it cannot be started (not found, say).
+    pub fn start(&self) -> io::Result<tokio::process::Child> {
         let mut command = match self {
             Program::Exec(line) => {
                 let mut words = line.split_whitespace();
@@ -921,19 +940,24 @@ impl Program {
                 command
             }
         };
-        let mut child = command
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| io::Error::new(error.kind(), format!("cannot run {self}: {error}")))?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        let session = Session {
-            ends: Ends::BothClose,
-            ..session.clone()
-        };
-        session.run(link, stdout, stdin).await?;
-        child.wait().await
+            .map_err(|error| io::Error::new(error.kind(), format!("cannot run {self}: {error}")))
     }
+}
+
+/// This process's stdout, written as it comes: no line buffer holds back
+/// a line's start (a prompt) until its end arrives, as `std`'s stdout (and
+/// so tokio's) would. Flush it before exiting: a write may still be going.
+///
+/// # Errors
+///
+/// When stdout is closed (its descriptor cannot be duplicated).
+pub fn stdout() -> io::Result<tokio::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = io::stdout().as_fd().try_clone_to_owned()?;
+    Ok(tokio::fs::File::from_std(std::fs::File::from(fd)))
 }

@@ -328,7 +328,7 @@ async fn converse(args: &Args, link: Link, session: &Session) -> anyhow::Result<
             args.say(format_args!("{program} exited: {status}"));
         }
         None => {
-            session.run(link, tokio::io::stdin(), tokio::io::stdout()).await?;
+            session.run(link, tokio::io::stdin(), pipe::stdout()?).await?;
         }
     }
     Ok(())
@@ -346,7 +346,7 @@ async fn listen(args: &Args, endpoint: &Endpoint, options: &SocketOptions) -> an
     let session = args.session(false)?;
     if acceptor.is_datagram() {
         let link = acceptor.datagrams(args.keep_open)?;
-        session.run(link, tokio::io::stdin(), tokio::io::stdout()).await?;
+        session.run(link, tokio::io::stdin(), pipe::stdout()?).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let handshake = args.wait.unwrap_or(CONNECT_TIMEOUT);
@@ -412,7 +412,7 @@ impl Hub {
         let to_all: Arc<Mutex<Vec<mpsc::Sender<Bytes>>>> = Arc::default();
         let (to_stdout, mut printing) = mpsc::channel::<Bytes>(64);
         tokio::spawn(async move {
-            let mut stdout = tokio::io::stdout();
+            let Ok(mut stdout) = pipe::stdout() else { return };
             while let Some(bytes) = printing.recv().await {
                 if tokio::io::AsyncWriteExt::write_all(&mut stdout, &bytes)
                     .await

@@ -169,14 +169,44 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The two endpoints cannot be relayed to each other (a stream and datagrams).
+    /// The two sides cannot be relayed to each other (a stream and
+    /// datagrams, say), or a side cannot be started.
     #[error("cannot relay {listen} to {target}: {reason}")]
     Relay {
-        /// The endpoint the relay would listen on.
-        listen: Endpoint,
-        /// The endpoint it would relay to.
-        target: Endpoint,
+        /// The side the relay listens on (or, not an endpoint, relays once).
+        listen: crate::relay::Side,
+        /// The side it relays to.
+        target: crate::relay::Side,
         /// Why not.
+        reason: String,
+    },
+    /// A message cannot be sent in the framing in use without the receiver
+    /// getting other bytes: in `line` framing, one that holds a `\n` (it
+    /// would arrive as two messages) or ends in `\r` (it would be removed
+    /// with the line ending).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::{Endpoint, Error, Framing, StreamClient};
+    ///
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let endpoint = Endpoint::tcp(server.local_addr()?);
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// let err = client.send(b"two\nlines").await.unwrap_err();
+    /// assert!(matches!(err, Error::Unframable { framing: Framing::Line, .. }));
+    /// assert_eq!(err.to_string(), "line framing cannot carry a message that holds a newline");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[error("{framing} framing cannot carry a message that {reason}")]
+    Unframable {
+        /// The framing in use.
+        framing: crate::Framing,
+        /// What in the message the framing cannot carry.
         reason: &'static str,
     },
     /// The peer sent bytes that are not a message in the framing in use.

@@ -530,14 +530,16 @@ fn bad_command_lines_are_one_line_usage_errors() {
         &["seqpacket:@x", "seqpacket:@y"],
         &["seqpacket endpoints are not relayed yet"],
     );
-    usage_error(&[udp[0]], &["<TARGET_ENDPOINT>"]);
+    usage_error(&[udp[0]], &["<TARGET>"]);
 }
 
 #[test]
 fn help_names_the_relay_with_examples() {
     let stdout = stdout_of(&run_with_timeout(sockit().args(["relay", "--help"]), WAIT));
     for needle in [
-        "Usage: sockit relay [OPTIONS] <LISTEN_ENDPOINT> <TARGET_ENDPOINT>",
+        "Usage: sockit relay [OPTIONS] <LISTEN> <TARGET>",
+        "sockit relay tcp://127.0.0.1:9000 exec:cat",
+        "sockit relay - 127.0.0.1:8000",
         "a stream is not relayed to datagrams",
         "sockit relay tcp://127.0.0.1:8000 unix:/tmp/app.sock",
         "--drop 0.1 --reorder 0.05 --delay 5ms --jitter 2ms --seed 1",

@@ -117,7 +117,15 @@ async fn open(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
 ) -> std::io::Result<mpsc::Sender<Bytes>> {
-    let upstream = DatagramLink::connect(&shared.target, &shared.target_addrs, &shared.options).await?;
+    let upstream = DatagramLink::connect(
+        shared
+            .target
+            .endpoint()
+            .expect("Relay::bind relays datagrams to an endpoint"),
+        &shared.target_addrs,
+        &shared.options,
+    )
+    .await?;
     let (inbox, datagrams) = mpsc::channel(INBOX);
     count(&shared.counters.sessions);
     info!("relaying datagrams from {peer} (session {number})");

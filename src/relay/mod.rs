@@ -9,10 +9,14 @@
 //!   half-close passed on;
 //! - `datagram`: datagrams to datagrams (UDP, Unix datagram, in any
 //!   pairing): a socket to the target for each client address (a session),
-//!   replies routed back to that client.
+//!   replies routed back to that client;
+//! - [`side`]: what a relay joins ([`Side`]): an endpoint, this process's
+//!   stdin and stdout, or a program; and the streams they give.
 //!
 //! A stream endpoint is not relayed to a datagram one, nor either to
-//! seqpacket: [`Relay::bind`] refuses them.
+//! seqpacket: [`Relay::bind`] refuses them. TLS is a stream: terminated on
+//! the listening side ([`Relay::server_tls`]), originated to the target
+//! ([`Relay::client_tls`]), the bytes relayed are those inside it.
 //!
 //! # Examples
 //!
@@ -45,6 +49,7 @@
 mod datagram;
 pub mod faults;
 mod line;
+pub mod side;
 mod stream;
 
 use std::fmt;
@@ -53,15 +58,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use faults::{
     DatagramPlan, Direction, Directions, Fate, FaultError, Faults, Probability, REORDER_HOLD, Step,
     StreamPlan,
 };
+pub use side::{Side, SideError};
 
 use crate::live::DEFAULT_MAX_CONNECTIONS;
 use crate::net::listen::{Bound, Socket};
+use crate::net::tls::ClientTls;
 use crate::net::{self, SocketOptions};
 use crate::{Endpoint, Error, Transport};
 
@@ -118,7 +126,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Relay {
-    target: Endpoint,
+    target: Side,
+    client_tls: Option<ClientTls>,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
     faults: Faults,
     options: SocketOptions,
     connect_timeout: Duration,
@@ -127,7 +137,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `target`, injecting no faults.
+    /// A relay to `target` (an [`Endpoint`], or any [`Side`]), injecting no
+    /// faults.
     ///
     /// # Examples
     ///
@@ -145,9 +156,11 @@ impl Relay {
     /// assert_eq!(relay.target().to_string(), "tcp://127.0.0.1:8000");
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
-    pub fn new(target: Endpoint) -> Self {
+    pub fn new(target: impl Into<Side>) -> Self {
         Relay {
-            target,
+            target: target.into(),
+            client_tls: None,
+            server_tls: None,
             faults: Faults::new(0),
             options: SocketOptions::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -280,8 +293,47 @@ impl Relay {
     /// assert_eq!(relay.target().to_string(), "unix:/run/app.sock");
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
-    pub fn target(&self) -> &Endpoint {
+    pub fn target(&self) -> &Side {
         &self.target
+    }
+
+    /// How to reach a `tls://` target: whom to trust, the name to ask for.
+    /// A `tls://` target needs it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::net::tls::ClientTls;
+    /// use sockit::relay::Relay;
+    ///
+    /// let tls = ClientTls::new(None, true)?; // --insecure: a test server's own certificate
+    /// let relay = Relay::new("tls://127.0.0.1:8443".parse()?).client_tls(tls);
+    /// assert_eq!(relay.target().to_string(), "tls://127.0.0.1:8443");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_tls(mut self, tls: ClientTls) -> Self {
+        self.client_tls = Some(tls);
+        self
+    }
+
+    /// The certificate a `tls://` listening side presents: the relay
+    /// terminates TLS and relays the bytes inside. A `tls://` listening side
+    /// needs it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::path::Path;
+    /// use sockit::net::tls::server_config;
+    /// use sockit::relay::Relay;
+    ///
+    /// let config = server_config(Path::new("cert.pem"), Path::new("key.pem"))?;
+    /// let relay = Relay::new("tcp://127.0.0.1:8000".parse()?).server_tls(config);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn server_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.server_tls = Some(config);
+        self
     }
 
     /// Binds `listen`, ready to relay to the target. The target's host name
@@ -289,9 +341,10 @@ impl Relay {
     ///
     /// # Errors
     ///
-    /// [`Error::Relay`] when the two endpoints are not both streams or both
-    /// datagrams (or one is seqpacket or TLS), [`Error::Resolve`] when a host name
-    /// does not resolve, [`Error::Bind`] when `listen` cannot be bound.
+    /// [`Error::Relay`] when the two sides are not both streams or both
+    /// datagrams (or one is seqpacket, or a `tls://` side lacks its
+    /// settings), [`Error::Resolve`] when a host name does not resolve,
+    /// [`Error::Bind`] when `listen` cannot be bound.
     ///
     /// # Cancel safety
     ///
@@ -315,45 +368,163 @@ impl Relay {
     /// # }
     /// ```
     pub async fn bind(&self, listen: &Endpoint) -> Result<BoundRelay, Error> {
-        let refuse = |reason| Error::Relay {
+        let shared = self.shared(&Side::Endpoint(listen.clone())).await?;
+        let bound = Bound::bind(listen, net::DEFAULT_BACKLOG, None, &self.options).await?;
+        Ok(BoundRelay {
+            bound,
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Relays one client that is not listened for, this process's stdin
+    /// and stdout or a program ([`Side::Stdio`], [`Side::Program`]), to the
+    /// target, until both directions end (or one fails or resets), or
+    /// `shutdown` completes. Logs a one-line summary and returns the counts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Relay`] when `client` is an endpoint (those are listened
+    /// on: [`Relay::bind`]), when both sides are stdin and stdout, or when
+    /// the target is not a stream; [`Error::Resolve`] when its host name
+    /// does not resolve. Failures to reach the target or to forward are
+    /// logged and counted, as [`BoundRelay::run`] does.
+    ///
+    /// # Examples
+    ///
+    /// A program's output relayed to an echo server, and the echo back to
+    /// the program (`wc -c` counts it):
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use sockit::relay::{Relay, Side};
+    /// use sockit::pipe::Program;
+    /// use sockit::{Echo, Server};
+    ///
+    /// let server = Server::new(Echo).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let relay = Relay::new(server.local_endpoint().clone());
+    /// tokio::spawn(server.serve(std::future::pending()));
+    ///
+    /// let client = Side::Program(Program::Shell("printf 'ping\\n'".into()));
+    /// let stats = relay.run_once(client, std::future::pending()).await?;
+    /// assert_eq!((stats.to_target.bytes_out, stats.to_client.bytes_out), (5, 5));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn run_once(&self, client: Side, shutdown: impl Future<Output = ()>) -> Result<Stats, Error> {
+        let stream = match &client {
+            Side::Endpoint(_) => {
+                return Err(self.refuse(
+                    &client,
+                    "an endpoint on the listening side is listened on (Relay::bind), not relayed once",
+                ));
+            }
+            Side::Stdio => side::Stream::stdio(),
+            Side::Program(program) => side::Stream::program(program),
+        };
+        let shared = Arc::new(self.shared(&client).await?);
+        let stream = stream.map_err(|source| Error::Relay {
+            listen: client.clone(),
+            target: self.target.clone(),
+            reason: format!("cannot start it: {source}"),
+        })?;
+        count(&shared.counters.connections);
+        let stop = CancellationToken::new();
+        let relaying = stream::relay_pair(stream, client, 0, Arc::clone(&shared), stop.clone(), None);
+        tokio::select! {
+            () = relaying => {}
+            () = shutdown => stop.cancel(),
+        }
+        let stats = shared.counters.snapshot();
+        info!("relay stopped: {stats}");
+        Ok(stats)
+    }
+
+    fn refuse(&self, listen: &Side, reason: impl Into<String>) -> Error {
+        Error::Relay {
             listen: listen.clone(),
             target: self.target.clone(),
-            reason,
-        };
-        if matches!(listen, Endpoint::Tls(_)) || matches!(self.target, Endpoint::Tls(_)) {
-            return Err(refuse(
-                "tls:// endpoints are not relayed yet; relay the tcp:// beneath them (the bytes pass unchanged)",
-            ));
+            reason: reason.into(),
         }
+    }
+
+    /// Checks that `listen` and the target can be relayed to each other,
+    /// with the settings each needs ([`Relay::bind`] and [`Relay::run_once`]
+    /// check it too): to say so before anything starts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Relay`], saying why not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::relay::{Relay, Side};
+    ///
+    /// let relay = Relay::new("udp://127.0.0.1:9000".parse::<sockit::Endpoint>()?);
+    /// assert!(relay.check(&"udp://127.0.0.1:9001".parse()?).is_ok());
+    /// assert!(relay.check(&Side::Stdio).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check(&self, listen: &Side) -> Result<(), Error> {
+        let refuse = |reason: &str| self.refuse(listen, reason);
         match (listen.transport(), self.target.transport()) {
             (Transport::Stream, Transport::Stream) | (Transport::Datagram, Transport::Datagram) => {}
             (Transport::Seqpacket, _) | (_, Transport::Seqpacket) => {
                 return Err(refuse("seqpacket endpoints are not relayed yet"));
             }
+            _ if listen.endpoint().is_none() || self.target.endpoint().is_none() => {
+                return Err(refuse(
+                    "stdin and stdout, and programs, are streams: relay them to stream endpoints \
+                     (tcp, tls, unix); for datagrams, use sockit nc -u",
+                ));
+            }
             _ => {
                 return Err(refuse(
-                    "one carries a stream and the other datagrams; relay streams (tcp, unix) to \
+                    "one carries a stream and the other datagrams; relay streams (tcp, tls, unix) to \
                      streams and datagrams (udp, unix-dgram) to datagrams",
                 ));
             }
         }
-        let target_addrs = match self.target.host_port() {
-            Some(_) => net::resolve(&self.target).await?,
-            None => Vec::new(),
+        if (listen, &self.target) == (&Side::Stdio, &Side::Stdio) {
+            return Err(refuse("stdin and stdout cannot be relayed to themselves"));
+        }
+        if matches!(listen, Side::Endpoint(Endpoint::Tls(_))) && self.server_tls.is_none() {
+            return Err(refuse(
+                "a tls:// listening side needs a certificate and its key (--cert, --key)",
+            ));
+        }
+        if matches!(self.target, Side::Endpoint(Endpoint::Tls(_))) && self.client_tls.is_none() {
+            return Err(refuse(
+                "a tls:// target needs TLS settings (--ca, or --insecure for a test server)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the relay's parts share, once `listen` and the target are
+    /// checked to go together, and the target's host resolved.
+    async fn shared(&self, listen: &Side) -> Result<Shared, Error> {
+        self.check(listen)?;
+        let target_addrs = match self.target.endpoint() {
+            Some(endpoint) if endpoint.host_port().is_some() => net::resolve(endpoint).await?,
+            _ => Vec::new(),
         };
-        let bound = Bound::bind(listen, net::DEFAULT_BACKLOG, None, &self.options).await?;
-        Ok(BoundRelay {
-            bound,
-            shared: Arc::new(Shared {
-                target: self.target.clone(),
-                target_addrs,
-                faults: self.faults.clone(),
-                options: self.options.clone(),
-                connect_timeout: self.connect_timeout,
-                idle_timeout: self.idle_timeout,
-                max_connections: self.max_connections,
-                counters: Arc::new(Counters::default()),
-            }),
+        let server_tls = match listen {
+            Side::Endpoint(Endpoint::Tls(_)) => self.server_tls.clone(),
+            _ => None,
+        };
+        Ok(Shared {
+            target: self.target.clone(),
+            target_addrs,
+            client_tls: self.client_tls.clone(),
+            server_tls,
+            faults: self.faults.clone(),
+            options: self.options.clone(),
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            counters: Arc::new(Counters::default()),
         })
     }
 }
@@ -361,9 +532,13 @@ impl Relay {
 /// What the parts of a running relay share.
 #[derive(Debug)]
 struct Shared {
-    target: Endpoint,
+    target: Side,
     /// The target's addresses, for a network target.
     target_addrs: Vec<SocketAddr>,
+    /// How to reach a `tls://` target.
+    client_tls: Option<ClientTls>,
+    /// The listening side's TLS, when it terminates TLS.
+    server_tls: Option<Arc<rustls::ServerConfig>>,
     faults: Faults,
     options: SocketOptions,
     connect_timeout: Duration,
@@ -430,7 +605,7 @@ impl BoundRelay {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn target(&self) -> &Endpoint {
+    pub fn target(&self) -> &Side {
         &self.shared.target
     }
 

@@ -3,37 +3,44 @@
 //! reset). An end of stream is passed on as a half-close; the pair ends
 //! when both directions have.
 //!
+//! Either side may also be TLS (terminated on the listening side,
+//! originated to the target), this process's stdin and stdout, or a
+//! program: the bytes relayed are what they carry.
+//!
 //! A reset is an abortive close (`SO_LINGER` 0) of both connections, so a
 //! TCP peer reads what was forwarded, then `ECONNRESET`. Unix stream sockets
-//! have no reset: their peer reads an end of stream.
+//! (and stdin and stdout, and programs) have no reset: their peer reads an
+//! end of stream.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::fmt;
+
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::faults::{Direction, Step, StreamPlan};
+use super::side::{Side, Stream};
 use super::{DirectionCounters, Shared, add, count};
+use crate::Endpoint;
 use crate::net::listen::{AcceptErrors, Incoming, StreamListener};
 use crate::net::{tcp as net_tcp, unix as net_unix};
-use crate::{Endpoint, Peer};
 
-/// A byte stream of either kind.
-type Stream = Either<TcpStream, UnixStream>;
+/// How long a client's TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much one read takes in.
 const READ_SIZE: usize = 16 * 1024;
 
 /// Accepts clients until `shutdown`, relaying each to a connection of its
-/// own to the target; then closes every pair.
+/// own to the target (stdin and stdout take one client only: then it stops
+/// accepting); then closes every pair.
 pub(super) async fn serve(
     mut listener: StreamListener,
     shared: &Arc<Shared>,
@@ -68,8 +75,8 @@ pub(super) async fn serve(
         };
         errors.accepted();
         let client = match connection {
-            Incoming::Tcp(stream) => Either::Left(stream),
-            Incoming::Unix(stream) => Either::Right(stream),
+            Incoming::Tcp(stream) => Stream::Tcp(stream),
+            Incoming::Unix(stream) => Stream::Unix(stream),
             Incoming::Seqpacket(_) => unreachable!("Relay::bind refuses seqpacket endpoints"),
         };
         count(&shared.counters.connections);
@@ -80,9 +87,19 @@ pub(super) async fn serve(
             number,
             Arc::clone(shared),
             stop.clone(),
-            permit,
+            Some(permit),
         ));
         number += 1;
+        if shared.target == Side::Stdio {
+            debug!("stdin and stdout take one client: no more are accepted");
+            // Until that one is done, or `shutdown`.
+            tracker.close();
+            tokio::select! {
+                () = &mut shutdown => {}
+                () = tracker.wait() => {}
+            }
+            break;
+        }
     }
     debug!(
         open = tracker.len(),
@@ -93,14 +110,43 @@ pub(super) async fn serve(
     tracker.wait().await;
 }
 
-/// Connects to the target.
+/// Connects to the target (starts its program, takes stdin and stdout).
 async fn connect_target(shared: &Shared) -> io::Result<Stream> {
-    match &shared.target {
-        Endpoint::Tcp(_) => net_tcp::connect(&shared.target_addrs, shared.connect_timeout, &shared.options)
-            .await
-            .map(Either::Left),
-        Endpoint::Unix(addr) => net_unix::connect(addr, &shared.options).map(Either::Right),
+    let endpoint = match &shared.target {
+        Side::Stdio => return Stream::stdio(),
+        Side::Program(program) => return Stream::program(program),
+        Side::Endpoint(endpoint) => endpoint,
+    };
+    let tcp = || net_tcp::connect(&shared.target_addrs, shared.connect_timeout, &shared.options);
+    match endpoint {
+        Endpoint::Tcp(_) => tcp().await.map(Stream::Tcp),
+        Endpoint::Tls(_) => {
+            let tls = shared
+                .client_tls
+                .as_ref()
+                .expect("Relay::bind refuses a tls:// target without TLS settings");
+            let stream = tls
+                .handshake(endpoint, tcp().await?, shared.connect_timeout)
+                .await
+                .map_err(io::Error::other)?;
+            Ok(Stream::Other(Box::new(stream)))
+        }
+        Endpoint::Unix(addr) => net_unix::connect(addr, &shared.options).map(Stream::Unix),
         _ => unreachable!("Relay::bind relays streams only to streams"),
+    }
+}
+
+/// The client's TLS handshake, when the relay terminates TLS.
+async fn accept_tls(client: Stream, shared: &Shared) -> io::Result<Stream> {
+    match (client, &shared.server_tls) {
+        (Stream::Tcp(stream), Some(config)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
+            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
+            Ok(Stream::Other(Box::new(stream)))
+        }
+        (client, _) => Ok(client),
     }
 }
 
@@ -118,14 +164,25 @@ enum Ending {
 
 /// Relays one client to a connection of its own to the target, until both
 /// directions end, a reset, or `stop`.
-async fn relay_pair(
-    mut client: Stream,
-    peer: Peer,
+pub(super) async fn relay_pair(
+    client: Stream,
+    peer: impl fmt::Display,
     number: u64,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 ) {
+    let accepted = tokio::select! {
+        () = stop.cancelled() => return,
+        accepted = accept_tls(client, &shared) => accepted,
+    };
+    let mut client = match accepted {
+        Ok(client) => client,
+        Err(error) => {
+            info!(%peer, %error, "TLS handshake failed; closed");
+            return;
+        }
+    };
     let connected = tokio::select! {
         () = stop.cancelled() => return,
         connected = connect_target(&shared) => connected,
@@ -257,30 +314,33 @@ async fn pump(
     }
 }
 
+/// A stream's reading half, borrowed.
+type ReadHalf<'a> = Box<dyn AsyncRead + Send + Unpin + 'a>;
+/// A stream's writing half, borrowed.
+type WriteHalf<'a> = Box<dyn AsyncWrite + Send + Unpin + 'a>;
+
 /// The reading and writing halves of a stream, borrowed.
-#[allow(clippy::type_complexity)]
-fn halves(
-    stream: &mut Stream,
-) -> (
-    Either<tcp::ReadHalf<'_>, unix::ReadHalf<'_>>,
-    Either<tcp::WriteHalf<'_>, unix::WriteHalf<'_>>,
-) {
+fn halves(stream: &mut Stream) -> (ReadHalf<'_>, WriteHalf<'_>) {
     match stream {
-        Either::Left(stream) => {
+        Stream::Tcp(stream) => {
             let (read, write) = stream.split();
-            (Either::Left(read), Either::Left(write))
+            (Box::new(read), Box::new(write))
         }
-        Either::Right(stream) => {
+        Stream::Unix(stream) => {
             let (read, write) = stream.split();
-            (Either::Right(read), Either::Right(write))
+            (Box::new(read), Box::new(write))
+        }
+        Stream::Other(duplex) => {
+            let (read, write) = tokio::io::split(&mut **duplex);
+            (Box::new(read), Box::new(write))
         }
     }
 }
 
-/// Closes a stream abortively: a TCP peer gets a reset (`SO_LINGER` 0); a
-/// Unix peer, which cannot, an end of stream.
+/// Closes a stream abortively: a TCP peer (TLS over TCP too) gets a reset
+/// (`SO_LINGER` 0); a Unix peer, which cannot, an end of stream.
 fn reset(stream: Stream) {
-    if let Either::Left(tcp) = &stream
+    if let Some(tcp) = stream.tcp()
         && let Err(error) = SockRef::from(tcp).set_linger(Some(Duration::ZERO))
     {
         debug!(%error, "cannot set SO_LINGER to reset the connection; closing it");

@@ -101,6 +101,11 @@ pub struct TlsFlags {
 }
 
 impl TlsFlags {
+    /// Whether any of them was given.
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.insecure || self.sni.is_some() || !self.alpn.is_empty()
+    }
+
     /// The TLS settings for `endpoint`: `None` unless it is `tls://` (and
     /// then a warning for each flag given, which does not apply).
     pub fn client(&self, endpoint: &Endpoint) -> anyhow::Result<Option<ClientTls>> {

@@ -5,24 +5,33 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use sockit::relay::{Directions, Faults, Probability, Relay};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use sockit::net::tls::server_config;
+use sockit::relay::{Directions, Faults, Probability, Relay, Side};
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Endpoint, Error, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::options::{self, SocketFlags};
+use crate::options::{self, SocketFlags, TlsFlags, tls_error};
 use crate::serve::parse_duration;
 
 /// Forward LISTEN to TARGET, as socat does, injecting faults on the way.
 ///
-/// Streams (tcp, unix) relay to streams and datagrams (udp, unix-dgram) to
-/// datagrams, in any pairing of families; a stream is not relayed to
+/// Streams (tcp, tls, unix) relay to streams and datagrams (udp, unix-dgram)
+/// to datagrams, in any pairing of families; a stream is not relayed to
 /// datagrams, nor seqpacket at all. Each stream client gets a connection of
 /// its own to TARGET; an end of stream is passed on as a half-close. Each
 /// datagram client address gets a socket of its own to TARGET, so replies
 /// go back to it.
+///
+/// Either side may be `-` (stdin and stdout) or a program (`exec:CMD`,
+/// `sh:CMD`), which are streams. As LISTEN, it is one client, relayed once
+/// to TARGET; as TARGET, a program is started for each client, and stdin
+/// and stdout take the first client only. A tls:// LISTEN terminates TLS
+/// (--cert, --key); a tls:// TARGET originates it (--ca, --insecure, --sni).
 ///
 /// Faults are drawn from --seed (random unless given, and logged at
 /// startup), so a run can be repeated exactly. On SIGINT/SIGTERM the relay
@@ -39,16 +48,37 @@ use crate::serve::parse_duration;
     A slow drip, byte by byte:\n    \
     sockit relay tcp://127.0.0.1:8001 127.0.0.1:8000 --slice 1 --delay 1ms\n  \
     A reset once 100 bytes have gone one way:\n    \
-    sockit relay tcp://127.0.0.1:8001 127.0.0.1:8000 --reset-after 100")]
+    sockit relay tcp://127.0.0.1:8001 127.0.0.1:8000 --reset-after 100\n  \
+    stdin and stdout to a server (socat - TCP:127.0.0.1:8000):\n    \
+    sockit relay - 127.0.0.1:8000\n  \
+    A program per connection (socat TCP-LISTEN:9000,fork EXEC:cat):\n    \
+    sockit relay tcp://127.0.0.1:9000 exec:cat\n  \
+    TLS in front of a plain server (stunnel):\n    \
+    sockit relay tls://0.0.0.0:8443 127.0.0.1:8000 --cert cert.pem --key key.pem\n  \
+    A plain port to a TLS server:\n    \
+    sockit relay tcp://127.0.0.1:8080 tls://example.com:443")]
 pub struct Args {
-    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), unix:PATH or
-    /// unix-dgram:PATH (PATH may be @NAME, a Linux abstract name).
-    #[arg(value_name = "LISTEN_ENDPOINT")]
-    listen: Endpoint,
+    /// Where to listen: tcp://HOST:PORT, udp://HOST:PORT, HOST:PORT (TCP), tls://HOST:PORT,
+    /// unix:PATH or unix-dgram:PATH (PATH may be @NAME, a Linux abstract name); or - (stdin
+    /// and stdout) or exec:CMD / sh:CMD (a program), relayed once.
+    #[arg(value_name = "LISTEN")]
+    listen: Side,
 
-    /// Where to forward to, of the same kind (stream or datagram).
-    #[arg(value_name = "TARGET_ENDPOINT")]
-    target: Endpoint,
+    /// Where to forward to, of the same kind (stream or datagram); or - (stdin and stdout,
+    /// for the first client), or exec:CMD / sh:CMD (a program per client).
+    #[arg(value_name = "TARGET")]
+    target: Side,
+
+    /// A tls:// LISTEN: the certificate chain to present (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
+    cert: Option<PathBuf>,
+
+    /// A tls:// LISTEN: the certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
+    key: Option<PathBuf>,
+
+    #[command(flatten)]
+    tls: TlsFlags,
 
     /// The seed of every random choice; the same seed and traffic give the same faults.
     #[arg(long, value_name = "N")]
@@ -131,21 +161,63 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         faults = faults.reset_after(bytes);
     }
     let options = args.socket.options();
-    let relay = Relay::new(args.target.clone())
+    let mut relay = Relay::new(args.target.clone())
         .faults(faults.clone())
         .options(options.clone())
         .idle_timeout(args.idle_timeout)
         .connect_timeout(args.connect_timeout)
         .max_connections(args.max_connections);
-    let relay = match relay.bind(&args.listen).await {
+    match (&args.listen, &args.cert, &args.key) {
+        (Side::Endpoint(Endpoint::Tls(_)), Some(cert), Some(key)) => {
+            relay = relay.server_tls(server_config(cert, key).map_err(tls_error)?);
+        }
+        (_, None, None) => {}
+        (Side::Endpoint(Endpoint::Tls(_)), _, _) => bail!("a tls:// LISTEN needs both --cert and --key"),
+        (listen, _, _) => bail!("--cert and --key are for a tls:// LISTEN, not {listen}"),
+    }
+    match &args.target {
+        Side::Endpoint(target) => {
+            if let Some(tls) = args.tls.client(target)? {
+                relay = relay.client_tls(tls);
+            }
+        }
+        other if args.tls.any() => {
+            warn!("--ca, --insecure, --sni and --alpn apply to a tls:// TARGET, not {other}; ignored")
+        }
+        _ => {}
+    }
+    if let Err(error) = relay.check(&args.listen) {
+        return Ok(crate::usage(&error.to_string(), "relay"));
+    }
+    for endpoint in [&args.listen, &args.target]
+        .into_iter()
+        .filter_map(Side::endpoint)
+    {
+        options::warn_unused(&options, endpoint);
+    }
+    let Side::Endpoint(listen) = &args.listen else {
+        log_faults(&faults, seed, &args.listen, relay.target());
+        let stopped = stop_signal()?;
+        return match relay.run_once(args.listen.clone(), stopped).await {
+            Ok(_) => Ok(ExitCode::SUCCESS),
+            Err(error @ Error::Relay { .. }) => Ok(crate::usage(&error.to_string(), "relay")),
+            Err(error) => Err(error.into()),
+        };
+    };
+    let relay = match relay.bind(listen).await {
         Ok(relay) => relay,
         Err(error @ Error::Relay { .. }) => return Ok(crate::usage(&error.to_string(), "relay")),
         Err(error) => return Err(error.into()),
     };
-    for endpoint in [&args.listen, &args.target] {
-        options::warn_unused(&options, endpoint);
-    }
-    let transport = args.listen.transport();
+    log_faults(&faults, seed, relay.local_endpoint(), relay.target());
+    relay.run(stop_signal()?).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Warns of the faults that do not apply to what is relayed, and logs
+/// what is relayed, with the faults and the seed that repeats them.
+fn log_faults(faults: &Faults, seed: u64, listen: &dyn std::fmt::Display, target: &Side) {
+    let transport = target.transport();
     for fault in faults.not_applying_to(transport) {
         let kind = if transport == Transport::Datagram {
             "datagrams"
@@ -160,20 +232,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!("seed {seed}, no faults")
     };
-    info!(
-        "relaying {} -> {} ({details})",
-        relay.local_endpoint(),
-        relay.target()
-    );
+    info!("relaying {listen} -> {target} ({details})");
+}
 
+/// Completes on SIGINT or SIGTERM.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let stop = async {
+    Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => info!("SIGINT: stopping"),
             _ = terminate.recv() => info!("SIGTERM: stopping"),
         }
-    };
-    relay.run(stop).await?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

@@ -1,9 +1,11 @@
 //! `sockit`: serve, connect to and poke at sockets.
 
 mod bench;
+mod completions;
 mod config;
 mod connect;
 mod logging;
+mod man;
 mod nc;
 mod options;
 mod ping;
@@ -29,7 +31,8 @@ use clap::{CommandFactory, Parser, Subcommand};
         sockit connect udp://127.0.0.1:9000 client1 client2\n  \
         sockit bench 127.0.0.1:8000 -d 5s    load: msgs/s, errors, latency percentiles\n  \
         sockit ping 127.0.0.1 -c 3           ICMP echo, as iputils ping does\n  \
-        sockit relay udp://127.0.0.1:9001 udp://127.0.0.1:9000 --drop 0.1 --seed 1   lossy UDP"
+        sockit relay udp://127.0.0.1:9001 udp://127.0.0.1:9000 --drop 0.1 --seed 1   lossy UDP\n  \
+        sockit nc -l 9000                    netcat: listen, then raw bytes both ways"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,6 +50,8 @@ enum Command {
     Ping(ping::Args),
     Relay(relay::Args),
     Nc(NcLine),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// Netcat's habits on every endpoint: raw bytes both ways, listen (-l),
@@ -88,9 +93,16 @@ fn main() -> ExitCode {
     };
     // A config file may set anything the command line can, logging too.
     let Cli { command, verbosity } = cli;
-    if let Command::Nc(line) = command {
-        return run_nc(line.args.into_iter());
-    }
+    let command = match command {
+        Command::Nc(line) => return run_nc(line.args.into_iter()),
+        Command::Completions(args) => return exit_code(completions::run(&args, whole(Cli::command()))),
+        // No help subcommand: it would be listed, and has no page.
+        Command::Man(args) => {
+            let command = whole(Cli::command().disable_help_subcommand(true));
+            return exit_code(man::run(&args, command));
+        }
+        command => command,
+    };
     let (verbosity, configured) = match &command {
         Command::Serve(serve::Args {
             config: Some(path), ..
@@ -124,15 +136,32 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,
             Command::Relay(args) => relay::run(args).await,
-            Command::Nc(_) => unreachable!("run by run_nc"),
+            Command::Nc(_) | Command::Completions(_) | Command::Man(_) => {
+                unreachable!("run without the runtime")
+            }
         }
     });
     // Do not wait for tasks still blocked on stdin.
     runtime.shutdown_background();
-    match result {
-        Ok(code) => code,
-        Err(error) => fail(&error),
-    }
+    exit_code(result)
+}
+
+/// `sockit`'s command line (`Cli::command()`) made whole, as completions and
+/// manual pages show it: `sockit nc`'s own flags in place of the placeholder
+/// that passes them on.
+fn whole(mut command: clap::Command) -> clap::Command {
+    // Built before nc joins, so that sockit's global -q and --log-format are
+    // not given to nc, whose -q is netcat's.
+    command.build();
+    command.mut_subcommand("nc", |placeholder| {
+        let mut nc = nc::Args::command()
+            .name("nc")
+            .bin_name("sockit nc")
+            .display_name("sockit-nc")
+            .display_order(placeholder.get_display_order());
+        nc.build();
+        nc
+    })
 }
 
 /// Runs `sockit nc` with its own command line (what follows `nc`).
@@ -148,10 +177,7 @@ fn run_nc(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     let result = runtime.block_on(nc::run(args));
     runtime.shutdown_background();
-    match result {
-        Ok(code) => code,
-        Err(error) => fail(&error),
-    }
+    exit_code(result)
 }
 
 /// As [`usage_error`], for `sockit nc`'s own command line.
@@ -169,6 +195,14 @@ fn nc_usage_error(error: &clap::Error) -> ExitCode {
 fn config_error(error: &anyhow::Error) -> ExitCode {
     eprintln!("sockit: error: {error:#}");
     ExitCode::from(2)
+}
+
+/// A command's exit status, or its error printed by [`fail`].
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
 }
 
 /// Prints an error with its causes on one line; a closed stdout (`| head`)
@@ -202,11 +236,71 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    let what = first_paragraph(error);
-    let subcommand = std::env::args()
+    let command = Cli::command();
+    let subcommand = std::env::args_os()
         .skip(1)
-        .find(|arg| Cli::command().find_subcommand(arg).is_some());
+        .filter_map(|arg| arg.into_string().ok())
+        .find(|arg| command.find_subcommand(arg).is_some());
+    let what = match nc_hint(error, subcommand.as_deref()) {
+        Some(hint) => format!("{} ({hint})", first_paragraph(error)),
+        None => first_paragraph(error),
+    };
     usage(&what, subcommand.as_deref().unwrap_or_default())
+}
+
+/// Points netcat's flags, typed where `sockit` (or `sockit connect`) takes
+/// none of them, to `sockit nc`: `sockit -l 9000` is `sockit nc -l 9000`.
+/// The command line is suggested only when `sockit nc` would take it.
+fn nc_hint(error: &clap::Error, subcommand: Option<&str>) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument || !matches!(subcommand, None | Some("connect")) {
+        return None;
+    }
+    let Some(ContextValue::String(flag)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = flag.split_once('=').map_or(flag.as_str(), |(flag, _)| flag);
+    let is_nc_flag = nc::Args::command().get_arguments().any(|arg| {
+        arg.get_short().is_some_and(|short| flag == format!("-{short}"))
+            || arg.get_long().is_some_and(|long| flag == format!("--{long}"))
+    });
+    if !is_nc_flag {
+        return None;
+    }
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(at) = subcommand.and_then(|name| args.iter().position(|arg| arg == name)) {
+        args.remove(at);
+    }
+    let hint = "netcat's flags are under 'sockit nc'";
+    if nc::parse(args.clone()).is_err() {
+        return Some(hint.to_owned());
+    }
+    let line: Vec<String> = args
+        .iter()
+        .map(|arg| shell_word(&arg.to_string_lossy()))
+        .collect();
+    Some(format!("{hint}: try 'sockit nc {}'", line.join(" ")))
+}
+
+/// `word` as a shell reads it back: as it is when plain, else in double
+/// quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%_+=:,./-".contains(c));
+    if plain {
+        return word.to_owned();
+    }
+    let mut quoted = String::from('"');
+    for c in word.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// What clap says is wrong, on one line: its first paragraph, without the

@@ -137,8 +137,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay to `target` (an [`Endpoint`], or any [`Side`]), injecting no
-    /// faults.
+    /// A relay to the endpoint `target`, injecting no faults ([`Relay::to`]
+    /// relays to any [`Side`]).
     ///
     /// # Examples
     ///
@@ -156,9 +156,37 @@ impl Relay {
     /// assert_eq!(relay.target().to_string(), "tcp://127.0.0.1:8000");
     /// # Ok::<(), sockit::EndpointError>(())
     /// ```
-    pub fn new(target: impl Into<Side>) -> Self {
+    pub fn new(target: Endpoint) -> Self {
+        Relay::to(Side::Endpoint(target))
+    }
+
+    /// A relay to `target`: an endpoint, this process's stdin and stdout,
+    /// or a program per client; injecting no faults.
+    ///
+    /// # Examples
+    ///
+    /// An echo server made of `cat`, a program per client:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::relay::{Relay, Side};
+    /// use sockit::{Framing, StreamClient};
+    ///
+    /// let relay = Relay::to("exec:cat".parse::<Side>()?).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let through = relay.local_endpoint().clone();
+    /// tokio::spawn(relay.run(std::future::pending()));
+    ///
+    /// let mut client = StreamClient::connect(&through, Framing::Line, Duration::from_secs(5)).await?;
+    /// client.send(b"hello").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to(target: Side) -> Self {
         Relay {
-            target: target.into(),
+            target,
             client_tls: None,
             server_tls: None,
             faults: Faults::new(0),
@@ -392,7 +420,7 @@ impl Relay {
     /// # Examples
     ///
     /// A program's output relayed to an echo server, and the echo back to
-    /// the program (`wc -c` counts it):
+    /// the program, which waits for it:
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -405,7 +433,7 @@ impl Relay {
     /// let relay = Relay::new(server.local_endpoint().clone());
     /// tokio::spawn(server.serve(std::future::pending()));
     ///
-    /// let client = Side::Program(Program::Shell("printf 'ping\\n'".into()));
+    /// let client = Side::Program(Program::Shell("printf 'ping\\n'; read echoed".into()));
     /// let stats = relay.run_once(client, std::future::pending()).await?;
     /// assert_eq!((stats.to_target.bytes_out, stats.to_client.bytes_out), (5, 5));
     /// # Ok(())
@@ -940,7 +968,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "cannot relay tcp://127.0.0.1:0 to udp://127.0.0.1:9: one carries a stream and the other \
-             datagrams; relay streams (tcp, unix) to streams and datagrams (udp, unix-dgram) to datagrams"
+             datagrams; relay streams (tcp, tls, unix) to streams and datagrams (udp, unix-dgram) to datagrams"
         );
         let relay = Relay::new("seqpacket:@x".parse().unwrap());
         let error = relay.bind(&"unix:@y".parse().unwrap()).await.unwrap_err();

@@ -161,7 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         faults = faults.reset_after(bytes);
     }
     let options = args.socket.options();
-    let mut relay = Relay::new(args.target.clone())
+    let mut relay = Relay::to(args.target.clone())
         .faults(faults.clone())
         .options(options.clone())
         .idle_timeout(args.idle_timeout)

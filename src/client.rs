@@ -271,7 +271,10 @@ impl StreamClient {
     ///
     /// # Errors
     ///
-    /// [`Error::Conversation`] when the connection fails (reset, closed).
+    /// [`Error::Unframable`], before anything is sent, when the framing
+    /// cannot carry the message unchanged (`line`: a `\n` in it, or a `\r`
+    /// at its end); [`Error::Conversation`] when the connection fails
+    /// (reset, closed).
     ///
     /// # Cancel safety
     ///
@@ -300,6 +303,9 @@ impl StreamClient {
     /// # }
     /// ```
     pub async fn send(&mut self, message: &[u8]) -> Result<(), Error> {
+        if !matches!(self.link, Link::Packets(_)) {
+            unframable(self.framed, message)?;
+        }
         let sent = match &mut self.link {
             Link::Bytes(stream) => {
                 self.output.clear();
@@ -580,6 +586,20 @@ enum Link {
     Packets(UnixSeqpacket),
 }
 
+/// Refuses a message that `framed` would not deliver unchanged: a `line`
+/// receiver cuts lines at `\n` and removes a `\r` before it.
+fn unframable(framed: Framed, message: &[u8]) -> Result<(), Error> {
+    let reason = match framed {
+        Framed::Line if message.contains(&b'\n') => "holds a newline",
+        Framed::Line if message.last() == Some(&b'\r') => "ends in a carriage return",
+        _ => return Ok(()),
+    };
+    Err(Error::Unframable {
+        framing: Framing::Line,
+        reason,
+    })
+}
+
 /// Why receiving failed.
 enum Received {
     Io(io::Error),
@@ -793,6 +813,50 @@ impl DatagramClient {
             endpoint: self.endpoint.clone(),
             waited: self.timeout * (self.retries + 1),
         })
+    }
+
+    /// Sends `message` as one datagram, once, and waits for nothing: for a
+    /// service that never replies ([`Discard`](crate::Discard)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conversation`] when the datagram cannot be sent (too long;
+    /// refused, when an earlier datagram found nothing listening).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a datagram is sent whole or not at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use sockit::{DatagramClient, Endpoint};
+    ///
+    /// let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let endpoint = Endpoint::udp(sink.local_addr()?);
+    /// let client = DatagramClient::connect(&endpoint, Duration::from_secs(1), 2).await?;
+    /// client.send(b"a").await?;
+    /// client.send(b"b").await?;
+    /// let mut buf = [0; 16];
+    /// let len = sink.recv(&mut buf)?;
+    /// assert_eq!(&buf[..len], b"a"); // each sent once, in order
+    /// let len = sink.recv(&mut buf)?;
+    /// assert_eq!(&buf[..len], b"b");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send(&self, message: &[u8]) -> Result<(), Error> {
+        self.link
+            .send(message)
+            .await
+            .map(drop)
+            .map_err(|source| Error::Conversation {
+                endpoint: self.endpoint.clone(),
+                source,
+            })
     }
 }
 

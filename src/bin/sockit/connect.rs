@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use socket2::SockRef;
-use sockit::{Builtin, DatagramClient, Endpoint, Framing, Greet, StreamClient};
-use tokio::io::AsyncBufReadExt;
+use sockit::endpoint::Host;
+use sockit::{Builtin, DatagramClient, Endpoint, Escaped, Framing, Greet, StreamClient};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use tracing::debug;
 
@@ -20,13 +21,24 @@ use crate::serve::parse_duration;
 ///
 /// On a stream it prints the server's greeting, then sends one message at a
 /// time and waits for its reply, as the tutorial's client does. On UDP each
-/// message is a datagram, sent again if no reply comes.
+/// message is a datagram, sent again if no reply comes (discard: sent once,
+/// and no reply waited for).
+///
+/// A message from stdin is a line without its line ending ("\n" or
+/// "\r\n"); each reply is printed on a line of its own. With --framing raw
+/// and no MESSAGE, stdin is not cut into lines: its bytes are sent exactly
+/// as read, and the server's bytes are printed exactly as received, nothing
+/// added (with --service echo, what comes out is what went in).
+///
+/// It talks to sockit's services, in lockstep; for raw bytes both ways with
+/// any other server, use 'sockit nc HOST PORT'.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     sockit connect 127.0.0.1:8000 client1 client2 client3\n  \
     sockit connect udp://127.0.0.1:9000 client1 client2\n  \
     printf 'bob\\nalice\\n' | sockit connect tcp://127.0.0.1:8000\n  \
     sockit connect tcp://[::1]:7000 --service echo hello\n  \
+    cat file.bin | sockit connect tcp://127.0.0.1:7000 --service echo --framing raw\n  \
     sockit connect tls://localhost:8443 --ca cert.pem client1\n  \
     sockit connect unix:/tmp/greet.sock client1\n  \
     sockit connect unix-dgram:@greet client1")]
@@ -36,9 +48,9 @@ pub struct Args {
     #[arg(value_name = "ENDPOINT")]
     endpoint: Endpoint,
 
-    /// The messages to send; with none, each line of stdin is one message.
-    /// Empty ones are skipped on streams in auto and raw framing, which
-    /// would send no bytes for them.
+    /// The messages to send; with none, each line of stdin is one message
+    /// (but see --framing raw). Empty ones are skipped on streams in auto
+    /// and raw framing, which would send no bytes for them.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
 
@@ -48,7 +60,9 @@ pub struct Args {
     service: Builtin,
 
     /// How stream messages are framed: auto and raw send them bare, line adds
-    /// '\n', len32 a 4-byte length.
+    /// '\n' (a message with a '\n' in it, or a '\r' at its end, is refused),
+    /// len32 a 4-byte length. Raw with no MESSAGE carries stdin's bytes
+    /// exactly, both ways.
     #[arg(short, long, default_value_t = Framing::Auto)]
     framing: Framing,
 
@@ -71,8 +85,10 @@ pub struct Args {
     tls: TlsFlags,
 }
 
+/// How much of stdin `carry_exactly` sends at a time.
+const CHUNK: usize = 64 * 1024;
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut messages = Messages::new(args.messages.clone());
     let mut out = std::io::stdout().lock();
     let mut options = args.socket.options();
     if let Some(local) = args.bind {
@@ -87,7 +103,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             options = options.read_back(&SockRef::from(&client)),
             "socket options"
         );
+        let mut messages = Messages::new(args.messages);
         while let Some(message) = messages.next().await? {
+            if args.service == Builtin::Discard {
+                // No reply ever comes: waiting for one, and sending again, would be wrong.
+                client.send(&message).await?;
+                continue;
+            }
             let reply = client.request(&message).await?;
             print_line(&mut out, &reply)?;
         }
@@ -107,44 +129,188 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(protocol) = client.alpn_protocol() {
         debug!(alpn = %sockit::Escaped(protocol), "the server chose an application protocol");
     }
-    if args.service == Builtin::Greet {
+    let talked = if args.framing == Framing::Raw && args.messages.is_empty() {
+        carry_exactly(&mut client, args.service, &mut out).await
+    } else {
+        let messages = Messages::new(args.messages);
+        converse(&mut client, args.service, args.framing, messages, &mut out).await
+    };
+    talked.map_err(|error| not_in_lockstep(error, &args.endpoint))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The conversation, a message at a time: each reply is printed on a line.
+async fn converse(
+    client: &mut StreamClient,
+    service: Builtin,
+    framing: Framing,
+    mut messages: Messages,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let endpoint = client.endpoint().clone();
+    if service == Builtin::Greet {
         let Some(greeting) = client.receive_greeting().await? else {
-            bail!("{} closed the connection without a greeting", args.endpoint);
+            bail!(
+                "{endpoint} closed the connection without a greeting ({})",
+                use_nc(&endpoint)
+            );
         };
-        print_line(&mut out, &greeting)?;
+        print_line(out, &greeting)?;
     }
+    // Bare framing has no message boundaries: one read is not one reply.
+    let bare = matches!(framing, Framing::Auto | Framing::Raw);
     while let Some(message) = messages.next().await? {
-        if message.is_empty() && matches!(args.framing, Framing::Auto | Framing::Raw) {
+        if message.is_empty() && bare {
             // Bare framing cannot send an empty message: it would be no bytes at all.
             continue;
         }
-        client.send(&message).await?;
-        if args.service == Builtin::Greet && message == Greet::EXIT {
+        match client.send(&message).await {
+            Err(error @ sockit::Error::Unframable { .. }) => {
+                bail!("cannot send {}: {error} (--framing len32 can)", Escaped(&message));
+            }
+            sent => sent?,
+        }
+        if service == Builtin::Greet && message == Greet::EXIT {
             // The server closes without a reply; what it still sends is printed below.
             break;
         }
-        if args.service == Builtin::Discard {
+        if service == Builtin::Discard {
             continue;
         }
-        match client.receive().await? {
-            Some(reply) => print_line(&mut out, &reply)?,
-            None => bail!(
-                "{} closed the connection before answering {:?}",
-                args.endpoint,
-                sockit::Escaped(&message).to_string()
-            ),
+        // A reply is one message, except an echo in bare framing: it is as
+        // long as the message, however many reads bring it.
+        let whole = if service == Builtin::Echo && bare {
+            message.len()
+        } else {
+            0
+        };
+        let mut reply = Vec::new();
+        loop {
+            let Some(part) = client.receive().await? else {
+                let short = match reply.len() {
+                    0 => String::new(),
+                    got => format!(" in full (it sent {got} of {whole} bytes)"),
+                };
+                bail!(
+                    "{endpoint} closed the connection before answering {}{short} ({})",
+                    Escaped(&message),
+                    use_nc(&endpoint)
+                );
+            };
+            reply.extend_from_slice(&part);
+            if reply.len() >= whole {
+                break;
+            }
+        }
+        print_line(out, &reply)?;
+    }
+    for rest in client.finish().await? {
+        print_line(out, &rest)?;
+    }
+    Ok(())
+}
+
+/// `--framing raw` with no MESSAGE: sends stdin exactly as read, a read at
+/// a time, and prints exactly the bytes the server sends, nothing added.
+///
+/// Still in lockstep: after each read it waits for the greet service's
+/// reply (one read), or for the echo service to have returned every byte
+/// sent so far; discard is waited for only at the end.
+async fn carry_exactly(
+    client: &mut StreamClient,
+    service: Builtin,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let endpoint = client.endpoint().clone();
+    if service == Builtin::Greet {
+        let Some(greeting) = client.receive().await? else {
+            bail!(
+                "{endpoint} closed the connection without a greeting ({})",
+                use_nc(&endpoint)
+            );
+        };
+        print_exactly(out, &greeting)?;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut chunk = vec![0; CHUNK];
+    // Echo: the bytes sent that have not come back yet.
+    let mut owed: u64 = 0;
+    loop {
+        let read = stdin.read(&mut chunk).await.context("cannot read stdin")?;
+        if read == 0 {
+            break;
+        }
+        let sent = &chunk[..read];
+        client.send(sent).await?;
+        let mut reply_owed = match service {
+            Builtin::Greet if sent == Greet::EXIT => break,
+            Builtin::Greet => true,
+            Builtin::Echo => {
+                owed += read as u64;
+                false
+            }
+            Builtin::Discard => continue,
+        };
+        while owed > 0 || reply_owed {
+            let Some(reply) = client.receive().await? else {
+                let unanswered = match owed {
+                    0 => "before answering".to_owned(),
+                    owed => format!("before echoing the last {owed} bytes sent"),
+                };
+                bail!(
+                    "{endpoint} closed the connection {unanswered} ({})",
+                    use_nc(&endpoint)
+                );
+            };
+            owed = owed.saturating_sub(reply.len() as u64);
+            reply_owed = false;
+            print_exactly(out, &reply)?;
         }
     }
     for rest in client.finish().await? {
-        print_line(&mut out, &rest)?;
+        print_exactly(out, &rest)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Adds to an error that says the server did not answer in lockstep (no
+/// reply in time, not a message) that `sockit nc` talks to any server.
+fn not_in_lockstep(error: anyhow::Error, endpoint: &Endpoint) -> anyhow::Error {
+    let unanswered = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sockit::Error>(),
+            Some(sockit::Error::Timeout { .. } | sockit::Error::Frame { .. })
+        )
+    });
+    if !unanswered {
+        return error;
+    }
+    anyhow!("{error:#} ({})", use_nc(endpoint))
+}
+
+/// Where a server that is not one of sockit's services can be talked to.
+fn use_nc(endpoint: &Endpoint) -> String {
+    let target = match endpoint {
+        Endpoint::Tcp(host_port) => match host_port.host() {
+            Host::Ip(ip) => format!("{ip} {}", host_port.port()),
+            Host::Name(name) => format!("{name} {}", host_port.port()),
+            _ => endpoint.to_string(),
+        },
+        _ => endpoint.to_string(),
+    };
+    format!("for raw bytes both ways, use sockit nc {target}")
 }
 
 /// Writes `bytes` and a newline, unchanged (invalid UTF-8 included), at once.
 fn print_line(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<()> {
     out.write_all(bytes)?;
     out.write_all(b"\n")?;
+    out.flush().context("cannot write to stdout")
+}
+
+/// Writes `bytes` exactly as they are, at once.
+fn print_exactly(out: &mut impl Write, bytes: &[u8]) -> anyhow::Result<()> {
+    out.write_all(bytes)?;
     out.flush().context("cannot write to stdout")
 }
 
@@ -163,7 +329,8 @@ impl Messages {
         }
     }
 
-    /// The next message, without its line ending; `None` when there are no more.
+    /// The next message, without its line ending (`\n` or `\r\n`; a last line
+    /// may have none); `None` when there are no more.
     async fn next(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
         match self {
             Messages::Given(given) => Ok(given.next().map(String::into_bytes)),

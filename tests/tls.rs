@@ -136,7 +136,7 @@ fn a_wrong_certificate_is_refused_in_one_clear_line() {
         one_line_error(&output, 1),
         format!(
             "sockit: error: {endpoint}: certificate not trusted: it is not signed by an authority trusted \
-             here (give the right --ca, or --insecure)\n"
+             here (give --ca the server's certificate or its CA; or --insecure for a test)\n"
         )
     );
     // The right authority, the wrong name.
@@ -149,11 +149,16 @@ fn a_wrong_certificate_is_refused_in_one_clear_line() {
         "example.com",
         "x",
     ]);
+    // The names between are as webpki writes them (`IpAddress(0::1)`).
     let line = one_line_error(&output, 1);
     assert!(
         line.starts_with(&format!(
-            "sockit: error: {endpoint}: certificate not trusted: certificate not valid for name \"example.com\""
-        )) && line.ends_with("(give the right --ca, or --insecure)\n"),
+            "sockit: error: {endpoint}: certificate not trusted: certificate not valid for name \"example.com\"; \
+             certificate is only valid for DnsName(\"localhost\"), IpAddress(127.0.0.1) or IpAddress("
+        )) && line.ends_with(
+            ") (connect by a name the certificate is valid for, or give one with --sni NAME; or --insecure for \
+             a test)\n"
+        ),
         "{line}"
     );
     // bench refuses the same way, before any load.
@@ -171,7 +176,7 @@ fn a_wrong_certificate_is_refused_in_one_clear_line() {
         one_line_error(&output, 1),
         format!(
             "sockit: error: {endpoint}: certificate not trusted: it is not signed by an authority trusted \
-             here (give the right --ca, or --insecure)\n"
+             here (give --ca the server's certificate or its CA; or --insecure for a test)\n"
         )
     );
     // The server logged each failed handshake, and serves on.
@@ -180,6 +185,180 @@ fn a_wrong_certificate_is_refused_in_one_clear_line() {
         .wait_for_log("TLS handshake failed", Duration::from_secs(5));
     let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
     assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+/// `openssl req -x509 -newkey rsa:2048 -nodes -keyout KEY -out CERT -days 1
+/// -subj /CN=localhost` in `dir`: a self-signed certificate that says it
+/// is a CA's (basicConstraints CA:TRUE) and names localhost in its subject
+/// only (no subjectAltName). `None` when openssl is missing.
+fn openssl_self_signed(dir: &common::TestDir, cert: &str, key: &str) -> Option<(String, String)> {
+    let openssl = peer("openssl", "makes the self-signed certificate as its users do")?;
+    let (cert, key) = (dir.path().join(cert), dir.path().join(key));
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let output = run_with_timeout(
+        std::process::Command::new(openssl).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ]),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{output:?}");
+    Some((cert.to_owned(), key.to_owned()))
+}
+
+/// The server's own certificate given with --ca is trusted though it says
+/// it is a CA's, as curl and `openssl s_client -CAfile` trust it: by
+/// connect, nc and bench; still for the names it has only, and not when
+/// another such certificate is given.
+#[test]
+fn the_servers_own_ca_certificate_given_with_ca_is_trusted() {
+    let dir = common::TestDir::new("tls-own-ca-cert");
+    let Some((cert, key)) = openssl_self_signed(&dir, "c.pem", "k.pem") else {
+        return;
+    };
+    let (other, _) = openssl_self_signed(&dir, "other.pem", "other-key.pem").unwrap();
+    let server = Server::start(&["tls://127.0.0.1:0", "--cert", &cert, "--key", &key]);
+    let port = server.addr(0).port();
+    let by_name = format!("tls://localhost:{port}");
+    let by_address = format!("tls://127.0.0.1:{port}");
+
+    let output = run(&[
+        "connect", &by_name, "--ca", &cert, "client1", "client2", "client3",
+    ]);
+    assert_eq!(stdout_of(&output), GREETED_CLIENTS);
+    let output = run_with_input(sockit().args(["nc", &by_name, "--ca", &cert]), b"bob\n", LIMIT);
+    assert_eq!(stdout_of(&output), "Hello, I am serverHello, bob!\n");
+    let report = bench_json(&[&by_name, "--ca", &cert, "-n", "20", "-c", "2"]);
+    assert_eq!(report["replies"], 20, "{report}");
+    assert_eq!(report["errors"]["total"], 0, "{report}");
+    // Among other certificates in the file.
+    let bundle = dir.path().join("bundle.pem");
+    let pems = [
+        std::fs::read_to_string(&other).unwrap(),
+        std::fs::read_to_string(&cert).unwrap(),
+    ];
+    std::fs::write(&bundle, pems.concat()).unwrap();
+    let output = run(&["connect", &by_name, "--ca", bundle.to_str().unwrap(), "client1"]);
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+
+    // Another such certificate: refused, in one line that says what to do.
+    let refused = "certificate not trusted: it is a CA's certificate (basicConstraints CA:TRUE), and not one \
+                   trusted here (give --ca the server's certificate or its CA; or --insecure for a test)\n";
+    let output = run(&["connect", &by_name, "--ca", &other, "client1"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!("sockit: error: {by_name}: {refused}")
+    );
+    let output = run_with_timeout(sockit().args(["nc", &by_name, "--ca", &other]), LIMIT);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!("sockit: error: {by_name}: {refused}")
+    );
+    let output = run(&["bench", &by_name, "--ca", &other, "-n", "10"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!("sockit: error: {by_name}: {refused}")
+    );
+
+    // The certificate names localhost, not 127.0.0.1: refused, unless asked
+    // for as localhost (--sni) or not verified (--insecure).
+    let output = run(&["connect", &by_address, "--ca", &cert, "client1"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!(
+            "sockit: error: {by_address}: certificate not trusted: certificate not valid for name \"127.0.0.1\"; \
+             certificate is only valid for CommonName(\"localhost\") (connect by a name the certificate is \
+             valid for, or give one with --sni NAME; or --insecure for a test)\n"
+        )
+    );
+    let output = run(&[
+        "connect",
+        &by_address,
+        "--ca",
+        &cert,
+        "--sni",
+        "example.com",
+        "client1",
+    ]);
+    assert!(
+        one_line_error(&output, 1).contains("certificate not valid for name \"example.com\""),
+        "{output:?}"
+    );
+    let output = run(&[
+        "connect",
+        &by_address,
+        "--ca",
+        &cert,
+        "--sni",
+        "localhost",
+        "client1",
+    ]);
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+    let output = run(&["connect", &by_address, "--insecure", "client1"]);
+    assert_eq!(stdout_of(&output), "Hello, I am server\nHello, client1!\n");
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+/// A real chain still needs its CA: the server's CA certificate given
+/// with --ca does not make the CA's certificate, presented by a server,
+/// a server's for any name; and the leaf is verified as before.
+#[test]
+fn a_chain_is_verified_as_before_beside_the_pinned_certificate() {
+    let pki = Pki::new("tls-chain-pinned");
+    // The server presents the CA's own certificate, with the CA's key.
+    let dir = common::TestDir::new("tls-chain-pinned-ca");
+    let ca = common::pki::make_ca("sockit test CA");
+    let (ca_cert, ca_key) = (dir.path().join("ca.pem"), dir.path().join("ca-key.pem"));
+    std::fs::write(&ca_cert, ca.pem()).unwrap();
+    std::fs::write(&ca_key, ca.key().serialize_pem()).unwrap();
+    let (ca_cert, ca_key) = (ca_cert.to_str().unwrap(), ca_key.to_str().unwrap());
+    let server = Server::start(&["tls://127.0.0.1:0", "--cert", ca_cert, "--key", ca_key]);
+    let endpoint = format!("tls://localhost:{}", server.addr(0).port());
+    // It names nothing: trusted as itself, it is still for no server name.
+    let output = run(&["connect", &endpoint, "--ca", ca_cert, "client1"]);
+    assert_eq!(
+        one_line_error(&output, 1),
+        format!(
+            "sockit: error: {endpoint}: certificate not trusted: certificate not valid for name \"localhost\"; \
+             certificate is only valid for CommonName(\"sockit test CA\") (connect by a name the certificate is \
+             valid for, or give one with --sni NAME; or --insecure for a test)\n"
+        )
+    );
+    // Another CA's, not given: refused as a CA's.
+    let output = run(&["connect", &endpoint, "--ca", &pki.file("ca.pem"), "client1"]);
+    assert!(
+        one_line_error(&output, 1)
+            .contains("it is a CA's certificate (basicConstraints CA:TRUE), and not one trusted here"),
+        "{output:?}"
+    );
+    assert!(server.terminate(Duration::from_secs(5)).success());
+    // A leaf signed by the CA given: trusted by name and address; by another CA: not.
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &[]);
+    expect_greeted_clients(&pki, &format!("tls://localhost:{}", server.addr(0).port()));
+    expect_greeted_clients(&pki, &server.endpoints[0]);
+    let output = run(&[
+        "connect",
+        &server.endpoints[0],
+        "--ca",
+        &pki.file("other-ca.pem"),
+        "client1",
+    ]);
+    assert!(
+        one_line_error(&output, 1).contains("it is not signed by an authority trusted here"),
+        "{output:?}"
+    );
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
 
@@ -370,12 +549,12 @@ fn metrics_count_tls_connections_and_failed_handshakes() {
 }
 
 #[test]
-fn relay_refuses_tls_endpoints_in_one_line() {
+fn relay_refuses_a_tls_listener_without_its_certificate_in_one_line() {
     let output = run(&["relay", "tls://127.0.0.1:0", "tcp://127.0.0.1:1"]);
     assert_eq!(
         one_line_error(&output, 2),
-        "sockit: error: cannot relay tls://127.0.0.1:0 to tcp://127.0.0.1:1: tls:// endpoints are not relayed \
-         yet; relay the tcp:// beneath them (the bytes pass unchanged) (see 'sockit relay --help')\n"
+        "sockit: error: cannot relay tls://127.0.0.1:0 to tcp://127.0.0.1:1: a tls:// listening side needs \
+         a certificate and its key (--cert, --key) (see 'sockit relay --help')\n"
     );
 }
 

@@ -52,10 +52,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
 };
@@ -231,9 +233,14 @@ impl fmt::Debug for ClientTls {
 impl ClientTls {
     /// Trusts the certificate authorities in the PEM file `ca`, or with
     /// none given the system's (as OpenSSL finds them: `SSL_CERT_FILE`,
-    /// `SSL_CERT_DIR`, or the distribution's bundle). With `insecure`, the
-    /// server's certificate is not verified at all (its handshake signature
-    /// still is): for a test server's self-signed certificate only.
+    /// `SSL_CERT_DIR`, or the distribution's bundle). A server that
+    /// presents one of the certificates of `ca` itself is trusted even when
+    /// that certificate says it is a CA's (`basicConstraints CA:TRUE`, as
+    /// `openssl req -x509` makes them), as curl and OpenSSL trust it; it
+    /// must still be within its dates and name the server (see
+    /// [`ClientTls::server_name`]). With `insecure`, the server's
+    /// certificate is not verified at all (its handshake signature still
+    /// is): for a test server's self-signed certificate only.
     ///
     /// # Errors
     ///
@@ -265,15 +272,17 @@ impl ClientTls {
                 .with_no_client_auth()
         } else {
             let mut roots = RootCertStore::empty();
+            let mut given = Vec::new();
             match ca {
                 Some(path) => {
                     let ca_error = |reason| TlsError::Ca {
                         path: path.to_owned(),
                         reason,
                     };
-                    for cert in read_certificates(path, "certificate").map_err(ca_error)? {
+                    given = read_certificates(path, "certificate").map_err(ca_error)?;
+                    for cert in &given {
                         roots
-                            .add(cert)
+                            .add(cert.clone())
                             .map_err(|e| ca_error(format!("not a CA certificate: {e}")))?;
                     }
                 }
@@ -289,7 +298,10 @@ impl ClientTls {
                     }
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(GivenOrChained::new(roots, given)))
+                .with_no_client_auth()
         };
         Ok(ClientTls {
             config: Arc::new(config),
@@ -469,13 +481,213 @@ pub fn untrusted(error: &io::Error) -> Option<String> {
         | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
             "it is not signed by an authority trusted here".to_owned()
         }
-        // webpki's error inside rustls' `Other`, without depending on webpki for its type.
-        CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
-            "it is a CA's certificate, not a server's (make the server's with basicConstraints CA:FALSE)"
-                .to_owned()
+        // A server's certificate that says it is a CA's is trusted only as
+        // itself (see `GivenOrChained`), and this one is not.
+        CertificateError::Other(_) if is_ca_used_as_end_entity(why) => {
+            "it is a CA's certificate (basicConstraints CA:TRUE), and not one trusted here".to_owned()
         }
         other => other.to_string(),
     })
+}
+
+/// Whether webpki refused a certificate because it says it is a CA's
+/// (`basicConstraints CA:TRUE`) and was presented as a server's: its error
+/// inside rustls' `Other`, found by name, without depending on webpki for
+/// its type.
+fn is_ca_used_as_end_entity(why: &CertificateError) -> bool {
+    matches!(why, CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity"))
+}
+
+/// The verifier of a client that trusts certificates: webpki's, which
+/// wants a chain from the server's certificate to a trusted authority,
+/// and also a server's certificate that is byte for byte one of those
+/// `given` (in `--ca`) though it says it is a CA's (`CA:TRUE`, as `openssl
+/// req -x509` makes them), which webpki refuses as a server's. curl and
+/// `openssl s_client -CAfile` trust such a certificate as itself.
+///
+/// Taken as itself, the certificate still has to be within its dates
+/// (webpki checks them before its basic constraints, so the `CA:TRUE`
+/// refusal means the dates were good) and to name the server; its
+/// extended key usage is not checked (webpki checks it after the basic
+/// constraints). The handshake's signatures, which prove the server holds
+/// its key, are checked as for any certificate.
+#[derive(Debug)]
+struct GivenOrChained {
+    chains: Arc<WebPkiServerVerifier>,
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl GivenOrChained {
+    /// Trusts chains to `roots` (not empty), and the certificates `given`
+    /// as themselves.
+    fn new(roots: RootCertStore, given: Vec<CertificateDer<'static>>) -> Self {
+        let chains = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .expect("trusted certificates, and no revocation lists");
+        GivenOrChained { chains, given }
+    }
+}
+
+impl ServerCertVerifier for GivenOrChained {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .chains
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(why))
+                if is_ca_used_as_end_entity(&why)
+                    && self
+                        .given
+                        .iter()
+                        .any(|given| given.as_ref() == end_entity.as_ref()) =>
+            {
+                verify_name_of_given(end_entity, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chains.supported_verify_schemes()
+    }
+}
+
+/// Checks that a certificate given with `--ca` and presented by the server
+/// names `server_name`: in its subjectAltName, or, when it has none (as
+/// `openssl req -x509 -subj /CN=localhost` makes it), as the last common
+/// name of its subject, compared whole and without case for a DNS name,
+/// as curl does. The refusal names that common name.
+fn verify_name_of_given(
+    cert: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+) -> Result<(), rustls::Error> {
+    let refused = match rustls::client::verify_server_name(&ParsedCertificate::try_from(cert)?, server_name) {
+        Ok(()) => return Ok(()),
+        Err(refused) => refused,
+    };
+    let rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, presented }) =
+        &refused
+    else {
+        return Err(refused);
+    };
+    if !presented.is_empty() {
+        return Err(refused);
+    }
+    let Some(common_name) = common_name(cert) else {
+        return Err(refused);
+    };
+    if let ServerName::DnsName(name) = server_name
+        && name.as_ref().eq_ignore_ascii_case(&common_name)
+    {
+        return Ok(());
+    }
+    Err(rustls::Error::InvalidCertificate(
+        CertificateError::NotValidForNameContext {
+            expected: expected.clone(),
+            presented: vec![format!("CommonName({common_name:?})")],
+        },
+    ))
+}
+
+/// The last common name (CN) of a certificate's subject, when it is text:
+/// just enough DER reading for [`verify_name_of_given`], done only on a
+/// certificate the user gave as trusted.
+fn common_name(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+    const VERSION: u8 = 0xa0;
+    // 2.5.4.3, id-at-commonName.
+    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    // UTF8String, PrintableString, IA5String.
+    const TEXT: [u8; 3] = [0x0c, 0x13, 0x16];
+
+    let (certificate, _) = der_expect(cert, SEQUENCE)?;
+    let (mut fields, _) = der_expect(certificate, SEQUENCE)?;
+    if fields.first() == Some(&VERSION) {
+        fields = der_element(fields)?.2;
+    }
+    // The serial number, the signature algorithm, the issuer, the validity.
+    for _ in 0..4 {
+        fields = der_element(fields)?.2;
+    }
+    let (mut names, _) = der_expect(fields, SEQUENCE)?;
+    let mut found = None;
+    while !names.is_empty() {
+        let (mut attributes, rest) = der_expect(names, SET)?;
+        names = rest;
+        while !attributes.is_empty() {
+            let (attribute, rest) = der_expect(attributes, SEQUENCE)?;
+            attributes = rest;
+            let (oid, value) = der_expect(attribute, OID)?;
+            if oid == COMMON_NAME {
+                let (tag, text, _) = der_element(value)?;
+                found = TEXT
+                    .contains(&tag)
+                    .then(|| String::from_utf8(text.to_vec()).ok())
+                    .flatten();
+            }
+        }
+    }
+    found
+}
+
+/// The DER element at the start of `input`, if its tag is `tag`: its
+/// contents, and what follows it.
+fn der_expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    match der_element(input)? {
+        (found, contents, rest) if found == tag => Some((contents, rest)),
+        _ => None,
+    }
+}
+
+/// The DER element at the start of `input`: its tag (one byte: those
+/// read here are), its contents, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (bytes, rest) = rest.split_at_checked(usize::from(first & 0x7f))?;
+            let len = bytes
+                .iter()
+                .fold(0_usize, |len, &byte| (len << 8) | usize::from(byte));
+            (len, rest)
+        }
+        _ => return None,
+    };
+    let (contents, rest) = rest.split_at_checked(len)?;
+    Some((tag, contents, rest))
 }
 
 /// A verifier that takes any certificate (`--insecure`), and checks only
@@ -600,6 +812,162 @@ mod tests {
                 empty.display()
             )
         );
+    }
+
+    /// A self-signed certificate that says it is a CA's (`CA:TRUE`), with
+    /// `names` in its subjectAltName (none: no such extension) and the
+    /// common name `cn`, as `openssl req -x509 -subj /CN=…` makes one.
+    fn self_signed_ca(names: &[&str], cn: &str) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    /// A client's verifier trusting `given` (as a `--ca` file would).
+    fn trusting(given: &[&CertificateDer<'static>]) -> GivenOrChained {
+        let mut roots = RootCertStore::empty();
+        for cert in given {
+            roots.add((*cert).clone()).unwrap();
+        }
+        GivenOrChained::new(roots, given.iter().map(|cert| (*cert).clone()).collect())
+    }
+
+    /// What `verifier` makes of `cert` presented by the server asked for as `name`.
+    fn verify(verifier: &GivenOrChained, cert: &CertificateDer<'_>, name: &str) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(name).unwrap();
+        verifier
+            .verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    /// The reason [`untrusted`] gives for a handshake that failed with `error`.
+    fn reason(error: rustls::Error) -> String {
+        untrusted(&io::Error::new(io::ErrorKind::InvalidData, error)).unwrap()
+    }
+
+    #[test]
+    fn a_ca_certificate_given_is_trusted_as_itself_for_its_common_name() {
+        let cert = self_signed_ca(&[], "localhost");
+        let verifier = trusting(&[&cert]);
+        verify(&verifier, &cert, "localhost").unwrap();
+        verify(&verifier, &cert, "LocalHost").unwrap();
+        for other in ["127.0.0.1", "localhost.example", "example.com"] {
+            let refused = verify(&verifier, &cert, other).unwrap_err();
+            assert_eq!(
+                refused,
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                    expected: ServerName::try_from(other).unwrap().to_owned(),
+                    presented: vec!["CommonName(\"localhost\")".to_owned()],
+                }),
+                "{other}"
+            );
+            assert_eq!(
+                reason(refused),
+                format!(
+                    "certificate not valid for name {other:?}; certificate is only valid for CommonName(\"localhost\")"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_certificate_with_alternative_names_is_checked_against_those_only() {
+        let cert = self_signed_ca(&["localhost", "127.0.0.1"], "example.com");
+        let verifier = trusting(&[&cert]);
+        verify(&verifier, &cert, "localhost").unwrap();
+        verify(&verifier, &cert, "127.0.0.1").unwrap();
+        // Its common name does not count: it has a subjectAltName.
+        let refused = verify(&verifier, &cert, "example.com").unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { presented, .. })
+                    if presented.len() == 2
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_not_given_is_refused_as_a_ca() {
+        let given = self_signed_ca(&[], "localhost");
+        let presented = self_signed_ca(&[], "localhost");
+        let refused = verify(&trusting(&[&given]), &presented, "localhost").unwrap_err();
+        assert_eq!(
+            reason(refused),
+            "it is a CA's certificate (basicConstraints CA:TRUE), and not one trusted here"
+        );
+    }
+
+    #[test]
+    fn a_ca_certificate_given_is_not_trusted_past_its_dates() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let cert = params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .clone();
+        let refused = verify(&trusting(&[&cert]), &cert, "localhost").unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn a_chain_to_a_ca_given_is_verified_as_before() {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&rcgen::KeyPair::generate().unwrap(), &ca)
+            .unwrap();
+        let ca = ca.der().clone();
+        let verifier = trusting(&[&ca]);
+        verify(&verifier, leaf.der(), "localhost").unwrap();
+        assert!(verify(&verifier, leaf.der(), "example.com").is_err());
+        // The CA's own certificate, presented as a server's: trusted as
+        // itself, and for no server name (it has its default common name).
+        assert_eq!(
+            reason(verify(&verifier, &ca, "localhost").unwrap_err()),
+            "certificate not valid for name \"localhost\"; certificate is only valid for \
+             CommonName(\"rcgen self signed cert\")"
+        );
+        // Another CA's leaf.
+        let refused = verify(&trusting(&[&self_signed_ca(&[], "x")]), leaf.der(), "localhost").unwrap_err();
+        assert_eq!(reason(refused), "it is not signed by an authority trusted here");
+    }
+
+    #[test]
+    fn the_common_name_is_read_from_the_subject() {
+        assert_eq!(
+            common_name(&self_signed_ca(&[], "localhost")).as_deref(),
+            Some("localhost")
+        );
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "sockit");
+        let nameless = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+        assert_eq!(common_name(nameless.der()), None);
+        // Cut short anywhere: no name, and no panic.
+        let cert = self_signed_ca(&[], "localhost");
+        for len in 0..cert.len() {
+            assert_eq!(common_name(&cert[..len]), None, "{len}");
+        }
+        assert_eq!(common_name(b"\x30\x85\xff\xff\xff\xff\xff"), None);
     }
 
     #[test]

@@ -623,17 +623,24 @@ impl Session {
         match link.kind {
             Kind::Stream(stream) => {
                 let (read, write) = tokio::io::split(stream);
-                let sending = self.send(input, Outlet::Stream(write), &run);
-                self.both(sending, receive_stream(read, output, &run), &run).await
+                let mut outlet = Outlet::Stream(write);
+                let sending = self.send(input, &mut outlet, &run);
+                let moved = self.both(sending, receive_stream(read, output, &run), &run).await;
+                outlet.close().await;
+                moved
             }
             Kind::Packets(socket) => {
-                let sending = self.send(input, Outlet::<tokio::io::Sink>::Packets(&socket), &run);
-                self.both(sending, receive_packets(&socket, output, &run), &run)
-                    .await
+                let mut outlet = Outlet::<tokio::io::Sink>::Packets(&socket);
+                let sending = self.send(input, &mut outlet, &run);
+                let moved = self
+                    .both(sending, receive_packets(&socket, output, &run), &run)
+                    .await;
+                outlet.close().await;
+                moved
             }
             Kind::Datagrams(datagrams) => {
-                let outlet = Outlet::<tokio::io::Sink>::Datagrams(&datagrams, datagrams.to.subscribe());
-                let sending = self.send(input, outlet, &run);
+                let mut outlet = Outlet::<tokio::io::Sink>::Datagrams(&datagrams, datagrams.to.subscribe());
+                let sending = self.send(input, &mut outlet, &run);
                 self.both(sending, receive_datagrams(&datagrams, output, &run), &run)
                     .await
             }
@@ -685,10 +692,10 @@ impl Session {
     async fn send<I: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
         mut input: I,
-        mut outlet: Outlet<'_, W>,
+        outlet: &mut Outlet<'_, W>,
         run: &Run,
     ) -> io::Result<Stopped> {
-        if let Outlet::Datagrams(_, to) = &mut outlet {
+        if let Outlet::Datagrams(_, to) = outlet {
             // Listening, nothing is read until someone has sent: then it
             // is known where it goes.
             let _ = to.wait_for(Option::is_some).await;
@@ -762,6 +769,15 @@ impl<W: AsyncWrite + Unpin> Outlet<'_, W> {
         }
         run.moved(Way::Sent, bytes);
         Ok(())
+    }
+
+    /// The conversation is over, however it ended: the writing side is
+    /// shut down if it was not (over TLS, with close_notify, so the peer
+    /// does not take the end for a truncation). Errors do not matter now.
+    async fn close(&mut self) {
+        if let Err(error) = self.half_close().await {
+            debug!(%error, "closing the writing side");
+        }
     }
 
     /// The input ended: the peer reads its end, and may still answer

@@ -140,12 +140,20 @@ pub fn tls_error(error: TlsError) -> anyhow::Error {
 }
 
 /// A library error as the user should read it: an untrusted certificate
-/// says how to trust it.
+/// ends with what to do about it.
 pub fn untrusted_hint(error: sockit::Error) -> anyhow::Error {
-    match error {
-        sockit::Error::Untrusted { .. } => anyhow::anyhow!("{error} (give the right --ca, or --insecure)"),
-        other => other.into(),
-    }
+    let sockit::Error::Untrusted { reason, .. } = &error else {
+        return error.into();
+    };
+    // The reasons' first words are rustls' (see `sockit::net::tls::untrusted`).
+    let fix = if reason.starts_with("certificate not valid for name") {
+        "connect by a name the certificate is valid for, or give one with --sni NAME; or --insecure for a test"
+    } else if reason.starts_with("certificate expired") || reason.starts_with("certificate not valid yet") {
+        "the server needs a certificate valid now (or this machine the right time); or --insecure for a test"
+    } else {
+        "give --ca the server's certificate or its CA; or --insecure for a test"
+    };
+    anyhow::anyhow!("{error} ({fix})")
 }
 
 /// Adds multicast groups to join to `options`.

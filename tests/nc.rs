@@ -347,3 +347,115 @@ fn a_refused_connection_is_one_line_and_status_one() {
     );
     assert!(said.contains("refused"), "{said:?}");
 }
+
+#[test]
+fn seqpacket_and_unix_datagram_endpoints() {
+    let name = common::abstract_name("nc-seqpacket");
+    let dir = common::TestDir::new("nc-unix-dgram");
+    let datagrams = dir.socket("greet.dg");
+    let _server = Server::start(&[&format!("seqpacket:@{name}"), &format!("unix-dgram:{datagrams}")]);
+    // A read of stdin is a packet; each packet is a message.
+    let out = run_with_input(&mut nc(&[&format!("seqpacket:@{name}")]), b"bob", LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"Hello, I am serverHello, bob!");
+    let out = run_with_input(&mut nc(&["-U", "-u", &datagrams]), b"bob\n", LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"Hello, bob\n");
+}
+
+#[test]
+fn ipv6_and_the_family_flags() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        common::skip("::1 cannot be bound here (IPv6 disabled)");
+        return;
+    }
+    let server = Server::start(&["tcp://[::1]:0"]);
+    let port = server.addr(0).port().to_string();
+    let out = run_with_input(&mut nc(&["-6", "-v", "::1", &port]), b"bob\nexit\n", LIMIT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"Hello, I am serverHello, bob!\n");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("sockit nc: connected to tcp://[::1]:{port}\n")
+    );
+    let out = run_with_input(&mut nc(&["-4", "::1", &port]), b"", LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("sockit: error: cannot connect to tcp://[::1]:{port}: the host has no IPv4 address\n")
+    );
+}
+
+#[test]
+fn listening_on_udp_prints_the_datagram_and_answers_its_source() {
+    let mut child = nc(&["-l", "-u", "-v", "127.0.0.1", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .strip_prefix("sockit nc: listening on udp://")
+        .and_then(|addr| addr.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(LIMIT)).unwrap();
+    client.send_to(b"from a client\n", addr).unwrap();
+    let (printed, _stdout) = read_within(child.stdout.take().unwrap(), 14);
+    assert_eq!(printed, b"from a client\n");
+    // What stdin brings goes back to the datagram's source.
+    child.stdin.as_mut().unwrap().write_all(b"answer\n").unwrap();
+    let mut buf = [0; 64];
+    let (n, from) = client.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"answer\n"[..], addr));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_prompt_without_its_newline_is_printed_at_once() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let serving = std::thread::spawn(move || {
+        let (mut stream, _) = server.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        stream.write_all(b"name? ").unwrap();
+        let mut name = [0; 4];
+        stream.read_exact(&mut name).unwrap();
+        stream.write_all(b"hi ").unwrap();
+        stream.write_all(&name).unwrap();
+    });
+    let mut child = nc(&["127.0.0.1", &port])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The prompt must show before anything is typed: nothing holds a
+    // line's start back until its end comes.
+    let (prompt, mut stdout) = read_within(child.stdout.take().unwrap(), 6);
+    assert_eq!(prompt, b"name? ");
+    child.stdin.take().unwrap().write_all(b"bob\n").unwrap();
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"hi bob\n");
+    serving.join().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// The first `len` bytes of `pipe`, which must come within `LIMIT`; and
+/// the pipe, to read on.
+fn read_within<R: Read + Send + 'static>(mut pipe: R, len: usize) -> (Vec<u8>, R) {
+    let (done, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = vec![0; len];
+        let read = pipe.read_exact(&mut bytes);
+        let _ = done.send(read.map(|()| (bytes, pipe)));
+    });
+    got.recv_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("{len} bytes did not come within {LIMIT:?}"))
+        .expect("read")
+}

@@ -42,6 +42,14 @@ Loads (default: all but idle-19000, which runs with --loads all or by name):
     chat-100-calm    the same at a line every 100 ms, a rate asyncio keeps up with
     idle-19000       RSS per idle connection (bench/idle_connections.py), sockit
                      vs the tokio baseline; needs `ulimit -n` >= 20000
+    relay-upload     one bulk TCP stream (--relay-size, 1 GiB) through a relay to a
+                     sink: HAProxy with splice (the base) and without, sockit
+                     relay, socat; the relay's CPU per GiB and the throughput
+                     (bench/src/bin/bulk, every byte checked where it arrives)
+    relay-download   the same stream the other way, from a source behind the relay
+    relay-idle-1000  1,000 relayed connection pairs, each past one echo, then
+                     idle: the relay's RSS per pair
+    relay            all three relay loads (--loads relay)
 
 Only loopback is used. Results go to stdout (one table per load, then what was
 not measured); progress to stderr; --json FILE saves every run's raw figures.
@@ -70,6 +78,7 @@ UDP_NAIVE = "target/release/udp_naive"
 HANDLER_ECHO = "target/release/handler_echo"
 CHAT = "target/release/examples/chat"
 CHAT_LOAD = "target/release/chat_load"
+BULK = "target/release/bulk"
 BUILD = "cargo build --release --workspace --bins --examples"
 SERVER_CPU, LOAD_CPU = 0, 1
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -77,6 +86,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 RSS_EVERY_S = 0.5
 SEED_TCP_PORT, SEED_UDP_PORT = 8000, 9000
 IDLE_CONNECTIONS = 19000
+RELAY_SIZE = "1G"
+RELAY_IDLE_PAIRS = 1000
 OPEN_LOOP_SHARE = 0.6
 # `sockit bench` frees the window slot of a lost datagram only after its
 # --timeout, so UDP runs keep it short (TCP runs use 5 s: forking servers
@@ -105,6 +116,7 @@ class Server:
     needs: list = field(default_factory=list)  # [(check, why not, what to do)]
     note: str = ""
     client: list = field(default_factory=list)  # more `sockit bench` flags for this server (TLS)
+    config: str = ""  # a config file's text ("{port}", "{backend}" filled in), given as "{config}"
 
 
 def have_file(path):
@@ -243,6 +255,43 @@ def udp_naive():
                   timeout=UDP_TIMEOUT, needs=[built(UDP_NAIVE)])
 
 
+HAPROXY_CONFIG = """global
+    nbthread 1
+    maxconn 3000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+{splice}frontend relay
+    bind 127.0.0.1:{{port}}
+    default_backend target
+backend target
+    server target 127.0.0.1:{{backend}}
+"""
+
+
+def relays():
+    """The relays of the relay loads, forwarding 127.0.0.1:{port} to 127.0.0.1:{backend}."""
+    need_haproxy = (have_program("haproxy"), "haproxy not installed", "install: apt-get install haproxy")
+    need_bulk = built(BULK)
+    splice = "    option splice-request\n    option splice-response\n"
+    return [
+        Server("HAProxy, option splice-request/-response", ["haproxy", "-db", "-f", "{config}"],
+               config=HAPROXY_CONFIG.format(splice=splice), needs=[need_haproxy, need_bulk],
+               note="nbthread 1, as every relay here runs on the one core it is pinned to; maxconn 3000 (its "
+                    "descriptors for 3,000 connections and their pipes fit this machine's limit of 20,000)"),
+        Server("HAProxy, no splice", ["haproxy", "-db", "-f", "{config}"], config=HAPROXY_CONFIG.format(splice=""),
+               needs=[need_haproxy, need_bulk]),
+        Server("sockit relay", [SOCKIT, "relay", "tcp://127.0.0.1:{port}", "tcp://127.0.0.1:{backend}", "-q",
+                                "--max-connections", "20000"], needs=[built(SOCKIT), need_bulk]),
+        Server("socat fork", ["socat", "TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+                              "TCP:127.0.0.1:{backend}"],
+               needs=[(have_program("socat"), "socat not installed", "install: apt-get install socat"), need_bulk],
+               note="forks a socat per connection: CPU and RSS are sums over its process tree"),
+    ]
+
+
 @dataclass
 class Load:
     """A `sockit bench` load and the servers that speak it; servers[0] is the base."""
@@ -255,6 +304,7 @@ class Load:
     open_loop: bool = False
     idle: bool = False
     chat: bool = False  # driven by chat_load (args are its flags), not by `sockit bench`
+    relay: str = ""  # a relay load: "upload", "download" or "idle", driven by bench/src/bin/bulk
     note: str = ""
 
 
@@ -305,6 +355,12 @@ def loads():
           for name, every in (("chat-100", 10), ("chat-100-calm", 100))),
         Load("idle-19000", "idle TCP connections (--idle): server RSS growth per connection", "echo",
              [], [tokio(), sockit("echo", framing=None)], idle=True),
+        Load("relay-upload", "one bulk TCP stream through a relay, client to target", "", [], relays(),
+             relay="upload"),
+        Load("relay-download", "one bulk TCP stream through a relay, target to client", "", [], relays(),
+             relay="download"),
+        Load("relay-idle-1000", "idle relayed TCP connection pairs (--relay-idle): the relay's RSS per pair",
+             "", [], relays(), relay="idle"),
     ]
 
 
@@ -549,6 +605,90 @@ def measure_idle(load, server, settings):
                 answered=answered, errors=total - answered)
 
 
+def start_relay(server, port, backend_port, config_dir):
+    """Starts a relay from `port` to `backend_port` (its config file, if any,
+    written in `config_dir`) and waits until it takes connections."""
+    command = [part.replace("{backend}", str(backend_port)) for part in server.command]
+    if server.config:
+        path = os.path.join(config_dir, "relay.cfg")
+        with open(path, "w") as config:
+            config.write(server.config.replace("{port}", str(port)).replace("{backend}", str(backend_port)))
+        command = [part.replace("{config}", path) for part in command]
+    return start(dataclasses.replace(server, command=command), port)
+
+
+def relay_backend(load, port, settings):
+    """The relay load's target, on the load's CPU: a sink, a source, or an echo."""
+    if load.relay == "upload":
+        command = [BULK, "sink", f"127.0.0.1:{port}"]
+    elif load.relay == "download":
+        command = [BULK, "source", f"127.0.0.1:{port}", settings.relay_size]
+    else:
+        command = [SOCKIT, "serve", f"tcp://127.0.0.1:{port}", "--service", "echo", "-q",
+                   "--max-connections", "20000"]
+    process = subprocess.Popen(["taskset", "-c", str(LOAD_CPU), *command], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not listen on {port}")
+
+
+def idle_pairs(port, count):
+    """Opens `count` connections to `port`, each answered once (so the pair is
+    made through to the target), and keeps them open; returns them."""
+    held = []
+    for _ in range(count):
+        connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+        connection.sendall(b"x\n")
+        if connection.recv(16) != b"x\n":
+            raise RuntimeError("a relayed echo did not come back")
+        held.append(connection)
+    return held
+
+
+def measure_relay(load, server, settings):
+    """Starts the load's target and `server` relaying to it, moves the load
+    through it once (or holds idle pairs), stops both."""
+    run = {"load": load.name, "server": server.name}
+    port, backend_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as config_dir:
+        try:
+            backend = relay_backend(load, backend_port, settings)
+        except RuntimeError as error:
+            return dict(run, failed=str(error))
+        try:
+            running, failed = start_relay(server, port, backend_port, config_dir)
+            if failed:
+                return dict(run, failed=failed)
+            try:
+                if load.relay == "idle":
+                    before = tree_rss_bytes(running.process.pid)
+                    held = idle_pairs(port, settings.relay_idle)
+                    time.sleep(1)
+                    after = tree_rss_bytes(running.process.pid)
+                    for connection in held:
+                        connection.close()
+                    per = (after - before) / settings.relay_idle
+                    return dict(run, bytes_per_pair=per, rss_mib=after / 2**20, errors=0)
+                client = drive(running, ["taskset", "-c", str(LOAD_CPU), BULK, load.relay, f"127.0.0.1:{port}",
+                                         settings.relay_size], "bulk")
+                if client.failed:
+                    return dict(run, failed=client.failed)
+                moved, seconds = client.report["bytes"], client.report["seconds"]
+                return dict(run, gb_per_s=moved / seconds / 1e9, cpu_s_per_gib=client.cpu_s / (moved / 2**30),
+                            rss_mib=client.peak_rss / 2**20, errors=0)
+            finally:
+                running.stop()
+        finally:
+            os.killpg(backend.pid, signal.SIGKILL)
+            backend.wait()
+
+
 def milliseconds(text):
     """'5s', '500ms' or '1.5s' as milliseconds."""
     return round(float(text[:-2])) if text.endswith("ms") else round(float(text.rstrip("s")) * 1000)
@@ -595,6 +735,10 @@ def describe(run):
         return f"failed: {run['failed']}"
     if "bytes_per_conn" in run:
         return f"{run['bytes_per_conn']:,} B per idle connection, {run['answered']:,} answered"
+    if "bytes_per_pair" in run:
+        return f"{run['bytes_per_pair']:,.0f} B per idle pair"
+    if "gb_per_s" in run:
+        return f"{run['gb_per_s']:.2f} GB/s, {run['cpu_s_per_gib']:.3f} CPU-s/GiB"
     cpu = f"{run['cpu_us']:.2f}" if run["cpu_us"] is not None else "-"
     return f"{run['msgs_per_s']:,.0f} msgs/s, {cpu} CPU-us/reply, p99 {run['p99_us']:,.0f} us, {run['errors']} errors"
 
@@ -625,7 +769,9 @@ def run_load(load, settings, not_measured):
     for number in range(1, settings.rounds + 1):
         runs = []
         for server in servers:
-            if load.idle:
+            if load.relay:
+                run = measure_relay(load, server, settings)
+            elif load.idle:
                 run = measure_idle(load, server, settings)
             elif load.chat:
                 run = measure_chat(load, server, settings)
@@ -682,7 +828,16 @@ def print_table(result, settings):
         print("   not measured (see below)\n")
         return
     idle = result["load"].startswith("idle")
-    if idle:
+    if result["load"] in ("relay-upload", "relay-download"):
+        columns = [("gb_per_s", "GB/s", ".2f"), ("cpu_s_per_gib", "CPU-s/GiB", ".3f"),
+                   ("rss_mib", "peak RSS MiB", ".1f")]
+        print(f"   {settings.relay_size} per run, {rounds_text(settings)}; relay on CPU {SERVER_CPU}, the client "
+              f"and the target (bench/src/bin/bulk) on CPU {LOAD_CPU}; CPU is the relay's")
+    elif result["load"] == "relay-idle-1000":
+        columns = [("bytes_per_pair", "RSS B/idle pair", ",.0f"), ("rss_mib", "RSS MiB", ".1f")]
+        print(f"   {settings.relay_idle:,} pairs, {rounds_text(settings)}; relay on CPU {SERVER_CPU}, its target "
+              f"(sockit serve --service echo) on CPU {LOAD_CPU}")
+    elif idle:
         columns = [("bytes_per_conn", "RSS B/idle conn", ",.0f")]
         print(f"   {settings.idle:,} connections, {rounds_text(settings)}; "
               f"server on CPU {SERVER_CPU}, clients on CPU {LOAD_CPU}")
@@ -732,6 +887,9 @@ def parse_args(all_loads):
     parser.add_argument("--rate", type=int, help="offered msgs/s of the open-loop load tcp-echo-1000 "
                         f"(default: {OPEN_LOOP_SHARE * 100:.0f}%% of the base's closed-loop msgs/s there)")
     parser.add_argument("--idle", type=int, default=IDLE_CONNECTIONS, help="connections of idle-19000")
+    parser.add_argument("--relay-size", default=RELAY_SIZE, help=f"bytes per relay-upload/-download run "
+                        f"(default {RELAY_SIZE}; K, M, G)")
+    parser.add_argument("--relay-idle", type=int, default=RELAY_IDLE_PAIRS, help="pairs of relay-idle-1000")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s per server")
     parser.add_argument("--json", metavar="FILE", help="also save every run's raw figures here")
     parser.add_argument("--list", action="store_true", help="print the loads and their servers, and exit")
@@ -746,7 +904,8 @@ def parse_args(all_loads):
     if args.loads in (None, "all"):
         args.loads = [n for n in names if args.loads == "all" or not n.startswith("idle")]
     else:
-        args.loads = args.loads.split(",")
+        args.loads = [name for group in args.loads.split(",")
+                      for name in ([n for n in names if n.startswith("relay-")] if group == "relay" else [group])]
         unknown = [n for n in args.loads if n not in names]
         if unknown:
             parser.error(f"unknown loads {', '.join(unknown)}; known: {', '.join(names)}")

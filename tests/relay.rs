@@ -230,6 +230,99 @@ fn a_half_close_is_passed_on_and_the_reply_still_comes_back() {
     relay.stop().assert(&[("resets", 0), ("to_target.bytes_out", 4)]);
 }
 
+/// Bytes that are not text, in an order that does not repeat soon.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[test]
+fn without_faults_plain_sockets_are_spliced_and_every_byte_arrives_both_ways() {
+    // A backend that sends 8 MB of its own, and everything it reads back
+    // after it, then closes: both directions full at once, each half-closed.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let served = std::thread::spawn(move || {
+        let (stream, _) = backend.accept().unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            writer.write_all(&noise(8_000_000, 7)).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        (&stream).read_to_end(&mut got).unwrap();
+        sending.join().unwrap();
+        got
+    });
+    let relay = Relay::start("tcp://127.0.0.1:0", &format!("tcp://{backend_addr}"), &["-v"]);
+    let client = tcp_client(relay.addr());
+    let mut writer = client.try_clone().unwrap();
+    let sent = noise(12_000_000, 3);
+    let sending = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            writer.write_all(&sent).unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut client = client;
+    assert!(
+        read_to_close(&mut client) == noise(8_000_000, 7),
+        "the backend's 8 MB, exactly"
+    );
+    sending.join().unwrap();
+    assert!(served.join().unwrap() == sent, "the client's 12 MB, exactly");
+    relay.process.wait_for_log("splicing both ways (zero-copy)", WAIT);
+    relay.stop().assert(&[
+        ("connections", 1),
+        ("resets", 0),
+        ("to_target.bytes_in", 12_000_000),
+        ("to_target.bytes_out", 12_000_000),
+        ("to_client.bytes_in", 8_000_000),
+        ("to_client.bytes_out", 8_000_000),
+    ]);
+}
+
+#[test]
+fn a_unix_target_is_spliced_and_a_fault_makes_it_copied() {
+    let dir = TestDir::new("relay-splice-unix");
+    let server = Server::start(&[&format!("unix:{}", dir.socket("echo.sock")), "--service", "echo"]);
+    for (faults, how) in [
+        (&[][..], "splicing both ways (zero-copy)"),
+        (&["--slice", "1000"][..], "copying both ways"),
+    ] {
+        let relay = Relay::start(
+            "tcp://127.0.0.1:0",
+            &server.endpoints[0],
+            &[&["-v"], faults].concat(),
+        );
+        let mut client = tcp_client(relay.addr());
+        let sent = noise(200_000, 11);
+        let mut writer = client.try_clone().unwrap();
+        let sending = {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        assert!(read_to_close(&mut client) == sent, "{how}: the echo, exactly");
+        sending.join().unwrap();
+        relay.process.wait_for_log(how, WAIT);
+        relay
+            .stop()
+            .assert(&[("to_target.bytes_out", 200_000), ("to_client.bytes_out", 200_000)]);
+    }
+}
+
 #[test]
 fn a_stream_delay_holds_each_piece() {
     let server = Server::start(&["tcp://127.0.0.1:0"]);

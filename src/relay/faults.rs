@@ -801,6 +801,29 @@ impl StreamPlan {
         }
     }
 
+    /// Whether the bytes pass untouched: nothing cuts, delays or counts
+    /// them toward a reset, so they may be moved without being looked at
+    /// (the relay splices them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::relay::{Direction, Directions, Faults, StreamPlan};
+    ///
+    /// assert!(StreamPlan::new(&Faults::new(1), 0, Direction::ToTarget).is_transparent());
+    /// let delayed = Faults::new(1).delay(Duration::from_millis(1), Duration::ZERO);
+    /// assert!(!StreamPlan::new(&delayed, 0, Direction::ToTarget).is_transparent());
+    /// let one_way = delayed.directions(Directions::ToClient);
+    /// assert!(StreamPlan::new(&one_way, 0, Direction::ToTarget).is_transparent());
+    /// ```
+    pub fn is_transparent(&self) -> bool {
+        self.faults.slice.is_none()
+            && self.left.is_none()
+            && self.faults.delay.is_zero()
+            && self.faults.jitter.is_zero()
+    }
+
     /// Whether the connection is due to be reset: every byte allowed has
     /// been forwarded. True at once for a reset after 0 bytes.
     ///

@@ -10,6 +10,8 @@
 //! - `datagram`: datagrams to datagrams (UDP, Unix datagram, in any
 //!   pairing): a socket to the target for each client address (a session),
 //!   replies routed back to that client;
+//! - `splice`: streams between plain sockets with no fault on the way,
+//!   moved by `splice(2)` without entering the process;
 //! - [`side`]: what a relay joins ([`Side`]): an endpoint, this process's
 //!   stdin and stdout, or a program; and the streams they give.
 //!
@@ -50,6 +52,7 @@ mod datagram;
 pub mod faults;
 mod line;
 pub mod side;
+mod splice;
 mod stream;
 
 use std::fmt;

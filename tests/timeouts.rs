@@ -243,3 +243,72 @@ fn an_idle_seqpacket_connection_is_closed() {
         .process
         .wait_for_log("closing the connection: idle for 1s", Duration::from_secs(10));
 }
+
+/// The line `sockit serve` logs for a listener other hosts can reach.
+fn exposed_line(server: &Server, applied: &str) -> String {
+    let endpoint = &server.endpoints[0];
+    format!(
+        "{endpoint} can be reached from other hosts: {applied} apply, as for any listener not on \
+         loopback (set them to change this, 0 turns one off)"
+    )
+}
+
+#[test]
+fn a_listener_other_hosts_can_reach_gets_protective_timeouts_unless_set() {
+    let server = Server::start(&["tcp://0.0.0.0:0"]);
+    let want = exposed_line(&server, "--idle-timeout 5m and --read-timeout 30s");
+    assert_eq!(
+        server.process.count_log(&want),
+        1,
+        "{want:?} in the log:\n{}",
+        server.log()
+    );
+
+    // A timeout given keeps its value (here 1 s, which cuts a trickle off),
+    // and only the other takes its default.
+    let server = Server::start(&["tcp://0.0.0.0:0", "--read-timeout", "1s", "--framing", "line"]);
+    let want = exposed_line(&server, "--idle-timeout 5m");
+    assert_eq!(server.process.count_log(&want), 1, "{}", server.log());
+    let mut client = tcp_client(format!("127.0.0.1:{}", server.addr(0).port()).parse().unwrap());
+    assert_eq!(read_exactly(&mut client, GREETING.len()), GREETING);
+    client.write_all(b"slow").unwrap();
+    let start = Instant::now();
+    assert_eq!(read_to_close(&mut client), b"");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "cut off after {:?}",
+        start.elapsed()
+    );
+
+    // Both given (0 is off): nothing to say.
+    let server = Server::start(&["tcp://0.0.0.0:0", "--read-timeout", "0", "--idle-timeout", "0"]);
+    assert_eq!(server.process.count_log("can be reached from other hosts"), 0);
+}
+
+#[test]
+fn loopback_and_unix_listeners_keep_their_timeouts_off() {
+    let dir = TestDir::new("timeouts-local");
+    let server = Server::start(&["tcp://127.0.0.1:0", &format!("unix:{}", dir.socket("s.sock"))]);
+    assert_eq!(server.process.count_log("can be reached from other hosts"), 0);
+    idle_connections_are_served_afterwards(&[]);
+}
+
+#[test]
+fn a_reload_keeps_the_protective_defaults_of_an_exposed_listener() {
+    let dir = TestDir::new("timeouts-reload");
+    let config = dir.path().join("sockit.toml");
+    std::fs::write(&config, "endpoint = \"tcp://0.0.0.0:0\"\nmax_connections = 5\n").unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    std::fs::write(&config, "endpoint = \"tcp://0.0.0.0:0\"\nmax_connections = 6\n").unwrap();
+    server.process.signal("HUP");
+    let line = server
+        .process
+        .wait_for_log("SIGHUP: limits read again", Duration::from_secs(10));
+    for field in [
+        "max_connections=6",
+        "idle_timeout=\"300s\"",
+        "read_timeout=\"30s\"",
+    ] {
+        assert!(line.contains(field), "{field} in {line:?}");
+    }
+}

@@ -91,16 +91,18 @@ pub struct Args {
 
     /// Close a stream connection with no traffic either way for this long (nothing read,
     /// none of the replies it owes written: a peer that stops reading is closed too),
-    /// e.g. 5m; 0: never. Off by default: sockit is a test tool, and a learner's `nc` left
-    /// open is not to be closed under them. Set it on a service others can reach.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
+    /// e.g. 5m; 0: never. Off by default on loopback and Unix sockets (a learner's `nc` left
+    /// open is not closed under them); 5m on a TCP or TLS listener other hosts can reach.
+    /// [default: 0 on loopback, 5m on other addresses]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
 
     /// Close a stream connection whose message takes longer than this to arrive whole,
-    /// from its first byte (slowloris), e.g. 30s; 0: never. Off by default, for the same
-    /// reason; seqpacket packets arrive whole and need none.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
-    pub read_timeout: Duration,
+    /// from its first byte (slowloris), e.g. 30s; 0: never. Off by default on loopback
+    /// and Unix sockets, 30s on a TCP or TLS listener other hosts can reach; seqpacket
+    /// packets arrive whole and need none. [default: 0 on loopback, 30s on other addresses]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub read_timeout: Option<Duration>,
 
     /// Permissions of Unix socket files, in octal (e.g. 0660); by default the umask decides.
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
@@ -254,13 +256,36 @@ impl Args {
         Limits {
             max_connections: self.max_connections,
             max_message: self.max_message,
-            idle_timeout: Some(self.idle_timeout).filter(|t| !t.is_zero()),
-            read_timeout: Some(self.read_timeout).filter(|t| !t.is_zero()),
+            idle_timeout: self.idle_timeout.filter(|t| !t.is_zero()),
+            read_timeout: self.read_timeout.filter(|t| !t.is_zero()),
             rate_limit: self
                 .rate_limit
                 .map(|limit| self.rate_burst.map_or(limit, |burst| limit.burst(burst))),
             reply_cap: options::reply_cap(self.max_amplification, self.max_reply),
         }
+    }
+
+    /// The limits for a listener other hosts can reach: a timeout left
+    /// unset gets its protective default ([`EXPOSED_IDLE_TIMEOUT`],
+    /// [`EXPOSED_READ_TIMEOUT`]); and the flags of the defaults applied.
+    pub fn exposed_limits(&self) -> (Limits, Vec<String>) {
+        let mut limits = self.limits();
+        let mut applied = Vec::new();
+        if self.idle_timeout.is_none() {
+            limits.idle_timeout = Some(EXPOSED_IDLE_TIMEOUT);
+            applied.push(format!(
+                "--idle-timeout {}",
+                humantime::format_duration(EXPOSED_IDLE_TIMEOUT)
+            ));
+        }
+        if self.read_timeout.is_none() {
+            limits.read_timeout = Some(EXPOSED_READ_TIMEOUT);
+            applied.push(format!(
+                "--read-timeout {}",
+                humantime::format_duration(EXPOSED_READ_TIMEOUT)
+            ));
+        }
+        (limits, applied)
     }
 
     /// The server these flags describe, before it is bound.
@@ -317,6 +342,27 @@ impl Args {
 struct Live {
     limits: sockit::LimitsHandle,
     tls: sockit::TlsHandle,
+    /// Whether one of its stream listeners can be reached from other
+    /// hosts: its unset timeouts take their protective defaults.
+    exposed: bool,
+}
+
+/// The idle timeout of a stream listener other hosts can reach, unless set.
+pub const EXPOSED_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The read timeout of a stream listener other hosts can reach, unless set.
+pub const EXPOSED_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `endpoint` is a stream listener that hosts other than this one
+/// can reach: TCP or TLS on an address that is not loopback (a wildcard
+/// address included).
+fn reachable_from_other_hosts(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tcp(_) | Endpoint::Tls(_) => endpoint
+            .host_port()
+            .and_then(|host_port| host_port.to_string().parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|addr| !addr.ip().is_loopback() && !addr.ip().to_canonical().is_loopback()),
+        _ => false,
+    }
 }
 
 /// On SIGHUP: reads the --config file again and applies each listener
@@ -364,7 +410,11 @@ fn reload(listeners: &[Listener], live: &[Live]) {
                 path.display()
             );
         }
-        let limits = new.args.limits();
+        let limits = if live.exposed {
+            new.args.exposed_limits().0
+        } else {
+            new.args.limits()
+        };
         live.limits.set(limits);
         let off = |timeout: Option<Duration>| timeout.map_or("off".to_owned(), |t| format!("{t:?}"));
         info!(
@@ -472,9 +522,26 @@ pub async fn run(
                 bound.push((server.bind(endpoint).await?, args, String::new()));
             }
         }
+        let exposed = bound
+            .iter()
+            .filter(|(_, of, _)| std::ptr::eq(*of, args))
+            .map(|(listener, ..)| listener.local_endpoint())
+            .find(|endpoint| reachable_from_other_hosts(endpoint));
+        if let Some(endpoint) = exposed {
+            let (limits, applied) = args.exposed_limits();
+            if !applied.is_empty() {
+                server.limits_handle().set(limits);
+                info!(
+                    "{endpoint} can be reached from other hosts: {} apply, as for any listener not on \
+                     loopback (set them to change this, 0 turns one off)",
+                    applied.join(" and ")
+                );
+            }
+        }
         live.push(Live {
             limits: server.limits_handle(),
             tls: server.tls_handle(),
+            exposed: exposed.is_some(),
         });
     }
     let stop = CancellationToken::new();

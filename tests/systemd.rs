@@ -209,6 +209,19 @@ fn serves_every_kind_of_socket_passed_in_listen_fds_and_leaves_them_to_their_own
     let len = (&seqpacket).read(&mut packet).unwrap();
     assert_eq!(&packet[..len], b"Hello, client1!");
 
+    // A reload is bracketed for the service manager: RELOADING=1 with the
+    // monotonic time it began, then READY=1.
+    kill("HUP", launched.pid);
+    let len = notify.recv(&mut ready).expect("RELOADING=1 on NOTIFY_SOCKET");
+    let reloading = std::str::from_utf8(&ready[..len]).unwrap().to_owned();
+    let usec = reloading
+        .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{reloading:?}"));
+    assert!(usec.parse::<u64>().is_ok_and(|usec| usec > 0), "{reloading:?}");
+    let len = notify.recv(&mut ready).expect("READY=1 after the reload");
+    assert_eq!(&ready[..len], b"READY=1\n");
+
     // Graceful shutdown, as for sockets it bound.
     kill("TERM", launched.pid);
     log.wait_for_log("launcher: sockit exited with 0", WAIT);

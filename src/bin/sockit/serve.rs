@@ -578,7 +578,16 @@ pub async fn run(
         tokio::select! {
             _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
             _ = terminate.recv() => { info!("SIGTERM: shutting down (again to stop at once)"); break }
-            _ = hangup.recv() => reload(&listeners, &live),
+            _ = hangup.recv() => {
+                // systemd (Type=notify-reload, or ExecReload with Type=notify)
+                // waits for READY=1 after RELOADING=1 and the time it began.
+                match NotifyState::monotonic_usec_now() {
+                    Ok(now) => notify_all(&[NotifyState::Reloading, now]),
+                    Err(error) => warn!(%error, "cannot read the monotonic clock for RELOADING=1"),
+                }
+                reload(&listeners, &live);
+                notify(NotifyState::Ready);
+            }
         }
     }
     notify(NotifyState::Stopping);
@@ -601,7 +610,13 @@ pub async fn run(
 /// Tells the service manager (systemd with `Type=notify`) that sockit is
 /// ready or stopping, when it asked (`NOTIFY_SOCKET` is set); nothing otherwise.
 fn notify(state: NotifyState<'_>) {
-    if let Err(error) = sd_notify::notify(std::slice::from_ref(&state)) {
-        warn!(%error, "cannot tell the service manager {state}");
+    notify_all(std::slice::from_ref(&state));
+}
+
+/// [`notify`] with several states in one message.
+fn notify_all(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        let states: Vec<String> = states.iter().map(ToString::to_string).collect();
+        warn!(%error, "cannot tell the service manager {}", states.join(", "));
     }
 }

@@ -19,14 +19,15 @@ use std::io;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
 use crate::deadline::{Deadline, Expired, Timeouts};
@@ -102,8 +103,19 @@ pub struct Stop(Arc<StopWhen>);
 /// What a [`Stop`] shares.
 #[derive(Debug, Default)]
 pub struct StopWhen {
+    /// Cancelled when the connections are to finish, through
+    /// [`Stop::ask_to_finish`], which raises `finishing` first: a stream
+    /// connection waiting to read looks at the flag, and would not see this
+    /// token cancelled alone.
     pub(crate) finish: CancellationToken,
     pub(crate) abort: CancellationToken,
+    /// Raised just before `finish` is cancelled, and shared by every `Stop`
+    /// of a listener. A stream connection looks at it on every wait to read,
+    /// one atomic load, and polls `finish` (every look at a token takes its
+    /// locks, shared by all the listener's connections) only once it is
+    /// raised; its place in the token's wait list is kept meanwhile, so the
+    /// cancel still wakes it.
+    finishing: Arc<AtomicBool>,
     pub(crate) timeouts: Timeouts,
     /// The listener's counters, when it has them ([`crate::metrics`]).
     pub(crate) metrics: Option<Arc<ListenerMetrics>>,
@@ -131,17 +143,44 @@ impl Stop {
         Stop(Arc::new(StopWhen {
             finish,
             abort,
+            finishing: Arc::default(),
             timeouts,
             metrics,
             local,
         }))
     }
 
+    /// The same stop with other timeouts, for the connections accepted
+    /// after a change of limits.
+    pub(crate) fn with_timeouts(&self, timeouts: Timeouts) -> Self {
+        Stop(Arc::new(StopWhen {
+            finish: self.finish.clone(),
+            abort: self.abort.clone(),
+            finishing: Arc::clone(&self.finishing),
+            timeouts,
+            metrics: self.metrics.clone(),
+            local: self.local.clone(),
+        }))
+    }
+
+    /// Asks the connections to finish: raises the flag that stream
+    /// connections look at, then cancels `finish`, which wakes those waiting.
+    pub(crate) fn ask_to_finish(&self) {
+        self.finishing.store(true, Ordering::Release);
+        self.finish.cancel();
+    }
+
+    /// Whether the connections have been asked to finish.
+    #[inline]
+    fn is_finishing(&self) -> bool {
+        self.finishing.load(Ordering::Acquire)
+    }
+
     /// Awaits `io`, unless the connection is aborted first.
     ///
     /// An `async fn` holds `io` twice (its argument, and the `select!` it
     /// moves into); the byte-stream loop, whose state every connection
-    /// carries, waits through [`Ready`] instead.
+    /// carries, waits through [`Serving`] instead.
     pub(crate) async fn or_abort<T>(&self, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
         tokio::select! {
             biased;
@@ -223,13 +262,26 @@ macro_rules! byte_stream {
 byte_stream!(TcpStream);
 byte_stream!(UnixStream);
 
-/// The buffers a worker thread lends to the connection it is running. Both
+/// The buffers a worker thread lends to the connection it is running. All
 /// are empty whenever no connection holds them: nothing of one connection
 /// may reach another.
 #[derive(Default)]
 struct Scratch {
     input: BytesMut,
     output: BytesMut,
+    /// Lent as the leftover buffers of a connection that has none of its
+    /// own ([`with_leftover`]), sparing it a pair made and dropped per read.
+    spare: Leftover,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.input.clear();
+        self.output.clear();
+        self.spare.input.clear();
+        self.spare.output.clear();
+        self.spare.replies_read_at = None;
+    }
 }
 
 thread_local! {
@@ -240,11 +292,9 @@ thread_local! {
 /// after (even if the last borrower panicked halfway).
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     SCRATCH.with_borrow_mut(|scratch| {
-        scratch.input.clear();
-        scratch.output.clear();
+        scratch.clear();
         let result = f(scratch);
-        scratch.input.clear();
-        scratch.output.clear();
+        scratch.clear();
         result
     })
 }
@@ -252,12 +302,11 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// A connection and all it keeps between reads: its decoder state and, only
 /// while something is left over, buffers of its own.
 ///
-/// Everything is owned here and borrowed in place by the futures that serve
+/// Everything is owned here and borrowed in place by the methods that serve
 /// it, so no argument is stored twice in the connection's state (an
 /// `async fn` keeps its arguments beside the futures it awaits).
 struct Conversation<S, IO> {
-    /// The socket, and its timer if it has timeouts: together, so that the
-    /// wait holds one pointer to both.
+    /// The socket, and its timer if it has timeouts.
     link: Link<IO>,
     peer: Peer,
     service: Arc<S>,
@@ -296,9 +345,15 @@ impl Leftover {
     }
 }
 
-/// Lends the connection's leftover buffers to `f`, boxing them only if
-/// something is left in them after, and freeing them once drained.
-fn with_leftover<R>(slot: &mut Option<Box<Leftover>>, f: impl FnOnce(&mut Leftover) -> R) -> R {
+/// Lends the connection's leftover buffers to `f` (the thread's `spare`,
+/// empty, while it has none), boxing them only if something is left in
+/// them after, and freeing them once drained.
+#[inline]
+fn with_leftover<R>(
+    slot: &mut Option<Box<Leftover>>,
+    spare: &mut Leftover,
+    f: impl FnOnce(&mut Leftover) -> R,
+) -> R {
     match slot {
         Some(own) => {
             let result = f(own);
@@ -308,10 +363,9 @@ fn with_leftover<R>(slot: &mut Option<Box<Leftover>>, f: impl FnOnce(&mut Leftov
             result
         }
         None => {
-            let mut own = Leftover::default();
-            let result = f(&mut own);
-            if !own.is_empty() {
-                *slot = Some(Box::new(own));
+            let result = f(spare);
+            if !spare.is_empty() {
+                *slot = Some(Box::new(std::mem::take(spare)));
             }
             result
         }
@@ -330,10 +384,10 @@ pub(crate) fn serve<S, IO, H>(
 ) -> impl Future<Output = ()> + Send
 where
     S: Service,
-    IO: ByteStream,
-    H: Send,
+    IO: ByteStream + 'static,
+    H: Send + 'static,
 {
-    let mut conversation = Conversation {
+    let conversation = Conversation {
         link: Link {
             io,
             deadline: stop.timeouts.idle.map(|_| Deadline::new(stop.timeouts)),
@@ -344,73 +398,219 @@ where
         decoder: Decoder::new(settings.framing, settings.max_message),
         leftover: None,
     };
-    // The conversation's loop is written out here rather than in a method
-    // this block awaits: every nested future adds its references and state
-    // to every connection's, for the connection's whole life (tested).
-    async move {
-        let ending = 'conversation: {
-            if let Err(error) = conversation.greet() {
-                break 'conversation Err(error);
-            }
-            let mut ending = None;
-            loop {
-                // Every reply owed is written before anything more is read.
-                let owes = conversation.owes();
-                if !owes && let Some(ending) = ending {
-                    break 'conversation Ok(ending);
+    Serving::Conversing {
+        open: Some((conversation, held)),
+        stop_wait: StopWait::default(),
+        ending: None,
+        greeted: false,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection served: its conversation, then, for the endings that
+    /// call for one, its graceful close.
+    ///
+    /// A future written out rather than an `async` block: the connection
+    /// keeps its place in the shutdown token's wait list ([`StopWait`]),
+    /// pinned, from one wait to the next, and an `async` block could pin it
+    /// only beside a second copy of the conversation it captured. Every
+    /// open connection carries this state, so it is kept small (tested).
+    #[project = ServingProj]
+    enum Serving<S, IO, H> {
+        Conversing {
+            // The conversation, and the connection's permit (dropped once
+            // it is closed), until the conversation ends.
+            open: Option<(Conversation<S, IO>, H)>,
+            #[pin]
+            stop_wait: StopWait,
+            // How the conversation ends, once the replies owed are written.
+            ending: Option<Ending>,
+            greeted: bool,
+        },
+        Closing {
+            // Boxed: it comes once, and inline it would make every
+            // connection's state as large as its own for its whole life.
+            closing: Pin<Box<dyn Future<Output = ()> + Send>>,
+        },
+        Closed,
+    }
+}
+
+impl<S, IO, H> Future for Serving<S, IO, H>
+where
+    S: Service,
+    IO: ByteStream + 'static,
+    H: Send + 'static,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let next = match self.as_mut().project() {
+                ServingProj::Conversing {
+                    open,
+                    stop_wait,
+                    ending,
+                    greeted,
+                } => {
+                    let (conversation, _) = open.as_mut().expect("open until its conversation ends");
+                    let ended = ready!(conversation.poll_converse(stop_wait, ending, greeted, cx));
+                    let (conversation, held) = open.take().expect("open until its conversation ends");
+                    match conversation.conclude(ended, held) {
+                        Some(closing) => Serving::Closing { closing },
+                        None => Serving::Closed,
+                    }
                 }
-                let step = match conversation.ready(owes).await {
-                    Woken::Ready(Ok(())) if owes => conversation.write_owed(),
-                    Woken::Ready(Ok(())) => conversation.read_and_answer().map(|next| ending = next),
-                    Woken::Ready(Err(error)) => Err(error),
-                    Woken::Stopped if owes => Err(aborted()),
-                    Woken::Stopped => break 'conversation Ok(Ending::Shutdown),
-                    Woken::Expired(expired) => break 'conversation Ok(Ending::TimedOut(expired)),
-                };
-                if let Err(error) = step {
-                    break 'conversation Err(error);
+                ServingProj::Closing { closing } => {
+                    ready!(closing.as_mut().poll(cx));
+                    Serving::Closed
+                }
+                ServingProj::Closed => return Poll::Ready(()),
+            };
+            self.set(next);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's wait for the server to stop it, kept from one wait to
+    /// the next: for `finish` while it reads, for `abort` while it writes
+    /// the replies it owes.
+    ///
+    /// Polled once, the wait holds the connection's place in the token's
+    /// wait list, with the waker of the connection's task (one task serves
+    /// a connection, so the waker does not change), and keeps it: waiting
+    /// to read, the connection then looks only at [`Stop::is_finishing`],
+    /// and polls the token again once that is raised. Every poll of a token
+    /// takes its locks, shared by all the listener's connections: once per
+    /// read, they were among a connection's largest costs.
+    #[derive(Default)]
+    struct StopWait {
+        #[pin]
+        cancelled: Option<WaitForCancellationFutureOwned>,
+        // Which token `cancelled` waits for: `abort`, or else `finish`.
+        writing: bool,
+    }
+}
+
+impl StopWait {
+    /// Whether the server stops the connection now: `abort` when it
+    /// `writing`, `finish` when it reads.
+    #[inline]
+    fn poll_stopped(self: Pin<&mut Self>, stop: &Stop, writing: bool, cx: &mut Context<'_>) -> bool {
+        let on_finish = !writing && !self.writing && self.cancelled.is_some();
+        if on_finish && !stop.is_finishing() {
+            // In `finish`'s wait list already, and no cancel has come.
+            return false;
+        }
+        self.poll_token(stop, writing, cx)
+    }
+
+    /// Polls the wait on the token for `writing` (`abort`, or else
+    /// `finish`), first taking a place in its wait list if the wait was
+    /// for the other one, or none yet.
+    fn poll_token(self: Pin<&mut Self>, stop: &Stop, writing: bool, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        if this.cancelled.is_none() || *this.writing != writing {
+            let token = if writing { &stop.abort } else { &stop.finish };
+            this.cancelled.set(Some(token.clone().cancelled_owned()));
+            *this.writing = writing;
+        }
+        this.cancelled
+            .as_pin_mut()
+            .is_some_and(|cancelled| cancelled.poll(cx).is_ready())
+    }
+}
+
+impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
+    /// Greets, then reads, answers and writes until the conversation ends:
+    /// how it ended, once every reply owed is written (or failed).
+    fn poll_converse(
+        &mut self,
+        mut stop_wait: Pin<&mut StopWait>,
+        ending: &mut Option<Ending>,
+        greeted: &mut bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Ending>> {
+        if !*greeted {
+            *greeted = true;
+            self.greet()?;
+        }
+        loop {
+            // Every reply owed is written before anything more is read.
+            let owes = self.owes();
+            if !owes && let Some(ending) = ending.take() {
+                return Poll::Ready(Ok(ending));
+            }
+            // The next step, once the socket is ready for it: write more
+            // of the replies owed (unless the server aborts), or else read
+            // and answer (unless the server is finishing); unless a timeout
+            // passes first. Readiness is polled, not awaited through a
+            // future of its own: the waker is kept in the socket's
+            // registration.
+            if stop_wait.as_mut().poll_stopped(&self.stop, owes, cx) {
+                return Poll::Ready(if owes {
+                    Err(aborted())
+                } else {
+                    Ok(Ending::Shutdown)
+                });
+            }
+            let ready = if owes {
+                self.link.io.poll_write_ready(cx)
+            } else {
+                self.link.io.poll_read_ready(cx)
+            };
+            match ready {
+                Poll::Ready(Ok(())) if owes => self.write_owed()?,
+                Poll::Ready(Ok(())) => *ending = self.read_and_answer()?,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    let Some(deadline) = &mut self.link.deadline else {
+                        return Poll::Pending;
+                    };
+                    let expired = ready!(deadline.as_mut().poll_expired(cx, owes));
+                    return Poll::Ready(Ok(Ending::TimedOut(expired)));
                 }
             }
-        };
-        if let Some(metrics) = &conversation.stop.metrics
+        }
+    }
+
+    /// Counts and logs how the conversation ended and closes the
+    /// connection, then drops `held`; the future that does it when closing
+    /// takes a wait (a graceful close).
+    fn conclude<H: Send + 'static>(
+        self,
+        ending: io::Result<Ending>,
+        held: H,
+    ) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        if let Some(metrics) = &self.stop.metrics
             && let Some(kind) = error_kind(&ending)
         {
             metrics.error(kind);
         }
         match ending {
             Ok(Ending::PeerClosed) => {
-                let _ = conversation.link.io.shutdown_write();
+                let _ = self.link.io.shutdown_write();
             }
-            Err(error) => info!(peer = %conversation.peer, %error, "connection failed"),
-            // Boxed: it comes once, and inline it would make every
-            // connection's state as large as its own for its whole life.
-            Ok(ending) => Box::pin(conversation.close(ending)).await,
+            Err(error) => info!(peer = %self.peer, %error, "connection failed"),
+            Ok(ending) => {
+                return Some(Box::pin(async move {
+                    self.close(ending).await;
+                    self.closed(held);
+                }));
+            }
         }
-        if let Some(metrics) = &conversation.stop.metrics {
+        self.closed(held);
+        None
+    }
+
+    /// Counts and logs the connection closed, then drops `held`.
+    fn closed<H>(self, held: H) {
+        if let Some(metrics) = &self.stop.metrics {
             metrics.closed();
         }
-        info!("Connection from {} closed.", conversation.peer);
+        info!("Connection from {} closed.", self.peer);
         drop(held);
-    }
-}
-
-impl<S: Service, IO: ByteStream> Conversation<S, IO> {
-    /// The wait before the next step: until the socket takes more of the
-    /// replies owed (unless the server aborts), or else until it brings
-    /// more to read (unless the server is finishing); or until a timeout
-    /// passes.
-    fn ready(&mut self, owes: bool) -> Ready<'_, IO> {
-        let Conversation { link, stop, .. } = self;
-        let (stop, direction) = if owes {
-            (&stop.abort, Direction::Write)
-        } else {
-            (&stop.finish, Direction::Read)
-        };
-        Ready {
-            stop: stop.cancelled(),
-            link,
-            direction,
-        }
     }
 
     /// Sends the service's greeting, if it has one.
@@ -426,7 +626,7 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
         let framed = decoder.framing().sending();
         with_scratch(|scratch| {
             service.greeting(&mut Replies::new(&mut scratch.output, framed, peer));
-            with_leftover(leftover, |own| {
+            with_leftover(leftover, &mut scratch.spare, |own| {
                 let written = write_now(io, &mut scratch.output, &mut own.output)?;
                 if let Some(metrics) = &stop.metrics {
                     metrics.sent(written);
@@ -450,7 +650,7 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
         } = self;
         let read_size = decoder.read_size();
         with_scratch(|scratch| {
-            with_leftover(leftover, |own| {
+            with_leftover(leftover, &mut scratch.spare, |own| {
                 // A message that started in an earlier read continues in the
                 // connection's own buffer; otherwise the thread's buffer is used.
                 let from_scratch = own.input.is_empty();
@@ -559,61 +759,6 @@ impl<S: Service, IO: ByteStream> Conversation<S, IO> {
     }
 }
 
-/// Which readiness a connection waits for.
-#[derive(Debug, Clone, Copy)]
-enum Direction {
-    Read,
-    Write,
-}
-
-/// What a connection waiting in [`Ready`] woke for.
-enum Woken {
-    /// The socket is ready (or failed).
-    Ready(io::Result<()>),
-    /// The server stops it.
-    Stopped,
-    /// A timeout passed.
-    Expired(Expired),
-}
-
-pin_project_lite::pin_project! {
-    /// Waits until the socket is ready for `direction`, unless `stop` is
-    /// cancelled or the socket's deadline passes first. Written out rather
-    /// than `select!`ed, which keeps references to its futures beside them:
-    /// this is the state of every idle connection.
-    struct Ready<'a, IO> {
-        #[pin]
-        stop: WaitForCancellationFuture<'a>,
-        link: &'a mut Link<IO>,
-        direction: Direction,
-    }
-}
-
-impl<IO: ByteStream> Future for Ready<'_, IO> {
-    type Output = Woken;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if this.stop.poll(cx).is_ready() {
-            return Poll::Ready(Woken::Stopped);
-        }
-        let ready = match this.direction {
-            Direction::Read => this.link.io.poll_read_ready(cx),
-            Direction::Write => this.link.io.poll_write_ready(cx),
-        };
-        if let Poll::Ready(ready) = ready {
-            return Poll::Ready(Woken::Ready(ready));
-        }
-        match &mut this.link.deadline {
-            Some(deadline) => {
-                let writing = matches!(this.direction, Direction::Write);
-                deadline.as_mut().poll_expired(cx, writing).map(Woken::Expired)
-            }
-            None => Poll::Pending,
-        }
-    }
-}
-
 /// Waits until `io` is readable.
 fn readable(io: &impl ByteStream) -> impl Future<Output = io::Result<()>> {
     std::future::poll_fn(|cx| io.poll_read_ready(cx))
@@ -621,6 +766,7 @@ fn readable(io: &impl ByteStream) -> impl Future<Output = io::Result<()>> {
 
 /// Moves a partial message left in the per-thread input buffer into the
 /// connection's own, and empties the per-thread one.
+#[inline]
 fn keep_leftover(scratch: &mut BytesMut, own: &mut BytesMut) {
     if !scratch.is_empty() {
         own.extend_from_slice(scratch);
@@ -646,7 +792,9 @@ fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut
     };
     let result = match written {
         Ok(written) => {
-            pending.extend_from_slice(&output[written..]);
+            if written < output.len() {
+                pending.extend_from_slice(&output[written..]);
+            }
             Ok(written)
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -662,6 +810,7 @@ fn write_now(io: &impl ByteStream, output: &mut BytesMut, pending: &mut BytesMut
 /// Answers every whole message in `input`; returns how the conversation
 /// ends, if it does. At end of stream a last unterminated line is answered
 /// too. Counts the messages and their replies in `tally`.
+#[inline]
 fn answer<S: Service>(
     decoder: &mut Decoder,
     input: &mut BytesMut,
@@ -672,22 +821,17 @@ fn answer<S: Service>(
     tally: &mut Tally,
 ) -> Option<Ending> {
     loop {
-        let next = if end_of_stream {
-            decoder.decode_eof(input)
-        } else {
-            decoder.decode(input)
-        };
+        let next = decoder.decode_with(input, end_of_stream, |message, framed| {
+            debug!(%peer, data = %Escaped(message), "received");
+            let mut replies = Replies::new(output, framed, peer);
+            let flow = service.message(message, &mut replies);
+            tally.messages += 1;
+            tally.replies += replies.sent() as u64;
+            flow
+        });
         match next {
-            Ok(Some(message)) => {
-                debug!(%peer, data = %Escaped(&message.payload), "received");
-                let mut replies = Replies::new(output, message.framed, peer);
-                let flow = service.message(&message.payload, &mut replies);
-                tally.messages += 1;
-                tally.replies += replies.sent() as u64;
-                if flow == Flow::Close {
-                    return Some(Ending::Finished);
-                }
-            }
+            Ok(Some(Flow::Continue)) => {}
+            Ok(Some(Flow::Close)) => return Some(Ending::Finished),
             Ok(None) => return end_of_stream.then_some(Ending::PeerClosed),
             Err(error) => {
                 error.encode_reply(output);
@@ -746,7 +890,7 @@ mod tests {
     fn served(
         framing: Framing,
         max: usize,
-        finish: CancellationToken,
+        stop: Stop,
     ) -> (std::os::unix::net::UnixStream, tokio::task::JoinHandle<()>) {
         let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
         server_end.set_nonblocking(true).unwrap();
@@ -756,7 +900,6 @@ mod tests {
             cred: None,
         };
         let settings = Settings::new(framing, max);
-        let stop = Stop::new(finish, CancellationToken::new(), Timeouts::default(), None, None);
         let server = tokio::spawn(serve(server_end, peer, Arc::new(Greet), settings, stop, ()));
         client_end.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         (client_end, server)
@@ -766,7 +909,7 @@ mod tests {
     /// returns everything the server sent until it closed (read meanwhile,
     /// as a real client must, or both sides wait on full buffers).
     async fn conversation(framing: Framing, max: usize, chunks: &[&'static [u8]]) -> Vec<u8> {
-        let (mut client, server) = served(framing, max, CancellationToken::new());
+        let (mut client, server) = served(framing, max, Stop::default());
         let mut reader = client.try_clone().unwrap();
         let receiving = std::thread::spawn(move || {
             let mut received = Vec::new();
@@ -842,8 +985,8 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_stops_reading_and_closes() {
-        let finish = CancellationToken::new();
-        let (mut client, server) = served(Framing::Line, 64, finish.clone());
+        let stop = Stop::default();
+        let (mut client, server) = served(Framing::Line, 64, stop.clone());
         let got = tokio::task::spawn_blocking(move || {
             client.write_all(b"one\n").unwrap();
             let mut greeting_and_reply = vec![0; b"Hello, I am server\nHello, one!\n".len()];
@@ -854,9 +997,11 @@ mod tests {
         .unwrap();
         let (mut client, greeting_and_reply) = got;
         assert_eq!(greeting_and_reply, b"Hello, I am server\nHello, one!\n");
-        finish.cancel();
+        // The connection waits to read, its place in the token's wait list
+        // taken at its first wait: the cancel must wake it. The client
+        // keeps its side open, so only the server can end the stream.
+        stop.ask_to_finish();
         let rest = tokio::task::spawn_blocking(move || {
-            client.shutdown(Shutdown::Write).unwrap();
             let mut rest = Vec::new();
             client.read_to_end(&mut rest).unwrap();
             rest
@@ -978,7 +1123,9 @@ mod tests {
         // header and the socket's registration it must stay within the 1 KiB
         // an idle connection may cost. (248 bytes in a debug build, 240 in
         // a release build, when written; 744 before the waits were polled,
-        // the buffers boxed and the loop written inline.)
+        // the buffers boxed and the loop written inline; 240 and 232 once
+        // the loop became a future written out, its wait on the shutdown
+        // token kept from one read to the next.)
         let size = std::mem::size_of_val(&future);
         assert!(size <= 248, "the connection future is {size} bytes");
     }

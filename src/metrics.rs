@@ -38,7 +38,10 @@
 //! The format is the Prometheus project's own Rust client's
 //! ([`prometheus_client`]): [`Metrics::encode`] writes the OpenMetrics text,
 //! and [`Metrics::register`] adds the counters to a registry of the caller's.
-//! [`Metrics::serve`] answers `GET /metrics` over HTTP/1.1 ([`hyper`]).
+//! [`Metrics::serve`] answers `GET /metrics` over HTTP/1.1 ([`hyper`]),
+//! and the probes of a load balancer or an orchestrator: `GET /healthz`
+//! (200 while the process runs) and `GET /readyz` (200 until its
+//! [`Readiness`] says it is draining, then 503).
 //!
 //! # Examples
 //!
@@ -57,11 +60,11 @@
 //! # }
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,7 +80,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::{Endpoint, Transport};
@@ -105,12 +108,20 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The content type of the OpenMetrics text format, for scrapers that ask for it.
 const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How long a scraper has to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The content type of the probes' answers.
+const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
+/// How long a client has to send its request headers (a scraper or a probe
+/// sends them at once), and so the longest a connection waits for its next
+/// request.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest an HTTP connection to the endpoint stays open.
 const HTTP_CONNECTION_LIFE: Duration = Duration::from_secs(60);
-/// The most HTTP connections served at once; more wait in the backlog.
-const HTTP_CONNECTIONS: usize = 16;
+/// The most HTTP connections served at once. One more closes the one whose
+/// last request began longest ago (or that never sent one), so clients that
+/// open connections and never finish a request cannot keep a scrape out:
+/// they are the ones closed. Each costs a socket and about 10 KiB.
+const HTTP_CONNECTIONS: usize = 256;
 /// The most bytes of a request hyper buffers (its smallest allowed).
 const HTTP_MAX_BUFFER: usize = 8192;
 
@@ -161,6 +172,78 @@ const HTTP_MAX_BUFFER: usize = 8192;
 pub struct Metrics {
     families: Families,
     registry: Arc<Registry>,
+    readiness: Readiness,
+}
+
+/// Whether the process takes new work, as `GET /readyz` on the metrics
+/// endpoint says: ready from the start, draining from
+/// [`set_draining`](Readiness::set_draining) on (for good). Cheap to clone
+/// (the clones share the state).
+///
+/// A load balancer or an orchestrator that probes `/readyz` stops sending
+/// new peers once it answers 503, while `/healthz` still answers 200: the
+/// process is stopping on purpose and is not to be restarted.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::metrics::Metrics;
+///
+/// let metrics = Metrics::new();
+/// let readiness = metrics.readiness().clone();
+/// assert!(readiness.is_ready());
+/// // Where the process is told to stop, before its connections drain:
+/// readiness.set_draining();
+/// assert!(!metrics.readiness().is_ready());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sockit::metrics::Readiness::new().is_ready());
+    /// ```
+    pub fn new() -> Self {
+        Readiness::default()
+    }
+
+    /// From now on, not ready: the process drains what it has and takes
+    /// nothing new (it was told to stop, or hands its listeners over).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::metrics::Readiness;
+    ///
+    /// let readiness = Readiness::new();
+    /// readiness.set_draining();
+    /// assert!(!readiness.is_ready());
+    /// ```
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the process takes new work: until [`set_draining`](Readiness::set_draining).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::metrics::Readiness;
+    ///
+    /// let readiness = Readiness::new();
+    /// let shared = readiness.clone();
+    /// shared.set_draining();
+    /// assert!(!readiness.is_ready());
+    /// ```
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Acquire)
+    }
 }
 
 /// The metric families, each holding one series per listener.
@@ -222,7 +305,26 @@ impl Metrics {
         Metrics {
             families,
             registry: Arc::new(registry),
+            readiness: Readiness::new(),
         }
+    }
+
+    /// What [`serve`](Metrics::serve) answers at `GET /readyz`, shared with
+    /// every clone of these metrics: clone it to flip it where the process
+    /// is told to stop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sockit::metrics::Metrics;
+    ///
+    /// let metrics = Metrics::new();
+    /// let clone = metrics.clone();
+    /// metrics.readiness().set_draining();
+    /// assert!(!clone.readiness().is_ready());
+    /// ```
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
     }
 
     /// Adds these counters to `registry`, to be served with the caller's
@@ -309,13 +411,23 @@ impl Metrics {
         }
     }
 
-    /// Answers `GET /metrics` (and `HEAD`) on `listener` until `shutdown`
-    /// completes: the Prometheus text format (version 0.0.4), or OpenMetrics
-    /// when the scraper's `Accept` asks for it. Any other path is a 404, any
-    /// other method a 405. At most 16 connections are served at once, each
-    /// for a minute at most and given 5 seconds for its request headers;
-    /// their failures are logged at debug level and never touch the
-    /// listeners that are counted.
+    /// Answers HTTP/1.1 on `listener` until `shutdown` completes:
+    ///
+    /// - `GET /metrics`: the Prometheus text format (version 0.0.4), or
+    ///   OpenMetrics when the scraper's `Accept` asks for it;
+    /// - `GET /healthz`: `200 OK`, `ok`, while the process runs;
+    /// - `GET /readyz`: `200 OK`, `ready`, until [`Readiness::set_draining`]
+    ///   on [`readiness`](Metrics::readiness), then `503 Service
+    ///   Unavailable`, `draining`.
+    ///
+    /// `HEAD` too; any other path is a 404, any other method a 405.
+    ///
+    /// Clients that connect and never finish a request cannot keep a scrape
+    /// or a probe out: 256 connections are served at once, each for a
+    /// minute at most and given 2 seconds for each request's headers, and
+    /// one more closes the connection whose last request began longest ago
+    /// (or that never sent one) instead of waiting for a place. Failures are
+    /// logged at debug level and never touch the listeners that are counted.
     ///
     /// # Cancel safety
     ///
@@ -339,7 +451,7 @@ impl Metrics {
     /// let http = TcpListener::bind("127.0.0.1:0").await?;
     /// let addr = http.local_addr()?;
     /// let (stop, stopped) = oneshot::channel::<()>();
-    /// let serving = tokio::spawn(metrics.serve(http, async { stopped.await.unwrap_or(()) }));
+    /// let serving = tokio::spawn(metrics.clone().serve(http, async { stopped.await.unwrap_or(()) }));
     ///
     /// let mut scrape = TcpStream::connect(addr).await?;
     /// scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
@@ -349,6 +461,15 @@ impl Metrics {
     /// let label = format!("{{listener=\"{}\"}}", counted.local_endpoint());
     /// assert!(response.contains(&format!("\nsockit_connections_open{label} 0\n")));
     ///
+    /// // Draining: /readyz says so, for a load balancer to stop sending peers.
+    /// metrics.readiness().set_draining();
+    /// let mut probe = TcpStream::connect(addr).await?;
+    /// probe.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+    /// let mut response = String::new();
+    /// probe.read_to_string(&mut response).await?;
+    /// assert!(response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    /// assert!(response.ends_with("\r\n\r\ndraining\n"));
+    ///
     /// stop.send(()).unwrap();
     /// serving.await?;
     /// # Ok(())
@@ -356,13 +477,8 @@ impl Metrics {
     /// ```
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let permits = Arc::new(Semaphore::new(HTTP_CONNECTIONS));
+        let open = Arc::new(Mutex::new(Open::default()));
         loop {
-            let permit = tokio::select! {
-                biased;
-                () = &mut shutdown => return,
-                permit = Arc::clone(&permits).acquire_owned() => permit.expect("the permits are never closed"),
-            };
             let accepted = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
@@ -376,9 +492,15 @@ impl Metrics {
                     continue;
                 }
             };
+            let (id, evicted) = Open::lock(&open).admit();
+            let leaving = Leaving {
+                open: Arc::clone(&open),
+                id,
+            };
             let metrics = self.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
+                let service = hyper::service::service_fn(|request| {
+                    Open::lock(&leaving.open).touch(leaving.id);
                     std::future::ready(Ok::<_, Infallible>(metrics.answer(&request)))
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
@@ -386,12 +508,17 @@ impl Metrics {
                     .header_read_timeout(HEADER_TIMEOUT)
                     .max_buf_size(HTTP_MAX_BUFFER)
                     .serve_connection(TokioIo::new(stream), service);
-                match tokio::time::timeout(HTTP_CONNECTION_LIFE, connection).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => debug!(%peer, %error, "metrics endpoint: connection failed"),
-                    Err(_) => debug!(%peer, "metrics endpoint: connection closed after a minute"),
+                tokio::select! {
+                    biased;
+                    () = evicted.notified() => {
+                        debug!(%peer, "metrics endpoint: connection closed for a newer one (all {HTTP_CONNECTIONS} taken)");
+                    }
+                    served = tokio::time::timeout(HTTP_CONNECTION_LIFE, connection) => match served {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => debug!(%peer, %error, "metrics endpoint: connection failed"),
+                        Err(_) => debug!(%peer, "metrics endpoint: connection closed after a minute"),
+                    },
                 }
-                drop(permit);
             });
         }
     }
@@ -403,10 +530,11 @@ impl Metrics {
             *response.status_mut() = status;
             response
         };
-        if request.uri().path() != "/metrics" {
+        let path = request.uri().path();
+        if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
             return respond(
                 StatusCode::NOT_FOUND,
-                "not found: the metrics are at /metrics\n".into(),
+                "not found: the metrics are at /metrics, the probes at /healthz and /readyz\n".into(),
             );
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -416,22 +544,94 @@ impl Metrics {
                 .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
-        let openmetrics = request
-            .headers()
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|accept| accept.to_str().ok())
-            .any(|accept| accept.contains("application/openmetrics-text"));
-        let (body, content_type) = if openmetrics {
-            (self.encode(), OPENMETRICS_TEXT)
-        } else {
-            (prometheus_text(&self.encode()), PROMETHEUS_TEXT)
+        let (status, body, content_type) = match path {
+            "/healthz" => (StatusCode::OK, "ok\n".to_owned(), PLAIN_TEXT),
+            "/readyz" if self.readiness.is_ready() => (StatusCode::OK, "ready\n".to_owned(), PLAIN_TEXT),
+            "/readyz" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining\n".to_owned(),
+                PLAIN_TEXT,
+            ),
+            _ => {
+                let openmetrics = request
+                    .headers()
+                    .get_all(ACCEPT)
+                    .iter()
+                    .filter_map(|accept| accept.to_str().ok())
+                    .any(|accept| accept.contains("application/openmetrics-text"));
+                if openmetrics {
+                    (StatusCode::OK, self.encode(), OPENMETRICS_TEXT)
+                } else {
+                    (StatusCode::OK, prometheus_text(&self.encode()), PROMETHEUS_TEXT)
+                }
+            }
         };
-        let mut response = respond(StatusCode::OK, body);
+        let mut response = respond(status, body);
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
+    }
+}
+
+/// The connections the metrics endpoint serves, each with when its last
+/// request began, so that the one to close for a new one is known.
+#[derive(Debug, Default)]
+struct Open {
+    /// By id: the tick of the connection's last request (its accept until
+    /// it sends one), and how to close it.
+    connections: HashMap<u64, (u64, Arc<Notify>)>,
+    /// Counts accepts and requests: a connection's id is its accept's tick.
+    ticks: u64,
+}
+
+impl Open {
+    fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+        open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.ticks += 1;
+        self.ticks
+    }
+
+    /// A new connection's id, and what tells it to close. With every place
+    /// taken, the connection whose last request began longest ago is told
+    /// to close first: a new scrape never waits behind clients that do not
+    /// send a whole request.
+    fn admit(&mut self) -> (u64, Arc<Notify>) {
+        if self.connections.len() >= HTTP_CONNECTIONS {
+            let oldest = self.connections.iter().min_by_key(|(_, (last, _))| *last);
+            if let Some(oldest) = oldest.map(|(id, _)| *id)
+                && let Some((_, evict)) = self.connections.remove(&oldest)
+            {
+                evict.notify_one();
+            }
+        }
+        let id = self.tick();
+        let evict = Arc::new(Notify::new());
+        self.connections.insert(id, (id, Arc::clone(&evict)));
+        (id, evict)
+    }
+
+    /// Connection `id` began a request.
+    fn touch(&mut self, id: u64) {
+        let tick = self.tick();
+        if let Some((last, _)) = self.connections.get_mut(&id) {
+            *last = tick;
+        }
+    }
+}
+
+/// Takes a connection out of [`Open`] when its task ends, however it ends.
+struct Leaving {
+    open: Arc<Mutex<Open>>,
+    id: u64,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        Open::lock(&self.open).connections.remove(&self.id);
     }
 }
 
@@ -804,6 +1004,32 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_past_the_limit_closes_the_one_whose_last_request_is_oldest() {
+        let mut open = Open::default();
+        let admitted: Vec<(u64, Arc<Notify>)> = (0..HTTP_CONNECTIONS).map(|_| open.admit()).collect();
+        // The first began a request since: the second is now the oldest.
+        open.touch(admitted[0].0);
+        let newest = open.admit();
+        assert_eq!(open.connections.len(), HTTP_CONNECTIONS);
+        assert!(!open.connections.contains_key(&admitted[1].0));
+        assert!(open.connections.contains_key(&admitted[0].0));
+        assert!(open.connections.contains_key(&newest.0));
+        // Told to close, though it was not waiting yet; the others were not.
+        tokio::time::timeout(Duration::from_secs(5), admitted[1].1.notified())
+            .await
+            .expect("the second was told to close");
+        let told = ready_at_once(admitted[0].1.notified());
+        assert!(!told, "the first was told to close");
+    }
+
+    /// Whether `future` is ready at its first poll.
+    fn ready_at_once(future: impl Future<Output = ()>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        std::pin::pin!(future).poll(&mut cx).is_ready()
     }
 
     #[test]

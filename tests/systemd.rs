@@ -551,3 +551,49 @@ fn the_sample_units_in_deploy_are_valid() {
         "{output:?}"
     );
 }
+
+#[test]
+fn an_upgrade_hands_the_passed_sockets_on_and_tells_systemd_the_new_main_pid() {
+    if peer("python3", "it hands sockets over as systemd does").is_none() {
+        return;
+    }
+    let dir = TestDir::new("systemd-upgrade");
+    let notify = UnixDatagram::bind(dir.socket("notify.sock")).unwrap();
+    notify.set_read_timeout(Some(WAIT)).unwrap();
+    let launched = launch(&dir, "own", Some(&dir.socket("notify.sock")));
+    let log = &launched.launcher;
+    let mut said = [0; 128];
+    let len = notify.recv(&mut said).expect("READY=1");
+    assert_eq!(&said[..len], b"READY=1\n");
+
+    kill("USR2", launched.pid);
+    let len = notify
+        .recv(&mut said)
+        .expect("MAINPID= once the new process serves");
+    let text = std::str::from_utf8(&said[..len]).unwrap().to_owned();
+    let new_pid: u32 = text
+        .strip_prefix("MAINPID=")
+        .and_then(|rest| rest.strip_suffix("\nREADY=1\n"))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert_ne!(new_pid, launched.pid);
+    // The old process is gone cleanly, without STOPPING=1: systemd's main
+    // process is the new one now.
+    log.wait_for_log("launcher: sockit exited with 0", WAIT);
+    assert_eq!(
+        log.count_log("(handed over, "),
+        0,
+        "passed sockets are not endpoints"
+    );
+    assert!(
+        log.log()
+            .contains(&format!("shut down cleanly; pid {new_pid} serves on")),
+        "{}",
+        log.log()
+    );
+    greet_stream(&mut tcp_client(launched.tcp));
+    greet_udp(launched.udp);
+    kill("TERM", new_pid);
+    let len = notify.recv(&mut said).expect("the new process's STOPPING=1");
+    assert_eq!(&said[..len], b"STOPPING=1\n");
+}

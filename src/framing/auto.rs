@@ -18,18 +18,18 @@
 //! ```
 //! use bytes::BytesMut;
 //! use sockit::framing::auto::State;
-//! use sockit::framing::Framed;
+//! use sockit::framing::{Framed, line};
 //!
-//! let mut auto = State::default();
+//! let (mut auto, mut line) = (State::default(), line::State::default());
 //! // The seed's client: no newline, one read is one message.
 //! let mut buf = BytesMut::from(&b"client1"[..]);
-//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().framed, Framed::Raw);
+//! assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?.unwrap().framed, Framed::Raw);
 //! // nc: a line, and the start of the next one waits for its newline.
-//! let mut buf = BytesMut::from(&b"bob\nali"[..]);
-//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().framed, Framed::Line);
-//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?, None);
+//! buf.extend_from_slice(b"bob\nali");
+//! assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?.unwrap().framed, Framed::Line);
+//! assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?, None);
 //! buf.extend_from_slice(b"ce\n");
-//! assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "alice");
+//! assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?.unwrap().payload, "alice");
 //! # Ok::<(), sockit::framing::FrameError>(())
 //! ```
 
@@ -37,19 +37,22 @@ use bytes::BytesMut;
 
 use super::{FrameError, Message, line, raw};
 
-/// What `auto` remembers between reads.
+/// What `auto` remembers between reads, beside the [`line::State`] of the
+/// lines it cuts (kept apart, so that a [`Decoder`](super::Decoder) holds
+/// both in 16 bytes).
 ///
 /// # Examples
 ///
 /// ```
 /// use bytes::BytesMut;
 /// use sockit::framing::auto::State;
+/// use sockit::framing::line;
 ///
-/// let mut auto = State::default();
+/// let (mut auto, mut line) = (State::default(), line::State::default());
 /// let mut buf = BytesMut::from(&b"abcd"[..]); // filled the whole 4-byte window
-/// assert_eq!(auto.decode(&mut buf, 8, 4)?, None); // so it is the start of a line
+/// assert_eq!(auto.decode(&mut line, &mut buf, 8, 4)?, None); // so it is the start of a line
 /// buf.extend_from_slice(b"ef\n");
-/// assert_eq!(auto.decode(&mut buf, 8, 4)?.unwrap().payload, "abcdef");
+/// assert_eq!(auto.decode(&mut line, &mut buf, 8, 4)?.unwrap().payload, "abcdef");
 /// # Ok::<(), sockit::framing::FrameError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,7 +64,8 @@ pub struct State {
 impl State {
     /// Takes the next message off `buf`, which holds what was left over
     /// plus the last read of at most `window` bytes; see the module docs for
-    /// the rule.
+    /// the rule. Lines are searched for with `line`, kept from call to call
+    /// like `self`, so each byte is searched once.
     ///
     /// # Errors
     ///
@@ -72,21 +76,23 @@ impl State {
     /// ```
     /// use bytes::BytesMut;
     /// use sockit::framing::auto::State;
+    /// use sockit::framing::line;
     ///
-    /// let mut auto = State::default();
+    /// let (mut auto, mut line) = (State::default(), line::State::default());
     /// let mut buf = BytesMut::from(&b"a\nb\n"[..]);
-    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "a");
-    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?.unwrap().payload, "b");
-    /// assert_eq!(auto.decode(&mut buf, 1024, 1026)?, None);
+    /// assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?.unwrap().payload, "a");
+    /// assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?.unwrap().payload, "b");
+    /// assert_eq!(auto.decode(&mut line, &mut buf, 1024, 1026)?, None);
     /// # Ok::<(), sockit::framing::FrameError>(())
     /// ```
     pub fn decode(
         &mut self,
+        line: &mut line::State,
         buf: &mut BytesMut,
         max: usize,
         window: usize,
     ) -> Result<Option<Message>, FrameError> {
-        if let Some(message) = line::decode(buf, max)? {
+        if let Some(message) = line.decode(buf, max)? {
             self.partial_line = !buf.is_empty();
             return Ok(Some(message));
         }
@@ -98,14 +104,20 @@ impl State {
             self.partial_line = true;
             return Ok(None);
         }
+        // The whole read is taken: a new search starts with the next one.
+        *line = line::State::default();
         Ok(raw::decode(buf, max))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
+    use super::super::line::tests::searched_by;
     use super::super::tests::decode_in_pieces;
     use super::super::{Framed, Framing};
+    use super::{State, line};
 
     fn messages(pieces: &[&[u8]]) -> Vec<(Vec<u8>, Framed)> {
         let input = pieces.concat();
@@ -132,6 +144,23 @@ mod tests {
                 (b"client1".to_vec(), Framed::Raw),
                 (b"client2".to_vec(), Framed::Raw)
             ]
+        );
+    }
+
+    /// A `raw` read takes its search along: the next read is searched whole
+    /// (even by a caller that did not decode again until `Ok(None)`).
+    #[test]
+    fn a_line_after_a_longer_raw_message_is_a_line() {
+        let (mut auto, mut line) = (State::default(), line::State::default());
+        let mut buf = BytesMut::from(&b"client1"[..]);
+        let raw = auto.decode(&mut line, &mut buf, 1024, 1026).unwrap().unwrap();
+        assert_eq!((&raw.payload[..], raw.framed), (&b"client1"[..], Framed::Raw));
+        buf.extend_from_slice(b"bob\n");
+        let bob = auto.decode(&mut line, &mut buf, 1024, 1026).unwrap().unwrap();
+        assert_eq!((&bob.payload[..], bob.framed), (&b"bob"[..], Framed::Line));
+        assert_eq!(
+            messages(&[b"client1", b"bob\n"])[1],
+            (b"bob".to_vec(), Framed::Line)
         );
     }
 
@@ -187,6 +216,26 @@ mod tests {
         assert_eq!(end, Ok(()));
         assert_eq!(messages[0].framed, Framed::Raw);
         assert_eq!(&messages[0].payload[..], &[b'b'; 16]);
+    }
+
+    /// Regression: each read of a long line searched all of it again.
+    #[test]
+    fn a_long_line_in_reads_of_16_kib_is_searched_once() {
+        const LEN: usize = 4 << 20;
+        let mut input = vec![b'a'; LEN];
+        input.push(b'\n');
+        let cuts: Vec<usize> = (1..=LEN / 16384).map(|read| read * 16384).collect();
+        for framing in [Framing::Auto, Framing::Line] {
+            let mut decoded = None;
+            let searched = searched_by(|| {
+                decoded = Some(decode_in_pieces(framing, 256 << 20, &input, &cuts));
+            });
+            let (messages, end, _) = decoded.unwrap();
+            assert_eq!(end, Ok(()));
+            assert_eq!(messages.len(), 1, "{framing}");
+            assert_eq!(messages[0].payload.len(), LEN, "{framing}");
+            assert_eq!(searched, LEN + 1, "{framing}");
+        }
     }
 
     #[test]

@@ -16,7 +16,17 @@ use bytes::BytesMut;
 
 use super::{FrameError, Framed, Message};
 
+/// A line taken that was longer than this leaves what follows it in a
+/// buffer of its own (a copy, once: for a connection, less than one read),
+/// so that the allocation that held the line goes back once the line is
+/// dropped, rather than stay with the connection.
+const SHRINK_AFTER: usize = 64 * 1024;
+
 /// Takes the first whole line off `buf`, or `Ok(None)` if no line is complete.
+///
+/// Searches `buf` from its start: to cut a stream into lines read after
+/// read, keep a [`State`] and call [`State::decode`], which searches each
+/// byte once.
 ///
 /// # Errors
 ///
@@ -38,38 +48,126 @@ use super::{FrameError, Framed, Message};
 /// # Ok::<(), sockit::framing::FrameError>(())
 /// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
-    let too_long = FrameError::TooLong {
-        limit: max,
-        framed: Framed::Line,
-    };
-    // A line of `max` bytes ends with "\r\n" at the latest.
-    let window = &buf[..buf.len().min(max.saturating_add(2))];
-    let Some(newline) = memchr::memchr(b'\n', window) else {
-        return if buf.len() > max.saturating_add(1) {
-            Err(too_long)
-        } else {
-            Ok(None)
+    State::default().decode(buf, max)
+}
+
+/// What `line` remembers between reads of one stream: how much of the line
+/// in progress was searched for its `\n` already.
+///
+/// So a line that takes many reads is searched once, not once per read: a
+/// 64 MB line read 16 KiB at a time was searched 4,096 times over, 128 GiB
+/// in all, before this.
+///
+/// It speaks of the buffer it was last given, which may only grow at its
+/// end between calls: a caller that takes bytes off the buffer itself (or
+/// empties it) starts a new `State`.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use sockit::framing::line;
+///
+/// let mut line = line::State::default();
+/// let mut buf = BytesMut::from(&b"bo"[..]);
+/// assert_eq!(line.decode(&mut buf, 1024)?, None); // "bo" searched
+/// buf.extend_from_slice(b"b\r\nal");
+/// assert_eq!(line.decode(&mut buf, 1024)?.unwrap().payload, "bob"); // "b\r\n" searched
+/// assert_eq!(line.decode(&mut buf, 1024)?, None);
+/// assert_eq!(&buf[..], b"al");
+/// # Ok::<(), sockit::framing::FrameError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct State {
+    /// How many bytes at the front of the buffer hold no `\n`: a `u32`, to
+    /// fit beside the rest of a [`Decoder`](super::Decoder) in 16 bytes
+    /// (past 4 GiB it says less than it could, never more).
+    searched: u32,
+}
+
+impl State {
+    /// Takes the first whole line off `buf`, or `Ok(None)` if no line is
+    /// complete, searching only the bytes that came since the last call.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] as [`decode`] gives it.
+    ///
+    /// # Examples
+    ///
+    /// A long line in reads of 16 KiB, each searched once:
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use sockit::framing::line;
+    ///
+    /// let mut line = line::State::default();
+    /// let mut buf = BytesMut::new();
+    /// for _ in 0..64 {
+    ///     buf.extend_from_slice(&[b'x'; 16 * 1024]);
+    ///     assert_eq!(line.decode(&mut buf, 1 << 20)?, None);
+    /// }
+    /// buf.extend_from_slice(b"\n");
+    /// assert_eq!(line.decode(&mut buf, 1 << 20)?.unwrap().payload.len(), 1 << 20);
+    /// # Ok::<(), sockit::framing::FrameError>(())
+    /// ```
+    pub fn decode(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+        let too_long = FrameError::TooLong {
+            limit: max,
+            framed: Framed::Line,
         };
-    };
-    let end = if newline > 0 && buf[newline - 1] == b'\r' {
-        newline - 1
-    } else {
-        newline
-    };
-    if end > max {
-        return Err(too_long);
+        // A line of `max` bytes ends with "\r\n" at the latest.
+        let window = buf.len().min(max.saturating_add(2));
+        let from = usize::try_from(self.searched).map_or(0, |searched| searched.min(window));
+        #[cfg(test)]
+        tests::SEARCHED.with(|searched| searched.set(searched.get() + (window - from)));
+        let Some(found) = memchr::memchr(b'\n', &buf[from..window]) else {
+            self.searched = u32::try_from(window).unwrap_or(u32::MAX);
+            return if buf.len() > max.saturating_add(1) {
+                Err(too_long)
+            } else {
+                Ok(None)
+            };
+        };
+        self.searched = 0;
+        let newline = from + found;
+        let end = if newline > 0 && buf[newline - 1] == b'\r' {
+            newline - 1
+        } else {
+            newline
+        };
+        if end > max {
+            return Err(too_long);
+        }
+        let mut line = buf.split_to(newline + 1);
+        line.truncate(end);
+        if newline >= SHRINK_AFTER {
+            *buf = BytesMut::from(&buf[..]);
+        }
+        Ok(Some(Message {
+            payload: line.freeze(),
+            framed: Framed::Line,
+        }))
     }
-    let mut line = buf.split_to(newline + 1);
-    line.truncate(end);
-    Ok(Some(Message {
-        payload: line.freeze(),
-        framed: Framed::Line,
-    }))
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Bytes [`State::decode`] searched for `\n` on this thread.
+        pub(in crate::framing) static SEARCHED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The bytes `f` had searched for `\n`.
+    pub(in crate::framing) fn searched_by(f: impl FnOnce()) -> usize {
+        SEARCHED.with(|searched| searched.set(0));
+        f();
+        SEARCHED.with(Cell::get)
+    }
 
     fn lines(input: &[u8], max: usize) -> (Vec<Vec<u8>>, Result<(), FrameError>, Vec<u8>) {
         let mut buf = BytesMut::from(input);
@@ -118,5 +216,71 @@ mod tests {
             lines(b"ok\nabcdef", 4),
             (vec![b"ok".to_vec()], too_long, b"abcdef".to_vec())
         );
+    }
+
+    /// Regression: every read of a long line searched the whole line again,
+    /// so a 64 MB line took 4.8 s of CPU. Now each byte is searched once.
+    #[test]
+    fn a_long_line_in_many_reads_is_searched_once() {
+        const READ: usize = 16 * 1024;
+        const LEN: usize = 4 << 20;
+        let mut line = State::default();
+        let mut buf = BytesMut::new();
+        let mut taken = None;
+        let searched = searched_by(|| {
+            for _ in 0..LEN / READ {
+                buf.extend_from_slice(&[b'x'; READ]);
+                assert_eq!(line.decode(&mut buf, 256 << 20), Ok(None));
+            }
+            buf.extend_from_slice(b"\r\nnext");
+            taken = line.decode(&mut buf, 256 << 20).unwrap();
+            assert_eq!(line.decode(&mut buf, 256 << 20), Ok(None));
+        });
+        let taken = taken.expect("the line, whole");
+        assert_eq!(taken.payload.len(), LEN);
+        assert!(taken.payload.iter().all(|&b| b == b'x'));
+        // Each byte once; "next" twice: in the read that ended the line, and
+        // again once the line was taken.
+        assert_eq!(searched, LEN + "\r\nnext".len() + "next".len());
+        assert_eq!(&buf[..], b"next");
+    }
+
+    #[test]
+    fn a_search_resumes_where_it_stopped() {
+        let mut line = State::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        let searched = searched_by(|| {
+            for piece in [&b"ab"[..], b"c\r", b"\nd", b"e", b"\n"] {
+                buf.extend_from_slice(piece);
+                while let Some(message) = line.decode(&mut buf, 8).unwrap() {
+                    got.push(message.payload);
+                }
+            }
+        });
+        assert_eq!(got, ["abc", "de"]);
+        // 8 bytes sent; "d" searched twice: in the read that ended "abc",
+        // and again once that line was taken.
+        assert_eq!(searched, 9);
+        assert!(buf.is_empty());
+        // A line over the maximum is still refused at once, searched or not.
+        buf.extend_from_slice(b"1234567890");
+        assert!(line.decode(&mut buf, 8).is_err());
+    }
+
+    #[test]
+    fn a_long_line_taken_leaves_the_rest_in_a_small_buffer() {
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        buf.extend_from_slice(&[b'x'; SHRINK_AFTER]);
+        buf.extend_from_slice(b"\nrest");
+        let line = decode(&mut buf, 1 << 20).unwrap().unwrap();
+        assert_eq!(line.payload.len(), SHRINK_AFTER);
+        assert_eq!(&buf[..], b"rest");
+        assert!(buf.capacity() < 1024, "{} bytes kept", buf.capacity());
+        // A short line leaves the buffer as it was.
+        let mut buf = BytesMut::with_capacity(1 << 20);
+        buf.extend_from_slice(b"short\nrest");
+        decode(&mut buf, 1 << 20).unwrap().unwrap();
+        assert!(buf.capacity() > 1 << 19, "{} bytes kept", buf.capacity());
     }
 }

@@ -304,7 +304,10 @@ impl FrameError {
 ///
 /// Call [`decode`](Decoder::decode) after every read until it returns
 /// `Ok(None)`: `raw` and `auto` treat each read as a unit, so a read must be
-/// decoded before the next one is appended.
+/// decoded before the next one is appended. Between calls the buffer may
+/// only grow at its end: `line` and `auto` remember how far they searched
+/// what they left in it, so that a long line is searched once, not once per
+/// read.
 ///
 /// # Examples
 ///
@@ -326,6 +329,8 @@ pub struct Decoder {
     framing: Framing,
     max_message: usize,
     auto: auto::State,
+    /// How far the line in progress was searched (`line`, `auto`).
+    line: line::State,
 }
 
 impl Decoder {
@@ -345,6 +350,7 @@ impl Decoder {
             framing,
             max_message,
             auto: auto::State::default(),
+            line: line::State::default(),
         }
     }
 
@@ -422,9 +428,12 @@ impl Decoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
         match self.framing {
             Framing::Raw => Ok(raw::decode(buf, self.max_message)),
-            Framing::Line => line::decode(buf, self.max_message),
+            Framing::Line => self.line.decode(buf, self.max_message),
             Framing::Len32 => len32::decode(buf, self.max_message),
-            Framing::Auto => self.auto.decode(buf, self.max_message, self.read_size()),
+            Framing::Auto => {
+                let window = self.read_size();
+                self.auto.decode(&mut self.line, buf, self.max_message, window)
+            }
         }
     }
 
@@ -470,11 +479,58 @@ impl Decoder {
                 limit: self.max_message,
                 framed: Framed::Line,
             }),
-            _ => Ok(Some(Message {
-                payload: buf.split().freeze(),
-                framed: Framed::Line,
-            })),
+            _ => {
+                self.line = line::State::default();
+                Ok(Some(Message {
+                    payload: buf.split().freeze(),
+                    framed: Framed::Line,
+                }))
+            }
         }
+    }
+
+    /// Takes the next whole message off the front of `buf` as
+    /// [`decode`](Decoder::decode) does (or, at the `end_of_stream`,
+    /// [`decode_eof`](Decoder::decode_eof)), and lends it to `f` instead of
+    /// returning it: what `f` returns, if there was a message.
+    ///
+    /// A `raw` message is lent in place, not cut off the buffer into
+    /// [`Bytes`] of its own first (a reference count taken and dropped per
+    /// message), and a buffer it empties is cleared, keeping all its room
+    /// for the next read.
+    #[inline]
+    pub(crate) fn decode_with<R>(
+        &mut self,
+        buf: &mut BytesMut,
+        end_of_stream: bool,
+        f: impl FnOnce(&[u8], Framed) -> R,
+    ) -> Result<Option<R>, FrameError> {
+        let cut;
+        // `f` is called in one place only, so that it is inlined here.
+        let (message, framed, in_place) = if self.framing == Framing::Raw {
+            // At the end of the stream too: `raw` has nothing to finish.
+            let Some(len) = raw::message_len(buf, self.max_message) else {
+                return Ok(None);
+            };
+            (&buf[..len], Framed::Raw, Some(len))
+        } else {
+            cut = if end_of_stream {
+                self.decode_eof(buf)?
+            } else {
+                self.decode(buf)?
+            };
+            let Some(cut) = &cut else {
+                return Ok(None);
+            };
+            (&cut.payload[..], cut.framed, None)
+        };
+        let answered = f(message, framed);
+        match in_place {
+            Some(len) if len == buf.len() => buf.clear(),
+            Some(len) => bytes::Buf::advance(buf, len),
+            None => {}
+        }
+        Ok(Some(answered))
     }
 }
 
@@ -517,6 +573,12 @@ mod tests {
             Err(e) => return (messages, Err(e), most_buffered),
         }
         (messages, Ok(()), most_buffered)
+    }
+
+    /// Every connection holds one: a field more must not make it larger.
+    #[test]
+    fn a_decoder_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<Decoder>(), 16);
     }
 
     #[test]
@@ -672,6 +734,60 @@ mod tests {
             let split = decode_in_pieces(framing, max, &input, &cuts);
             prop_assert_eq!(whole.0, split.0);
             prop_assert_eq!(whole.1, split.1);
+        }
+    }
+
+    /// As [`decode_in_pieces`], through [`Decoder::decode_with`]: copies of
+    /// the messages lent, and how it ended.
+    fn decode_with_in_pieces(
+        framing: Framing,
+        max: usize,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<Message>, Result<(), FrameError>) {
+        let mut decoder = Decoder::new(framing, max);
+        let mut buf = BytesMut::new();
+        let mut messages = Vec::new();
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        let mut start = 0;
+        let pieces = bounds.into_iter().map(Some).chain([None]);
+        for end in pieces {
+            if let Some(end) = end {
+                buf.extend_from_slice(&input[start..end]);
+                start = end;
+            }
+            loop {
+                let lent = decoder.decode_with(&mut buf, end.is_none(), |payload, framed| Message {
+                    payload: Bytes::copy_from_slice(payload),
+                    framed,
+                });
+                match lent {
+                    Ok(Some(message)) => messages.push(message),
+                    Ok(None) => break,
+                    Err(e) => return (messages, Err(e)),
+                }
+            }
+        }
+        (messages, Ok(()))
+    }
+
+    proptest! {
+        /// `decode_with` lends the messages `decode` returns, in every
+        /// framing, however the bytes are split into reads.
+        #[test]
+        fn decode_with_lends_what_decode_returns(
+            input in prop::collection::vec(prop::sample::select(vec![b'a', b'\n', b'\r', 0, 1, 0xff]), 0..600),
+            cuts in prop::collection::vec(0usize..600, 0..12),
+            max in 1usize..50,
+            which in 0usize..4,
+        ) {
+            let framing = Framing::ALL[which];
+            let (returned, end, _) = decode_in_pieces(framing, max, &input, &cuts);
+            let (lent, lent_end) = decode_with_in_pieces(framing, max, &input, &cuts);
+            prop_assert_eq!(lent, returned, "{}", framing);
+            prop_assert_eq!(lent_end, end, "{}", framing);
         }
     }
 }

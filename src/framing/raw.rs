@@ -36,14 +36,17 @@ use super::{Framed, Message};
 /// assert_eq!(raw::decode(&mut buf, 4), None);
 /// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Option<Message> {
-    if buf.is_empty() {
-        return None;
-    }
-    let len = buf.len().min(max.max(1));
+    let len = message_len(buf, max)?;
     Some(Message {
         payload: buf.split_to(len).freeze(),
         framed: Framed::Raw,
     })
+}
+
+/// How long the first message in `buf` is: everything buffered, up to
+/// `max` bytes; `None` when nothing is.
+pub(crate) fn message_len(buf: &[u8], max: usize) -> Option<usize> {
+    (!buf.is_empty()).then(|| buf.len().min(max.max(1)))
 }
 
 #[cfg(test)]

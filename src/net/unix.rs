@@ -27,6 +27,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
@@ -73,9 +75,50 @@ pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Left in place when dropped: its socket was handed over.
+    kept: Arc<AtomicBool>,
+}
+
+/// Leaves a [`SocketFile`] in place when it is dropped: for a socket handed
+/// over to another process (an upgrade in place), which serves it on.
+#[derive(Debug, Clone)]
+pub struct SocketFileKeeper(Arc<AtomicBool>);
+
+impl SocketFileKeeper {
+    /// From now on, the file stays when its [`SocketFile`] is dropped.
+    pub fn keep(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl SocketFile {
+    /// The socket file at `path`, already there (a socket handed over with
+    /// it): removed when dropped, as one this process made.
+    ///
+    /// # Errors
+    ///
+    /// When `path` cannot be read, or is not a socket.
+    pub fn existing(path: &Path) -> io::Result<SocketFile> {
+        let meta = fs::symlink_metadata(path)?;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a socket", path.display()),
+            ));
+        }
+        Ok(SocketFile {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            kept: Arc::default(),
+        })
+    }
+
+    /// What leaves the file in place when it is dropped.
+    pub fn keeper(&self) -> SocketFileKeeper {
+        SocketFileKeeper(Arc::clone(&self.kept))
+    }
+
     /// The path of the socket file.
     ///
     /// # Examples
@@ -104,6 +147,9 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if self.kept.load(Ordering::Relaxed) {
+            return;
+        }
         let ours = fs::symlink_metadata(&self.path).is_ok_and(|meta| {
             meta.file_type().is_socket() && meta.dev() == self.dev && meta.ino() == self.ino
         });
@@ -186,6 +232,7 @@ pub fn bind(
         path: path.to_owned(),
         dev: meta.dev(),
         ino: meta.ino(),
+        kept: Arc::default(),
     };
     Ok((socket, Some(file)))
 }

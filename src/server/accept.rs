@@ -106,13 +106,7 @@ impl<S: Answer> Accepting<'_, S> {
                     idle: limits.idle_timeout,
                     read: limits.read_timeout,
                 };
-                self.stop = Stop::new(
-                    self.stop.finish.clone(),
-                    self.stop.abort.clone(),
-                    timeouts,
-                    self.stop.metrics.clone(),
-                    self.stop.local.clone(),
-                );
+                self.stop = self.stop.with_timeouts(timeouts);
             }
             if let Some(metrics) = &self.stop.metrics {
                 metrics.opened();

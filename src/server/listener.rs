@@ -93,6 +93,19 @@ impl<S> AsFd for Listener<S> {
     }
 }
 
+/// How a listener that stops accepting ends the connections still open
+/// ([`Listener::serve_then`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Drain {
+    /// Each writes the replies it owes and closes (SIGTERM's way).
+    #[default]
+    Finish,
+    /// Each is served on until its peer closes it: another process took
+    /// the listening socket over (an upgrade in place) and serves the new
+    /// peers, while these finish their conversations here.
+    ServeOn,
+}
+
 impl<S: Answer> Listener<S> {
     /// The endpoint actually bound: with port 0 asked for, the port the
     /// system chose.
@@ -112,6 +125,13 @@ impl<S: Answer> Listener<S> {
     /// ```
     pub fn local_endpoint(&self) -> &Endpoint {
         &self.local
+    }
+
+    /// The Unix socket file this listener removes when it stops, if any
+    /// (its [`keeper`](SocketFile::keeper) leaves it, for a socket handed
+    /// over to another process).
+    pub fn socket_file(&self) -> Option<&SocketFile> {
+        self.socket_file.as_ref()
     }
 
     /// The framing stream connections are served with.
@@ -173,6 +193,58 @@ impl<S: Answer> Listener<S> {
     /// # }
     /// ```
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        self.serve_then(async {
+            shutdown.await;
+            Drain::Finish
+        })
+        .await
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains
+    /// the connections open as it says: [`Drain::Finish`] as
+    /// [`serve`](Self::serve) does; [`Drain::ServeOn`] serves each on until
+    /// its peer closes it (another process took the listening socket over
+    /// and accepts the new ones). Either way, those still open after the
+    /// shutdown timeout are closed.
+    ///
+    /// # Errors
+    ///
+    /// None yet, as [`serve`](Self::serve).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`serve`](Self::serve).
+    ///
+    /// # Examples
+    ///
+    /// A conversation under way goes on after the listener stops:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::time::Duration;
+    /// use tokio::sync::oneshot;
+    /// use sockit::server::Drain;
+    /// use sockit::{Framing, Greet, Server, StreamClient};
+    ///
+    /// let listener = Server::new(Greet).bind(&"tcp://127.0.0.1:0".parse()?).await?;
+    /// let endpoint = listener.local_endpoint().clone();
+    /// let (stop, stopped) = oneshot::channel::<()>();
+    /// let serving = tokio::spawn(listener.serve_then(async {
+    ///     stopped.await.unwrap_or(());
+    ///     Drain::ServeOn
+    /// }));
+    ///
+    /// let mut client = StreamClient::connect(&endpoint, Framing::Line, Duration::from_secs(5)).await?;
+    /// assert_eq!(client.receive_greeting().await?.unwrap(), "Hello, I am server");
+    /// stop.send(()).unwrap();
+    /// client.send(b"still").await?;
+    /// assert_eq!(client.receive().await?.unwrap(), "Hello, still!");
+    /// drop(client);
+    /// serving.await.unwrap()
+    /// # }
+    /// ```
+    pub async fn serve_then(self, shutdown: impl Future<Output = Drain>) -> Result<(), Error> {
         let Listener {
             socket,
             local,
@@ -193,8 +265,13 @@ impl<S: Answer> Listener<S> {
         match socket {
             Socket::Stream(listener) => {
                 let tracker = TaskTracker::new();
-                let finish = CancellationToken::new();
-                let abort = CancellationToken::new();
+                let stop = Stop::new(
+                    CancellationToken::new(),
+                    CancellationToken::new(),
+                    timeouts,
+                    metrics,
+                    Some(local.clone()),
+                );
                 let accepting = Accepting {
                     listener,
                     options: &options,
@@ -205,25 +282,31 @@ impl<S: Answer> Listener<S> {
                     when_full,
                     proxy,
                     tracker: &tracker,
-                    stop: Stop::new(
-                        finish.clone(),
-                        abort.clone(),
-                        timeouts,
-                        metrics,
-                        Some(local.clone()),
-                    ),
+                    stop: stop.clone(),
                     tls: tls.map(LiveTls::new),
                 };
-                accepting.run(shutdown).await;
-                info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
-                finish.cancel();
+                let mut drain = Drain::Finish;
+                accepting
+                    .run(async {
+                        drain = shutdown.await;
+                    })
+                    .await;
                 tracker.close();
+                match drain {
+                    Drain::Finish => {
+                        info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
+                        stop.ask_to_finish();
+                    }
+                    Drain::ServeOn => {
+                        info!(listener = %local, open = tracker.len(), "stopped accepting; serving the open connections until they close");
+                    }
+                }
                 if tokio::time::timeout(shutdown_timeout, tracker.wait())
                     .await
                     .is_err()
                 {
                     warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; closing the connections still open");
-                    abort.cancel();
+                    stop.abort.cancel();
                     tracker.wait().await;
                 }
             }
@@ -242,7 +325,7 @@ impl<S: Answer> Listener<S> {
                 let mut served = std::pin::pin!(service.datagrams(socket, serving, stop.clone()));
                 tokio::select! {
                     () = &mut served => {}
-                    () = shutdown => {
+                    _ = shutdown => {
                         stop.cancel();
                         served.await;
                     }

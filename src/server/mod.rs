@@ -51,7 +51,7 @@ use crate::net::listen::Bound;
 use crate::net::{self, SocketOptions};
 use crate::proxy::ProxyProtocol;
 use crate::{Endpoint, Error, Framing, datagram};
-pub use listener::Listener;
+pub use listener::{Drain, Listener};
 
 /// How many datagrams a datagram listener takes per system call unless told.
 ///
@@ -1004,6 +1004,65 @@ impl<S: Answer> Server<S> {
         }
         // Served as it is: a TCP socket handed over is plain TCP.
         Ok(self.listener(bound, None))
+    }
+
+    /// Serves a socket that an earlier sockit served as `endpoint` and
+    /// handed over (an upgrade in place): as [`adopt`](Self::adopt), but a
+    /// `tls://` endpoint is served with TLS, and the Unix socket file at
+    /// its path becomes this listener's, to remove when it stops.
+    ///
+    /// # Errors
+    ///
+    /// As [`adopt`](Self::adopt); and [`Error::Adopt`] for a `tls://`
+    /// endpoint without a [`tls`](Self::tls) setting.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sockit::Error> {
+    /// use std::os::fd::OwnedFd;
+    /// use sockit::{Greet, Server};
+    ///
+    /// let made = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    /// let endpoint = "tcp://127.0.0.1:0".parse()?;
+    /// let listener = Server::new(Greet).adopt_as(OwnedFd::from(made), &endpoint)?;
+    /// assert!(listener.local_endpoint().to_string().starts_with("tcp://127.0.0.1:"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn adopt_as(&self, socket: OwnedFd, endpoint: &Endpoint) -> Result<Listener<S>, Error> {
+        let fd = socket.as_raw_fd();
+        let mut bound = Bound::adopt(socket, &self.options)?;
+        if let Some(source) = self.proxy_unsupported(&bound.local) {
+            return Err(Error::Adopt { fd, source });
+        }
+        let tls = match (endpoint, &bound.local) {
+            (Endpoint::Tls(_), Endpoint::Tcp(addr)) => {
+                if self.tls.borrow().is_none() {
+                    return Err(Error::Adopt {
+                        fd,
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "no certificate and key to serve TLS with (Server::tls)",
+                        ),
+                    });
+                }
+                bound.local = Endpoint::Tls(addr.clone());
+                Some(self.tls.subscribe())
+            }
+            _ => None,
+        };
+        if let Endpoint::Unix(addr) | Endpoint::UnixDatagram(addr) | Endpoint::Seqpacket(addr) = &bound.local
+            && let Some(path) = addr.path()
+        {
+            bound.socket_file = crate::net::unix::SocketFile::existing(path).ok();
+        }
+        Ok(self.listener(bound, tls))
     }
 
     /// Why `endpoint` cannot take the PROXY protocol, when it is set.

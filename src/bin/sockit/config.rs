@@ -68,7 +68,15 @@ pub const LIMIT_KEYS: [&str; 8] = [
 pub const TLS_KEYS: [&str; 3] = ["cert", "key", "alpn"];
 
 /// Keys of the whole process, not of one listener.
-const PROCESS_WIDE: [&str; 5] = ["config", "verbose", "quiet", "log_format", "metrics"];
+const PROCESS_WIDE: [&str; 7] = [
+    "config",
+    "verbose",
+    "quiet",
+    "log_format",
+    "metrics",
+    "pid_file",
+    "upgrade_timeout",
+];
 
 /// The key that holds the endpoints (the flagless arguments).
 const ENDPOINTS: &str = "endpoints";

@@ -11,6 +11,7 @@ mod options;
 mod ping;
 mod relay;
 mod serve;
+mod upgrade;
 
 use std::io;
 use std::process::ExitCode;
@@ -122,16 +123,25 @@ fn main() -> ExitCode {
         (None, Command::Serve(args)) => serve::take_passed(std::iter::once(args)),
         (None, _) => None,
     };
+    // An upgrade in place started this process: the old one hands its
+    // sockets over (see `upgrade`).
+    let serving = configured.is_some() || matches!(command, Command::Serve(_));
+    let handed = match serving.then(upgrade::Handed::take).transpose() {
+        Ok(handed) => handed.flatten(),
+        Err(error) => {
+            return fail(&anyhow::Error::new(error).context("upgrade: cannot take the sockets handed over"));
+        }
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the runtime")),
     };
     let result = runtime.block_on(async {
         if let Some(listeners) = configured {
-            return serve::run(listeners, passed).await;
+            return serve::run(listeners, passed, handed).await;
         }
         match command {
-            Command::Serve(args) => serve::run(vec![config::Listener::from(args)], passed).await,
+            Command::Serve(args) => serve::run(vec![config::Listener::from(args)], passed, handed).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Ping(args) => ping::run(args).await,

@@ -1,6 +1,7 @@
 //! `sockit serve`: serve a built-in service on one or more endpoints until
 //! SIGINT or SIGTERM, then shut down gracefully.
 
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,11 +11,11 @@ use anyhow::{Context, bail};
 use sd_notify::NotifyState;
 use socket2::SockRef;
 use sockit::limit::{DEFAULT_MAX_AMPLIFICATION, RateLimit};
-use sockit::metrics::Metrics;
+use sockit::metrics::{Metrics, Readiness};
 use sockit::net::SocketOptions;
 use sockit::net::systemd::{self, NotPassed, PassedSocket};
 use sockit::proxy::{ProxyProtocol, TrustedProxy};
-use sockit::server::DEFAULT_MAX_CONNECTIONS;
+use sockit::server::{DEFAULT_MAX_CONNECTIONS, Drain};
 use sockit::{Builtin, Endpoint, Framing, Limits, Server, Transport, WhenFull};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, Listener};
 use crate::options::{self, SocketFlags};
+use crate::upgrade::{self, Handed, Upgraded};
 
 /// Serve a service (the tutorial's greeting by default) on endpoints.
 #[derive(Debug, clap::Args)]
@@ -189,6 +191,17 @@ pub struct Args {
     /// kind and reply latency, per listener. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+
+    /// Write this process's id to FILE once it serves (and, after an upgrade in
+    /// place, the new process's); removed at exit if it still holds this one's.
+    #[arg(long, value_name = "FILE", help_heading = "Upgrade in place (SIGUSR2)")]
+    pub pid_file: Option<std::path::PathBuf>,
+
+    /// On SIGUSR2, sockit starts its binary again with every listening socket; this long
+    /// at most for the new process to serve, or the upgrade fails and this one serves on.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration,
+          help_heading = "Upgrade in place (SIGUSR2)")]
+    pub upgrade_timeout: Duration,
 
     /// Join this multicast group on UDP listeners (repeatable).
     #[arg(long, value_name = "GROUP", help_heading = "Socket options")]
@@ -469,10 +482,16 @@ pub fn take_passed<'a>(
 pub async fn run(
     listeners: Vec<Listener>,
     passed: Option<Result<Vec<PassedSocket>, NotPassed>>,
+    mut handed: Option<Handed>,
 ) -> anyhow::Result<ExitCode> {
-    let mut passed = match passed {
-        Some(passed) => passed.context("--systemd")?,
-        None => Vec::new(),
+    // The binary to start again on an upgrade: its path now, before a new
+    // build replaces the file.
+    let exe = std::env::current_exe().context("cannot tell this program's path")?;
+    let mut passed = match (passed, &mut handed) {
+        // An upgrade hands over what systemd passed to the first process.
+        (Some(Err(NotPassed::NotSet)), Some(handed)) => handed.passed(),
+        (Some(passed), _) => passed.context("--systemd")?,
+        (None, _) => Vec::new(),
     };
     let activated = listeners.iter().filter(|listener| listener.args.systemd).count();
     if activated > 1 {
@@ -482,11 +501,21 @@ pub async fn run(
         );
     }
     // Bound before the listeners, so that a port in use fails before anything is served.
-    let metrics = match listeners.first().and_then(|listener| listener.args.metrics) {
+    let first = listeners.first().map(|listener| &listener.args);
+    let mut sockets = upgrade::Sockets::default();
+    let metrics = match first.and_then(|args| args.metrics) {
         Some(addr) => {
-            let http = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
+            let name = upgrade::metrics_name(addr);
+            let http = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
+                Some(socket) => {
+                    let socket = std::net::TcpListener::from(socket);
+                    socket.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(socket)
+                }
+                None => tokio::net::TcpListener::bind(addr).await,
+            }
+            .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
+            sockets.add(name, http.as_fd())?;
             let local = http.local_addr().context("the metrics endpoint's address")?;
             Some((Metrics::new(), http, local))
         }
@@ -510,16 +539,25 @@ pub async fn run(
         };
         let options = args.options();
         if args.systemd {
-            for PassedSocket { socket, fd, name } in std::mem::take(&mut passed) {
+            for (index, PassedSocket { socket, fd, name }) in
+                std::mem::take(&mut passed).into_iter().enumerate()
+            {
                 let listener = server.adopt(socket)?;
                 options::warn_unused(&options, listener.local_endpoint());
+                sockets.add(upgrade::passed_name(index, name.as_deref()), listener.as_fd())?;
                 let name = name.map(|name| format!(" {name:?}")).unwrap_or_default();
                 bound.push((listener, args, format!("passed by systemd as fd {fd}{name}, ")));
             }
         } else {
             for endpoint in &args.endpoints {
                 options::warn_unused(&options, endpoint);
-                bound.push((server.bind(endpoint).await?, args, String::new()));
+                let name = upgrade::endpoint_name(endpoint);
+                let (listener, origin) = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
+                    Some(socket) => (server.adopt_as(socket, endpoint)?, "handed over, "),
+                    None => (server.bind(endpoint).await?, ""),
+                };
+                sockets.add(name, listener.as_fd())?;
+                bound.push((listener, args, origin.to_owned()));
             }
         }
         let exposed = bound
@@ -544,13 +582,23 @@ pub async fn run(
             exposed: exposed.is_some(),
         });
     }
-    let stop = CancellationToken::new();
+    // How the listeners stop: set once, when they are to.
+    let (stop, stopping) = tokio::sync::watch::channel(None::<Drain>);
+    // What the metrics endpoint's /readyz says: 503 from the moment the drain begins.
+    let readiness = metrics
+        .as_ref()
+        .map_or_else(Readiness::new, |(registry, ..)| registry.readiness().clone());
+    // The metrics endpoint answers through a drain (so that /readyz can say
+    // so), and stops early only when another process takes its socket over.
+    let metrics_stop = CancellationToken::new();
     if let Some((registry, http, local)) = metrics {
         info!("metrics on http://{local}/metrics");
-        tokio::spawn(registry.serve(http, stop.clone().cancelled_owned()));
+        tokio::spawn(registry.serve(http, metrics_stop.clone().cancelled_owned()));
     }
     let mut serving = JoinSet::new();
+    let mut keepers = Vec::new();
     for (listener, args, origin) in bound {
+        keepers.extend(listener.socket_file().map(sockit::net::unix::SocketFile::keeper));
         let endpoint = listener.local_endpoint();
         let mut details = format!("{origin}{} service", args.service);
         if endpoint.transport() == Transport::Stream {
@@ -567,13 +615,41 @@ pub async fn run(
             details.push_str(&format!(", {}", options.read_back(&SockRef::from(&listener))));
         }
         info!("listening on {endpoint} ({details})");
-        serving.spawn(listener.serve(stop.clone().cancelled_owned()));
+        let mut stopping = stopping.clone();
+        serving.spawn(listener.serve_then(async move {
+            match stopping.wait_for(Option::is_some).await {
+                Ok(drain) => drain.unwrap_or_default(),
+                Err(_) => Drain::Finish,
+            }
+        }));
     }
 
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    notify(NotifyState::Ready);
+    let mut upgrade_signal = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
+    match handed {
+        Some(handed) => {
+            // The old process takes it from here: it tells the service manager.
+            for unused in handed
+                .ready()
+                .context("telling the old process that this one serves")?
+            {
+                info!("upgrade: {unused} was handed over and is no longer configured: closed");
+            }
+            info!("upgrade: serving; the old process stops accepting now");
+        }
+        None => notify(NotifyState::Ready),
+    }
+    let pid_file = first.and_then(|args| args.pid_file.clone());
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", path.display()))?;
+    }
+    let upgrade_timeout = first.map_or(Duration::from_secs(30), |args| args.upgrade_timeout);
+    let sockets = std::sync::Arc::new(sockets);
+    let mut upgrading: Option<tokio::task::JoinHandle<Upgraded>> = None;
+    let mut handed_over = None;
     loop {
         tokio::select! {
             _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
@@ -588,10 +664,52 @@ pub async fn run(
                 reload(&listeners, &live);
                 notify(NotifyState::Ready);
             }
+            _ = upgrade_signal.recv() => {
+                if upgrading.is_some() {
+                    warn!("SIGUSR2: an upgrade is already under way; this one is ignored");
+                    continue;
+                }
+                info!("SIGUSR2: upgrading: starting {} with every listening socket", exe.display());
+                let (exe, sockets) = (exe.clone(), std::sync::Arc::clone(&sockets));
+                upgrading = Some(tokio::spawn(async move { upgrade::start(&exe, &sockets, upgrade_timeout).await }));
+            }
+            Some(upgraded) = async { upgrading.as_mut()?.await.ok() }, if upgrading.is_some() => {
+                upgrading = None;
+                match upgraded {
+                    Upgraded::Ready { pid } => {
+                        info!("upgrade: pid {pid} serves; this process stops accepting and drains");
+                        for keeper in &keepers {
+                            keeper.keep();
+                        }
+                        notify_all(&[NotifyState::MainPid(pid), NotifyState::Ready]);
+                        handed_over = Some(pid);
+                        break;
+                    }
+                    Upgraded::Failed { why } => warn!("upgrade failed: {why}; this process serves on"),
+                }
+            }
         }
     }
-    notify(NotifyState::Stopping);
-    stop.cancel();
+    // Not ready from here on: /readyz answers 503 while the connections
+    // drain, unless the new process of an upgrade answers on the socket now.
+    readiness.set_draining();
+    // The copies kept for an upgrade go: a listener stopped is closed.
+    if let Some(upgrade) = upgrading.take() {
+        upgrade.abort();
+    }
+    drop(sockets);
+    if handed_over.is_none() {
+        notify(NotifyState::Stopping);
+    } else {
+        metrics_stop.cancel();
+    }
+    // After an upgrade, the conversations under way finish here; the new
+    // process takes the new peers.
+    stop.send_replace(Some(if handed_over.is_some() {
+        Drain::ServeOn
+    } else {
+        Drain::Finish
+    }));
     let finished = async {
         while let Some(served) = serving.join_next().await {
             served.context("a listener panicked")??;
@@ -603,7 +721,15 @@ pub async fn run(
         _ = interrupt.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
         _ = terminate.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
     }
-    info!("shut down cleanly");
+    if let Some(path) = &pid_file
+        && std::fs::read_to_string(path).is_ok_and(|text| text.trim() == std::process::id().to_string())
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    match handed_over {
+        Some(pid) => info!("shut down cleanly; pid {pid} serves on"),
+        None => info!("shut down cleanly"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Instructions per echo reply, counted by callgrind (repeatable whatever else
+# the machine is doing): the server runs under valgrind on CPU 0, `sockit
+# bench` sends N echo requests of 64 B over CONNS connections from CPU 1, and
+# the server's total instructions are divided by the replies.
+#
+#   cargo build --release --workspace --bins
+#   bench/callgrind_echo.sh sockit 50 200000 target/release/sockit serve tcp://127.0.0.1:PORT --service echo -q
+#   bench/callgrind_echo.sh tokio 50 200000 target/release/tokio_echo 127.0.0.1:PORT
+#
+# PORT in the server's command line is replaced by a free port. Prints one
+# line: NAME c=CONNS replies=R Ir=TOTAL perreply=IR_PER_REPLY.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=$1 conns=$2 n=$3
+shift 3
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cmd=("${@//PORT/$port}")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/out" "${cmd[@]}" >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+sleep 0.5
+taskset -c 1 target/release/sockit bench "tcp://127.0.0.1:$port" --service echo -n "$n" -c "$conns" --json >"$work/bench.json"
+kill -INT "$server"
+sleep 1
+kill -TERM "$server" 2>/dev/null || true
+wait "$server" || true
+replies=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['replies'])" "$work/bench.json")
+ir=$(callgrind_annotate "$work/out" 2>/dev/null | grep -m1 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,)
+echo "$name c=$conns replies=$replies Ir=$ir perreply=$(python3 -c "print(round($ir / $replies))")"

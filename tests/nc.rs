@@ -6,32 +6,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, run_with_input, run_with_stdin, run_with_timeout, sockit};
+use common::{Server, nc, noise, run_with_input, run_with_stdin, run_with_timeout};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// `sockit nc ARGS`.
-fn nc(args: &[&str]) -> Command {
-    let mut command = sockit();
-    command.arg("nc").args(args);
-    command
-}
-
-/// Bytes that are not text: every value, in an order that does not repeat soon.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_u32;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
 
 /// A `sockit nc -l -v` running: its stdout read as it comes (so that it
 /// never blocks on a full pipe), the address from its `listening on` line.
@@ -118,7 +98,7 @@ fn stdin_ends_in_a_half_close_and_the_answer_after_it_is_printed() {
 
 #[test]
 fn fifty_megabytes_each_way_arrive_byte_for_byte() {
-    let data = noise(50 * 1024 * 1024);
+    let data = noise(50 * 1024 * 1024, 0x2545_f491);
     let file = std::env::temp_dir().join(format!("sockit-nc-50m-{}", std::process::id()));
     std::fs::write(&file, &data).unwrap();
 

@@ -13,29 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{Server, TestDir, peer, run_with_input, run_with_timeout, sockit};
+use common::{Server, TestDir, nc, noise, peer, run_with_input, run_with_timeout};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// `sockit nc ARGS`.
-fn nc(args: &[&str]) -> Command {
-    let mut command = sockit();
-    command.arg("nc").args(args);
-    command
-}
-
-/// Bytes that are not text: every value, in an order that does not repeat soon.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_u32;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
 
 /// A process being talked to: its stdin written when the test says, its
 /// stdout and stderr read as they come. Killed when dropped.
@@ -354,8 +334,8 @@ fn nc_listens_on_tls_for_openssl_s_client() {
     };
     let pki = Pki::new("nc-tls-s-client");
     let (mut listener, port) = listen_tls(&pki.file("cert.pem"), &pki.file("key.pem"), &[]);
-    let to_listener = [&b"from s_client \x00\xff\r\n"[..], &noise(100_000)].concat();
-    let to_client = [&b"from nc -l \x00\xff\n"[..], &noise(100_000)].concat();
+    let to_listener = [&b"from s_client \x00\xff\r\n"[..], &noise(100_000, 0x2545_f491)].concat();
+    let to_client = [&b"from nc -l \x00\xff\n"[..], &noise(100_000, 0x2545_f491)].concat();
     // -quiet: only the data on stdout; and it waits for the server's
     // close_notify after its stdin ends.
     let mut client = Talking::start(Command::new(openssl).args([
@@ -399,7 +379,7 @@ fn nc_listens_on_tls_for_openssl_s_client() {
 fn nc_listens_on_tls_for_nc() {
     let pki = Pki::new("nc-tls-nc");
     let (mut listener, port) = listen_tls(&pki.file("cert.pem"), &pki.file("key.pem"), &[]);
-    let to_listener = [&b"from nc \x00\xff\r\n"[..], &noise(1 << 20)].concat();
+    let to_listener = [&b"from nc \x00\xff\r\n"[..], &noise(1 << 20, 0x2545_f491)].concat();
     let to_client = b"from nc -l \x00\xff\n";
     listener.send(to_client);
     listener.close_stdin();

@@ -13,8 +13,8 @@ use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, Server, TestDir, expect, read_exactly, read_to_close, run_with_timeout, sockit, stdout_of,
-    tcp_client,
+    Running, Server, TestDir, expect, noise, read_exactly, read_to_close, run_with_timeout, sockit,
+    stdout_of, tcp_client,
 };
 
 /// How long any single wait in these tests may take.
@@ -228,19 +228,6 @@ fn a_half_close_is_passed_on_and_the_reply_still_comes_back() {
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_close(&mut client), b"Hello, I am serverHello, bob!\n");
     relay.stop().assert(&[("resets", 0), ("to_target.bytes_out", 4)]);
-}
-
-/// Bytes that are not text, in an order that does not repeat soon.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 #[test]

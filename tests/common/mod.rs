@@ -21,6 +21,27 @@ pub fn sockit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sockit"))
 }
 
+/// `sockit nc ARGS`.
+pub fn nc(args: &[&str]) -> Command {
+    let mut command = sockit();
+    command.arg("nc").args(args);
+    command
+}
+
+/// `len` bytes that are not text: every value, in an order that does not
+/// repeat soon (xorshift from `seed`); another seed, other bytes.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// Whether a missing peer must fail the test rather than skip it.
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

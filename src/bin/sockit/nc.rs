@@ -16,13 +16,12 @@ use bytes::Bytes;
 use clap::Parser;
 use sockit::Endpoint;
 use sockit::net::SocketOptions;
-use sockit::net::tls::server_config;
 use sockit::pipe::{self, Acceptor, DumpTo, Ends, Family, Link, Program, Session};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
 
-use crate::options::{self, SocketFlags, TlsFlags, tls_error, untrusted_hint};
+use crate::options::{self, CertFlags, SocketFlags, TlsFlags, untrusted_hint};
 use crate::serve::parse_duration;
 
 /// How long a connection may take without -w.
@@ -124,13 +123,8 @@ pub struct Args {
     #[arg(short, value_name = "SECS", value_parser = parse_duration)]
     quit: Option<Duration>,
 
-    /// Listening on tls://: the server's certificate chain (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
-    cert: Option<PathBuf>,
-
-    /// Listening on tls://: the certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    cert: CertFlags,
 
     #[command(flatten)]
     tls: TlsFlags,
@@ -306,7 +300,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn dial(args: &Args, endpoint: &Endpoint, options: &SocketOptions) -> anyhow::Result<ExitCode> {
-    if args.cert.is_some() || args.key.is_some() {
+    if args.cert.any() {
         bail!("--cert and --key are for listening (-l); a client trusts with --ca or --insecure");
     }
     let tls = args.tls.client(endpoint)?;
@@ -335,12 +329,9 @@ async fn converse(args: &Args, link: Link, session: &Session) -> anyhow::Result<
 }
 
 async fn listen(args: &Args, endpoint: &Endpoint, options: &SocketOptions) -> anyhow::Result<ExitCode> {
-    let tls = match (endpoint, &args.cert, &args.key) {
-        (Endpoint::Tls(_), Some(cert), Some(key)) => Some(server_config(cert, key).map_err(tls_error)?),
-        (Endpoint::Tls(_), _, _) => bail!("listening on {endpoint} needs --cert and --key"),
-        (_, None, None) => None,
-        _ => bail!("--cert and --key apply to tls:// endpoints only, not {endpoint}"),
-    };
+    let tls = args
+        .cert
+        .server_config(matches!(endpoint, Endpoint::Tls(_)), endpoint)?;
     let mut acceptor = Acceptor::bind(endpoint, options, tls, args.family()).await?;
     args.say(format_args!("listening on {}", acceptor.local_endpoint()));
     let session = args.session(false)?;

@@ -129,6 +129,45 @@ impl TlsFlags {
     }
 }
 
+/// The certificate a listening side presents on `tls://` (`nc -l`, a
+/// relay's LISTEN).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "TLS (tls:// endpoints)")]
+pub struct CertFlags {
+    /// Listening on tls://: the certificate chain to present (PEM).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// Listening on tls://: the certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
+}
+
+impl CertFlags {
+    /// Whether either was given.
+    pub fn any(&self) -> bool {
+        self.cert.is_some() || self.key.is_some()
+    }
+
+    /// The TLS settings of a listening side `listen` that is `tls://`
+    /// (`tls`) or not: both files for one that is, neither for one that
+    /// is not (`None` for a `tls://` one without either: what serves it
+    /// says that it needs them).
+    pub fn server_config(
+        &self,
+        tls: bool,
+        listen: &dyn std::fmt::Display,
+    ) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        match (tls, &self.cert, &self.key) {
+            (true, Some(cert), Some(key)) => Ok(Some(
+                sockit::net::tls::server_config(cert, key).map_err(tls_error)?,
+            )),
+            (_, None, None) => Ok(None),
+            (true, _, _) => anyhow::bail!("listening on {listen} needs both --cert and --key"),
+            (false, _, _) => anyhow::bail!("--cert and --key are for a tls:// listening side, not {listen}"),
+        }
+    }
+}
+
 /// A TLS file error, naming the flag that gave the file.
 pub fn tls_error(error: TlsError) -> anyhow::Error {
     match error {

@@ -5,17 +5,14 @@ use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::path::PathBuf;
-
-use anyhow::{Context, bail};
-use sockit::net::tls::server_config;
+use anyhow::Context;
 use sockit::relay::{Directions, Faults, Probability, Relay, Side};
 use sockit::server::DEFAULT_MAX_CONNECTIONS;
 use sockit::{Endpoint, Error, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use crate::options::{self, SocketFlags, TlsFlags, tls_error};
+use crate::options::{self, CertFlags, SocketFlags, TlsFlags};
 use crate::serve::parse_duration;
 
 /// Forward LISTEN to TARGET, as socat does, injecting faults on the way.
@@ -69,13 +66,8 @@ pub struct Args {
     #[arg(value_name = "TARGET")]
     target: Side,
 
-    /// A tls:// LISTEN: the certificate chain to present (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
-    cert: Option<PathBuf>,
-
-    /// A tls:// LISTEN: the certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", help_heading = "TLS (tls:// endpoints)")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    cert: CertFlags,
 
     #[command(flatten)]
     tls: TlsFlags,
@@ -167,13 +159,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .idle_timeout(args.idle_timeout)
         .connect_timeout(args.connect_timeout)
         .max_connections(args.max_connections);
-    match (&args.listen, &args.cert, &args.key) {
-        (Side::Endpoint(Endpoint::Tls(_)), Some(cert), Some(key)) => {
-            relay = relay.server_tls(server_config(cert, key).map_err(tls_error)?);
-        }
-        (_, None, None) => {}
-        (Side::Endpoint(Endpoint::Tls(_)), _, _) => bail!("a tls:// LISTEN needs both --cert and --key"),
-        (listen, _, _) => bail!("--cert and --key are for a tls:// LISTEN, not {listen}"),
+    let tls_listen = matches!(args.listen, Side::Endpoint(Endpoint::Tls(_)));
+    match args.cert.server_config(tls_listen, &args.listen) {
+        Ok(Some(config)) => relay = relay.server_tls(config),
+        Ok(None) => {}
+        Err(error) => return Ok(crate::usage(&format!("{error:#}"), "relay")),
     }
     match &args.target {
         Side::Endpoint(target) => {

@@ -339,3 +339,65 @@ fn a_config_that_became_invalid_fails_the_upgrade() {
     old.wait_for_log("max_connections", WAIT);
     greet(addr, "served").unwrap();
 }
+
+#[test]
+fn a_tls_listener_and_an_abstract_name_are_handed_over_as_they_are() {
+    let pki = common::pki::Pki::new("upgrade-tls-pki");
+    let dir = TestDir::new("upgrade-tls");
+    let pid_file = dir.path().join("sockit.pid");
+    let _reaper = Reaper(pid_file.clone());
+    let name = common::abstract_name("upgrade-tls");
+    let (old, addr) = serve(
+        Path::new(env!("CARGO_BIN_EXE_sockit")),
+        &[
+            "tcp://127.0.0.1:0",
+            "tls://127.0.0.1:0",
+            &format!("unix:@{name}"),
+            "--cert",
+            &pki.file("cert.pem"),
+            "--key",
+            &pki.file("key.pem"),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    let tls_port = old
+        .wait_for_log("listening on tls://", WAIT)
+        .split("listening on tls://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .expect("the TLS port");
+    let old_pid = pid_in(&pid_file, None);
+    signal(old_pid, "USR2");
+    let new_pid = pid_in(&pid_file, Some(old_pid));
+    old.wait_for_log(&format!("shut down cleanly; pid {new_pid} serves on"), WAIT);
+    assert_eq!(
+        old.count_log(&format!(
+            "listening on tls://127.0.0.1:{tls_port} (handed over, greet service"
+        )),
+        1,
+        "{}",
+        old.log()
+    );
+    // The new process speaks TLS on the socket handed over, with the
+    // certificate it read itself.
+    let out = common::run_with_timeout(
+        common::sockit().args([
+            "connect",
+            &format!("tls://localhost:{tls_port}"),
+            "--ca",
+            &pki.file("ca.pem"),
+            "bob",
+        ]),
+        WAIT,
+    );
+    assert_eq!(common::stdout_of(&out), "Hello, I am server\nHello, bob!\n");
+    let out = common::run_with_timeout(
+        common::sockit().args(["connect", &format!("unix:@{name}"), "alice"]),
+        WAIT,
+    );
+    assert_eq!(common::stdout_of(&out), "Hello, I am server\nHello, alice!\n");
+    greet(addr, "plain").unwrap();
+    signal(new_pid, "TERM");
+}

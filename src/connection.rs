@@ -215,6 +215,11 @@ pub trait ByteStream: Send + Sync {
     /// the readiness seen *before* the read: data that arrives after it
     /// brings an event that is kept, not forgotten.
     fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize>;
+    /// Reads at most `limit` bytes of what has already arrived, appended to
+    /// `buf`, without waiting and whatever readiness was last seen: for a
+    /// last look before closing, when the event that data brought may not
+    /// be taken yet.
+    fn read_arrived(&self, buf: &mut BytesMut, limit: usize) -> io::Result<usize>;
     /// Writes what the socket takes of `buf`, without waiting.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Sends end-of-stream (`shutdown(SHUT_WR)`).
@@ -249,6 +254,9 @@ macro_rules! byte_stream {
                 });
                 short.map_or(read, Ok)
             }
+            fn read_arrived(&self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+                read_arrived(SockRef::from(self), buf, limit)
+            }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$stream>::try_write(self, buf)
             }
@@ -257,6 +265,17 @@ macro_rules! byte_stream {
             }
         }
     };
+}
+
+/// [`ByteStream::read_arrived`] on a non-blocking socket: a plain `read`,
+/// which says `WouldBlock` when nothing is there.
+fn read_arrived(socket: SockRef<'_>, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+    let start = buf.len();
+    // Zeroed first, for want of unsafe code: once per connection, at most.
+    buf.resize(start + limit, 0);
+    let read = io::Read::read(&mut &*socket, &mut buf[start..]);
+    buf.truncate(start + read.as_ref().map_or(0, |read| *read));
+    read
 }
 
 byte_stream!(TcpStream);
@@ -549,11 +568,18 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
             // future of its own: the waker is kept in the socket's
             // registration.
             if stop_wait.as_mut().poll_stopped(&self.stop, owes, cx) {
-                return Poll::Ready(if owes {
-                    Err(aborted())
-                } else {
-                    Ok(Ending::Shutdown)
-                });
+                if owes {
+                    return Poll::Ready(Err(aborted()));
+                }
+                // Asked to finish: the messages that have arrived already are
+                // answered (one read window of them, without waiting for
+                // more), and the connection closes once the replies are
+                // written; the start of a message still arriving goes with it.
+                *ending = Some(
+                    self.read_and_answer(IO::read_arrived)?
+                        .unwrap_or(Ending::Shutdown),
+                );
+                continue;
             }
             let ready = if owes {
                 self.link.io.poll_write_ready(cx)
@@ -562,7 +588,7 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
             };
             match ready {
                 Poll::Ready(Ok(())) if owes => self.write_owed()?,
-                Poll::Ready(Ok(())) => *ending = self.read_and_answer()?,
+                Poll::Ready(Ok(())) => *ending = self.read_and_answer(read_ready)?,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => {
                     let Some(deadline) = &mut self.link.deadline else {
@@ -636,10 +662,15 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
         })
     }
 
-    /// Reads what is there and answers every whole message in it, writing
-    /// the replies at once; all without waiting. Returns how the
-    /// conversation ends, if it does (once the pending replies are written).
-    fn read_and_answer(&mut self) -> io::Result<Option<Ending>> {
+    /// Reads what is there with `read` (at most one read window) and
+    /// answers every whole message in it, writing the replies at once; all
+    /// without waiting. Returns how the conversation ends, if it does (once
+    /// the pending replies are written).
+    #[inline]
+    fn read_and_answer(
+        &mut self,
+        read: impl FnOnce(&IO, &mut BytesMut, usize) -> io::Result<usize>,
+    ) -> io::Result<Option<Ending>> {
         let Conversation {
             link: Link { io, deadline },
             peer,
@@ -660,8 +691,7 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
                     &mut own.input
                 };
                 input.reserve(read_size);
-                // At most one read window, so one `raw` read is never longer than a message may be.
-                let read = match io.try_read_buf(&mut (&mut *input).limit(read_size)) {
+                let read = match read(io, input, read_size) {
                     Ok(read) => read,
                     // Nothing there after all: a spurious wake-up.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -757,6 +787,13 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
         }
         Ok(())
     }
+}
+
+/// Reads at most `limit` bytes into `buf` from `io`, readable: one read
+/// window, so one `raw` read is never longer than a message may be.
+#[inline]
+fn read_ready(io: &impl ByteStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+    io.try_read_buf(&mut buf.limit(limit))
 }
 
 /// Waits until `io` is readable.
@@ -1012,6 +1049,43 @@ mod tests {
         server.await.unwrap();
     }
 
+    /// Serves `Greet` with `stop` already asked to finish and `sent` already
+    /// arrived before the connection is first polled; returns all the
+    /// client receives until the server closes.
+    async fn finished_with_arrived(max: usize, sent: &'static [u8]) -> Vec<u8> {
+        let stop = Stop::default();
+        stop.ask_to_finish();
+        // The runtime has one thread: the server does not run before the
+        // client's bytes are in its socket.
+        let (mut client, server) = served(Framing::Line, max, stop);
+        client.write_all(sent).unwrap();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        })
+        .await
+        .unwrap();
+        server.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn asked_to_finish_it_answers_the_messages_already_arrived() {
+        // The start of a message still arriving is dropped with the close.
+        let got = finished_with_arrived(64, b"a\nb\nc\npart").await;
+        assert_eq!(got, b"Hello, I am server\nHello, a!\nHello, b!\nHello, c!\n");
+    }
+
+    #[tokio::test]
+    async fn asked_to_finish_it_reads_one_window_at_most() {
+        // A read window of 66 bytes for 64-byte lines: 33 of the 100 lines.
+        let got = finished_with_arrived(64, b"a\n".repeat(100).leak()).await;
+        let mut want = b"Hello, I am server\n".to_vec();
+        want.extend_from_slice(&b"Hello, a!\n".repeat(33));
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+    }
+
     /// A peer that is gone: every write fails.
     struct ResetOnWrite;
 
@@ -1023,6 +1097,9 @@ mod tests {
             Poll::Ready(Ok(()))
         }
         fn try_read_buf<B: BufMut>(&self, _buf: &mut B) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn read_arrived(&self, _buf: &mut BytesMut, _limit: usize) -> io::Result<usize> {
             Ok(0)
         }
         fn try_write(&self, _buf: &[u8]) -> io::Result<usize> {

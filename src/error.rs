@@ -209,6 +209,21 @@ pub enum Error {
         /// What in the message the framing cannot carry.
         reason: &'static str,
     },
+    /// A listener stopped, but connections still open at its shutdown
+    /// timeout were closed: they may have owed replies.
+    #[error(
+        "{connections} {} to {listener} cut at the shutdown timeout ({})",
+        plural(*connections, "connection"),
+        humantime::format_duration(*timeout)
+    )]
+    Cut {
+        /// The listener's endpoint.
+        listener: Endpoint,
+        /// How many connections were closed at the timeout.
+        connections: usize,
+        /// The shutdown timeout that passed.
+        timeout: Duration,
+    },
     /// The peer sent bytes that are not a message in the framing in use.
     #[error("{endpoint} sent a bad message")]
     Frame {
@@ -218,4 +233,13 @@ pub enum Error {
         #[source]
         source: crate::framing::FrameError,
     },
+}
+
+/// `noun`, with an `s` unless there is one.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        noun.to_owned()
+    } else {
+        format!("{noun}s")
+    }
 }

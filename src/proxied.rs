@@ -36,7 +36,8 @@ const MAX_HEADER: usize = if DEFAULT_V2_MAX_LEN > V1_MAX_LEN {
 };
 
 /// Reads the header of `connection` from the trusted proxy `via` within
-/// `timeout`, then serves it for the client it names (over TLS with `tls`);
+/// `timeout`, then serves it for the client it names (over TLS with `tls`,
+/// its acceptor and handshake timeout);
 /// or closes it, with one log line saying why. `permit` is held until the
 /// connection is done.
 #[allow(clippy::too_many_arguments)]
@@ -44,7 +45,7 @@ pub(crate) async fn serve<A: Answer>(
     connection: Incoming,
     via: Peer,
     timeout: Duration,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Duration)>,
     service: Arc<A>,
     settings: Settings,
     stop: Stop,
@@ -103,15 +104,18 @@ pub(crate) async fn serve<A: Answer>(
 async fn converse<A: Answer>(
     connection: Incoming,
     accepted: Accepted,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Duration)>,
     service: Arc<A>,
     settings: Settings,
     stop: Stop,
     permit: OwnedSemaphorePermit,
 ) {
     match (tls, connection) {
-        (Some(acceptor), Incoming::Tcp(stream)) => {
-            connection::tls::serve(stream, acceptor, accepted, service, settings, stop, permit).await;
+        (Some((acceptor, timeout)), Incoming::Tcp(stream)) => {
+            connection::tls::serve(
+                stream, acceptor, timeout, accepted, service, settings, stop, permit,
+            )
+            .await;
         }
         (_, connection) => answer::serve(connection, accepted, service, settings, stop, permit).await,
     }

@@ -195,24 +195,85 @@ fn a_peer_that_never_reads_is_closed_at_the_shutdown_timeout() {
         "--shutdown-timeout",
         "1s",
     ]);
-    let _jammed = jam(server.addr(0));
+    let addr = server.addr(0);
+    let _jammed = jam(addr);
 
     let term = Instant::now();
     server.process.signal("TERM");
     let status = server.process.wait(Duration::from_secs(4));
     let elapsed = term.elapsed();
 
-    assert!(status.success(), "exit status {status}; log:\n{}", server.log());
+    // The connection cut still owed replies: the exit says so.
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exit status {status}; log:\n{}",
+        server.log()
+    );
     assert!(
         elapsed >= Duration::from_secs(1),
         "exited {elapsed:?} after SIGTERM, before the 1 s deadline"
     );
-    server
-        .process
-        .wait_for_log("shut down cleanly", Duration::from_secs(5));
+    server.process.wait_for_log(
+        "shut down: 1 connection cut at the shutdown timeout (--shutdown-timeout 1s)",
+        Duration::from_secs(5),
+    );
     let log = server.log();
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("shutdown timeout passed"), "{log}");
+    let listener = format!("1 connection to tcp://{addr} cut at the shutdown timeout (1s)");
+    assert_eq!(server.process.count_log(&listener), 1, "{log}");
+    assert_eq!(server.process.count_log("shut down cleanly"), 0, "{log}");
+}
+
+#[test]
+fn requests_that_arrived_before_sigterm_are_answered_before_the_close() {
+    let mut server = Server::start(&[
+        "tcp://127.0.0.1:0",
+        "--framing",
+        "line",
+        "--max-message",
+        "16M",
+        "--shutdown-timeout",
+        "10s",
+    ]);
+    // A small receive buffer, so that the sockets between hold far less
+    // than the reply to one long line.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect(&server.addr(0).into()).unwrap();
+    let mut client = TcpStream::from(socket);
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(common::read_exactly(&mut client, GREETING.len()), GREETING);
+
+    // The server reads the long line whole and owes most of its reply,
+    // so it reads nothing more until the client takes it: the three
+    // requests after it wait, unread, in the server's socket.
+    let long = vec![b'y'; 8 << 20];
+    client.write_all(&[&long[..], b"\n"].concat()).unwrap();
+    assert_eq!(common::read_exactly(&mut client, 7), b"Hello, ");
+    client.write_all(b"a\nb\nc\n").unwrap();
+    server.process.signal("TERM");
+    server
+        .process
+        .wait_for_log("stopped accepting", Duration::from_secs(5));
+
+    // They are answered, after the reply owed, before the clean close.
+    let rest = common::read_to_close(&mut client);
+    let want = [&long[..], b"!\nHello, a!\nHello, b!\nHello, c!\n"].concat();
+    assert!(
+        rest == want,
+        "{} bytes, want {}; the last: {:?}",
+        rest.len(),
+        want.len(),
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(40)..])
+    );
+    drop(client);
+    let status = server.process.wait(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}; log:\n{}", server.log());
+    server
+        .process
+        .wait_for_log("shut down cleanly", Duration::from_secs(5));
 }
 
 #[test]

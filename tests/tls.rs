@@ -787,3 +787,24 @@ fn sighup_reads_the_certificate_again() {
     expect_greeted_clients(&renewed, &endpoint);
     assert!(server.terminate(Duration::from_secs(5)).success());
 }
+
+#[test]
+fn a_peer_that_says_nothing_is_closed_at_the_handshake_timeout() {
+    let pki = Pki::new("tls-handshake-timeout");
+    let server = serve(&pki, &["tls://127.0.0.1:0"], &["--tls-handshake-timeout", "1s"]);
+    let mut silent = std::net::TcpStream::connect(server.addr(0)).expect("connect");
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = std::time::Instant::now();
+    let read = silent.read(&mut [0; 16]);
+    let waited = start.elapsed();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(5)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    server
+        .process
+        .wait_for_log("TLS handshake failed: not done within 1s", LIMIT);
+    // A client that does its handshake is served as ever.
+    expect_greeted_clients(&pki, &server.endpoints[0]);
+}

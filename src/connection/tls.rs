@@ -11,7 +11,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,15 +27,16 @@ use crate::answer::{Accepted, Answer};
 use crate::deadline::{Deadline, Expired};
 use crate::framing::Decoder;
 use crate::metrics::{ErrorKind, Tally};
-use crate::net::tls::HANDSHAKE_TIMEOUT;
 use crate::service::{Replies, Service};
 
-/// Runs the TLS handshake on `stream` (within [`HANDSHAKE_TIMEOUT`], and
+/// Runs the TLS handshake on `stream` (within `handshake_timeout`, and
 /// unless the server finishes first), then serves the connection until it
 /// ends and closes it; logs but never fails. `permit` is dropped when done.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve<A: Answer>(
     stream: TcpStream,
     acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
     accepted: Accepted,
     answer: Arc<A>,
     settings: Settings,
@@ -46,7 +47,7 @@ pub(crate) async fn serve<A: Answer>(
     let handshake = tokio::select! {
         biased;
         () = stop.finish.cancelled() => None,
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => Some(accepted),
+        accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => Some(accepted),
     };
     let stream = match handshake {
         None => {
@@ -54,7 +55,8 @@ pub(crate) async fn serve<A: Answer>(
             Err(None)
         }
         Some(Err(_)) => {
-            info!(%peer, "TLS handshake failed: not done within {}", humantime::format_duration(HANDSHAKE_TIMEOUT));
+            let timeout = humantime::format_duration(handshake_timeout);
+            info!(%peer, "TLS handshake failed: not done within {timeout}");
             Err(Some(ErrorKind::TlsHandshake))
         }
         Some(Ok(Err(error))) => {

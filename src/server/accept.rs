@@ -37,6 +37,8 @@ pub(super) struct Accepting<'a, S> {
     pub(super) stop: Stop,
     /// A `tls://` listener's handshake.
     pub(super) tls: Option<LiveTls>,
+    /// How long a TLS connection's handshake may take.
+    pub(super) tls_handshake_timeout: std::time::Duration,
 }
 
 impl<S: Answer> Accepting<'_, S> {
@@ -117,7 +119,9 @@ impl<S: Answer> Accepting<'_, S> {
                     connection,
                     peer,
                     proxy.timeout(),
-                    self.tls.as_mut().map(LiveTls::acceptor),
+                    self.tls
+                        .as_mut()
+                        .map(|tls| (tls.acceptor(), self.tls_handshake_timeout)),
                     Arc::clone(&self.service),
                     self.settings,
                     self.stop.clone(),
@@ -134,6 +138,7 @@ impl<S: Answer> Accepting<'_, S> {
                 self.tracker.spawn(connection::tls::serve(
                     stream,
                     tls.acceptor(),
+                    self.tls_handshake_timeout,
                     Accepted::new(peer, None),
                     Arc::clone(&self.service),
                     self.settings,

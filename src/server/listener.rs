@@ -83,6 +83,8 @@ pub struct Listener<S> {
     pub(super) datagram: datagram::Limits,
     /// The certificate and key of a `tls://` listener, as they change.
     pub(super) tls: Option<LiveConfig>,
+    /// How long a TLS connection's handshake may take.
+    pub(super) tls_handshake_timeout: Duration,
     pub(super) metrics: Option<Arc<ListenerMetrics>>,
 }
 
@@ -159,8 +161,9 @@ impl<S: Answer> Listener<S> {
     ///
     /// # Errors
     ///
-    /// None yet: accept and receive errors are logged and served through. The
-    /// `Result` leaves room for errors that must stop a listener.
+    /// [`Error::Cut`] once stopped, if the shutdown timeout passed with
+    /// stream connections still open (they are closed then). Accept and
+    /// receive errors are logged and served through.
     ///
     /// # Cancel safety
     ///
@@ -209,7 +212,7 @@ impl<S: Answer> Listener<S> {
     ///
     /// # Errors
     ///
-    /// None yet, as [`serve`](Self::serve).
+    /// [`Error::Cut`], as [`serve`](Self::serve).
     ///
     /// # Cancel safety
     ///
@@ -260,8 +263,11 @@ impl<S: Answer> Listener<S> {
             proxy,
             datagram,
             tls,
+            tls_handshake_timeout,
             metrics,
         } = self;
+        // The connections closed at the shutdown timeout.
+        let mut cut = 0;
         match socket {
             Socket::Stream(listener) => {
                 let tracker = TaskTracker::new();
@@ -284,6 +290,7 @@ impl<S: Answer> Listener<S> {
                     tracker: &tracker,
                     stop: stop.clone(),
                     tls: tls.map(LiveTls::new),
+                    tls_handshake_timeout,
                 };
                 let mut drain = Drain::Finish;
                 accepting
@@ -305,9 +312,11 @@ impl<S: Answer> Listener<S> {
                     .await
                     .is_err()
                 {
-                    warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; closing the connections still open");
+                    let open = tracker.len();
+                    warn!(listener = %local, open, "shutdown timeout passed; closing the connections still open");
                     stop.abort.cancel();
                     tracker.wait().await;
+                    cut = open;
                 }
             }
             Socket::Datagram(socket) => {
@@ -334,6 +343,13 @@ impl<S: Answer> Listener<S> {
         }
         drop(socket_file);
         info!(listener = %local, "stopped");
+        if cut > 0 {
+            return Err(Error::Cut {
+                listener: local,
+                connections: cut,
+                timeout: shutdown_timeout,
+            });
+        }
         Ok(())
     }
 }

@@ -232,6 +232,8 @@ pub struct Server<S> {
     metrics: Option<Metrics>,
     /// The bytes a handler's connection queues before its senders wait.
     send_queue: usize,
+    /// How long a TLS connection's handshake may take.
+    tls_handshake_timeout: Duration,
 }
 
 impl<H: Handler> Server<Handled<H>> {
@@ -307,6 +309,7 @@ impl<S: Answer> Server<S> {
             tls: tokio::sync::watch::Sender::new(None),
             metrics: None,
             send_queue: DEFAULT_SEND_QUEUE,
+            tls_handshake_timeout: net::tls::HANDSHAKE_TIMEOUT,
         }
     }
 
@@ -315,7 +318,8 @@ impl<S: Answer> Server<S> {
     /// [`net::tls::server_config`].
     ///
     /// Each TLS connection's handshake must end within
-    /// [`HANDSHAKE_TIMEOUT`](net::tls::HANDSHAKE_TIMEOUT), holding its
+    /// [`tls_handshake_timeout`](Self::tls_handshake_timeout) (by default
+    /// [`HANDSHAKE_TIMEOUT`](net::tls::HANDSHAKE_TIMEOUT)), holding its
     /// connection permit meanwhile; a failed handshake is logged and closes
     /// that connection only. Then it is served as on TCP, through a loop of
     /// its own (TLS keeps its own buffers, so the idle-connection savings of
@@ -339,6 +343,34 @@ impl<S: Answer> Server<S> {
     pub fn tls(self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls.send_replace(Some(config));
         self
+    }
+
+    /// How long a `tls://` connection's handshake may take (by default
+    /// [`HANDSHAKE_TIMEOUT`](net::tls::HANDSHAKE_TIMEOUT), 10 s), counted
+    /// from its accept, or from its PROXY header when it has one. A peer
+    /// that has not finished it by then is closed, with one log line: one
+    /// that connects and says nothing holds its connection permit no
+    /// longer. [`Duration::ZERO`] is taken as 1 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sockit::{Greet, Server};
+    ///
+    /// let server = Server::new(Greet).tls_handshake_timeout(Duration::from_secs(2));
+    /// assert_eq!(server.tls_handshake_timeout_in_use(), Duration::from_secs(2));
+    /// assert_eq!(Server::new(Greet).tls_handshake_timeout_in_use(), sockit::net::tls::HANDSHAKE_TIMEOUT);
+    /// ```
+    #[must_use]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.tls_handshake_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The TLS handshake timeout; see [`tls_handshake_timeout`](Self::tls_handshake_timeout).
+    pub fn tls_handshake_timeout_in_use(&self) -> Duration {
+        self.tls_handshake_timeout
     }
 
     /// A handle that changes the certificate and key this server's `tls://`
@@ -1112,6 +1144,7 @@ impl<S: Answer> Server<S> {
                 reply_cap: self.reply_cap,
             },
             tls,
+            tls_handshake_timeout: self.tls_handshake_timeout,
             metrics,
         }
     }

@@ -186,6 +186,13 @@ pub struct Args {
     #[arg(long, value_name = "PROTO", help_heading = "TLS")]
     pub alpn: Vec<String>,
 
+    /// Close a tls:// connection whose TLS handshake is not done this long after its
+    /// accept (or its PROXY header), logged in one line: a peer that connects and says
+    /// nothing holds a connection no longer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+          help_heading = "TLS")]
+    pub tls_handshake_timeout: Duration,
+
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100; port 0 picks
     /// one, logged): connections open and in all, messages, replies, bytes, errors by
     /// kind and reply latency, per listener. Off by default.
@@ -308,6 +315,7 @@ impl Args {
             .limits(self.limits())
             .when_full(self.when_full)
             .shutdown_timeout(self.shutdown_timeout)
+            .tls_handshake_timeout(self.tls_handshake_timeout)
             .backlog(self.backlog)
             .datagram_batch(self.batch);
         let server = match self.mode {
@@ -710,26 +718,51 @@ pub async fn run(
     } else {
         Drain::Finish
     }));
+    // Every listener is waited for; those that cut connections at their
+    // shutdown timeout say so, and make the exit a failure.
     let finished = async {
+        let (mut cut, mut timeout) = (0, Duration::ZERO);
         while let Some(served) = serving.join_next().await {
-            served.context("a listener panicked")??;
+            match served.context("a listener panicked")? {
+                Ok(()) => {}
+                Err(
+                    error @ sockit::Error::Cut {
+                        connections,
+                        timeout: waited,
+                        ..
+                    },
+                ) => {
+                    warn!("{error}");
+                    cut += connections;
+                    timeout = timeout.max(waited);
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
-        anyhow::Ok(())
+        anyhow::Ok((cut, timeout))
     };
-    tokio::select! {
+    let (cut, timeout) = tokio::select! {
         finished = finished => finished?,
         _ = interrupt.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
         _ = terminate.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
-    }
+    };
     if let Some(path) = &pid_file
         && std::fs::read_to_string(path).is_ok_and(|text| text.trim() == std::process::id().to_string())
     {
         let _ = std::fs::remove_file(path);
     }
-    match handed_over {
-        Some(pid) => info!("shut down cleanly; pid {pid} serves on"),
-        None => info!("shut down cleanly"),
+    let serves_on = handed_over
+        .map(|pid| format!("; pid {pid} serves on"))
+        .unwrap_or_default();
+    if cut > 0 {
+        warn!(
+            "shut down: {cut} {} cut at the shutdown timeout (--shutdown-timeout {}){serves_on}",
+            if cut == 1 { "connection" } else { "connections" },
+            humantime::format_duration(timeout)
+        );
+        return Ok(ExitCode::FAILURE);
     }
+    info!("shut down cleanly{serves_on}");
     Ok(ExitCode::SUCCESS)
 }
 

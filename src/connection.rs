@@ -36,6 +36,7 @@ use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 use crate::service::{Flow, Replies, Service};
 use crate::{Endpoint, Escaped, Framing, Peer};
 
+pub(crate) mod log;
 pub(crate) mod tls;
 
 /// How long a closing connection keeps reading (and dropping) what the peer
@@ -121,6 +122,8 @@ pub struct StopWhen {
     pub(crate) metrics: Option<Arc<ListenerMetrics>>,
     /// The listener's endpoint, which handlers are told.
     pub(crate) local: Option<Endpoint>,
+    /// The listener's lines about its connections, limited in a flood.
+    pub(crate) log: Arc<log::ConnectionLog>,
 }
 
 impl std::ops::Deref for Stop {
@@ -147,6 +150,7 @@ impl Stop {
             timeouts,
             metrics,
             local,
+            log: Arc::default(),
         }))
     }
 
@@ -160,6 +164,7 @@ impl Stop {
             timeouts,
             metrics: self.metrics.clone(),
             local: self.local.clone(),
+            log: Arc::clone(&self.log),
         }))
     }
 
@@ -635,7 +640,7 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
         if let Some(metrics) = &self.stop.metrics {
             metrics.closed();
         }
-        info!("Connection from {} closed.", self.peer);
+        self.stop.log.closed(&self.peer);
         drop(held);
     }
 

@@ -40,7 +40,7 @@ pub(crate) async fn serve<S: Service, H: Send>(
     if let Some(metrics) = &stop.metrics {
         metrics.closed();
     }
-    info!("Connection from {peer} closed.");
+    stop.log.closed(&peer);
     drop(held);
 }
 

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::Peer;
 use crate::answer::{self, Accepted, Answer};
+use crate::connection::log::Event;
 use crate::connection::{self, Settings, Stop};
 use crate::metrics::ErrorKind;
 use crate::net::listen::Incoming;
@@ -65,12 +66,18 @@ pub(crate) async fn serve<A: Answer>(
     let why = match read {
         Ok(Ok(ProxyHeader::Proxied { source, .. })) => {
             let peer = Peer::from(source);
-            info!("Accept new connection from {peer} via {via}");
+            stop.log.line(
+                Event::Opened,
+                format_args!("Accept new connection from {peer} via {via}"),
+            );
             let accepted = Accepted::new(peer, Some(via));
             return converse(connection, accepted, tls, service, settings, stop, permit).await;
         }
         Ok(Ok(ProxyHeader::Local)) => {
-            info!("Accept new connection from {via} (PROXY LOCAL: the proxy's own)");
+            stop.log.line(
+                Event::Opened,
+                format_args!("Accept new connection from {via} (PROXY LOCAL: the proxy's own)"),
+            );
             let accepted = Accepted::new(via.clone(), Some(via));
             return converse(connection, accepted, tls, service, settings, stop, permit).await;
         }

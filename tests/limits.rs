@@ -231,3 +231,56 @@ fn clients_that_send_forever_and_never_read_cannot_grow_the_servers_memory() {
     let want = b"Hello, still served!\n";
     assert_eq!(read_exactly(&mut bystander, want.len()), want);
 }
+
+/// The number before `word` in `line` (`… 812 closed and …`).
+fn count_before(line: &str, word: &str) -> usize {
+    line.split(word)
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {word:?} in {line:?}"))
+}
+
+#[test]
+fn a_flood_of_connections_is_logged_in_a_bounded_number_of_lines_that_count_them_all() {
+    const FLOOD: usize = 1000;
+    let mut server = Server::start(&["tcp://127.0.0.1:0"]);
+    let addr = server.addr(0);
+    for _ in 0..FLOOD {
+        let mut client = tcp_client(addr);
+        client.write_all(b"x\nexit\n").unwrap();
+        assert_eq!(read_to_close(&mut client), b"Hello, I am serverHello, x!\n");
+    }
+    server.process.signal("TERM");
+    assert!(server.process.wait(Duration::from_secs(10)).success());
+    let log = server.log();
+    let opened_lines = server.process.count_log("Accept new connection from");
+    let closed_lines = server.process.count_log(" closed.");
+    let summaries: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("not logged one by one"))
+        .collect();
+    assert!(!summaries.is_empty(), "{log}");
+    // Every connection is counted, one by one or in a summary line.
+    let opened: usize = summaries
+        .iter()
+        .map(|line| count_before(line, " more connections opened"))
+        .sum();
+    let closed: usize = summaries
+        .iter()
+        .map(|line| count_before(line, " closed and"))
+        .sum();
+    assert_eq!(opened_lines + opened, FLOOD, "{log}");
+    assert_eq!(closed_lines + closed, FLOOD, "{log}");
+    // A burst of 200, then 20 lines a second, and a summary at most per
+    // line written: far fewer than the 2,000 lines of old.
+    let lines = log.lines().count();
+    assert!(lines < 600, "{lines} lines for {FLOOD} connections");
+    assert!(
+        summaries[0].ends_with(
+            "not logged one by one (at most 20 such lines a second per listener, after a burst of 200)"
+        ),
+        "{}",
+        summaries[0]
+    );
+}

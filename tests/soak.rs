@@ -97,6 +97,17 @@ impl ServerLog {
             self.accepted += 1;
         } else if line.contains("Connection from ") && line.ends_with(" closed.") {
             self.closed += 1;
+        } else if line.contains("not logged one by one") {
+            // A flood's lines, counted: "… and N more connections opened, M closed and …".
+            let count = |before: &str| -> u64 {
+                line.split(before)
+                    .next()
+                    .and_then(|head| head.rsplit(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_default()
+            };
+            self.accepted += count(" more connections opened");
+            self.closed += count(" closed and");
         } else if line.contains("listening on ") {
             let rest = line.split("listening on ").nth(1).unwrap_or_default();
             self.listening

@@ -24,6 +24,7 @@ use tracing::{debug, info};
 use super::{Ending, LINGER, Settings, Stop, aborted, answer, error_kind};
 use crate::Peer;
 use crate::answer::{Accepted, Answer};
+use crate::connection::log::Event;
 use crate::deadline::{Deadline, Expired};
 use crate::framing::Decoder;
 use crate::metrics::{ErrorKind, Tally};
@@ -56,11 +57,17 @@ pub(crate) async fn serve<A: Answer>(
         }
         Some(Err(_)) => {
             let timeout = humantime::format_duration(handshake_timeout);
-            info!(%peer, "TLS handshake failed: not done within {timeout}");
+            stop.log.line(
+                Event::HandshakeFailed,
+                format_args!("TLS handshake failed: not done within {timeout} peer={peer}"),
+            );
             Err(Some(ErrorKind::TlsHandshake))
         }
         Some(Ok(Err(error))) => {
-            info!(%peer, %error, "TLS handshake failed");
+            stop.log.line(
+                Event::HandshakeFailed,
+                format_args!("TLS handshake failed peer={peer} error={error}"),
+            );
             Err(Some(ErrorKind::TlsHandshake))
         }
         Some(Ok(Ok(stream))) => Ok(stream),
@@ -77,7 +84,7 @@ pub(crate) async fn serve<A: Answer>(
         metrics.closed();
     }
     if served {
-        info!("Connection from {peer} closed.");
+        stop.log.closed(&peer);
     }
     drop(permit);
 }

@@ -156,7 +156,7 @@ pub(crate) fn closed(peer: &Peer, stop: &Stop) {
     if let Some(metrics) = &stop.metrics {
         metrics.closed();
     }
-    info!("Connection from {peer} closed.");
+    stop.log.closed(peer);
 }
 
 /// Polls the handler's future and the writer's in turn until both are

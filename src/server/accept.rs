@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::answer::{self, Accepted, Answer};
+use crate::connection::log::Event;
 use crate::connection::{self, Settings, Stop};
 use crate::deadline::Timeouts;
 use crate::limit::{LogGate, RateLimit};
@@ -129,7 +130,9 @@ impl<S: Answer> Accepting<'_, S> {
                 ));
                 continue;
             }
-            info!("Accept new connection from {peer}");
+            self.stop
+                .log
+                .line(Event::Opened, format_args!("Accept new connection from {peer}"));
             if let Some(tls) = &mut self.tls {
                 let Incoming::Tcp(stream) = connection else {
                     unreachable!("a tls:// listener listens on TCP")

@@ -293,11 +293,23 @@ impl<S: Answer> Listener<S> {
                     tls_handshake_timeout,
                 };
                 let mut drain = Drain::Finish;
-                accepting
-                    .run(async {
+                // What a flood of connections left unwritten is told within
+                // a second, not only with the next line.
+                let telling = async {
+                    let mut every = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        every.tick().await;
+                        stop.log.flush();
+                    }
+                };
+                tokio::select! {
+                    () = accepting.run(async {
                         drain = shutdown.await;
-                    })
-                    .await;
+                    }) => {}
+                    () = telling => {}
+                }
+                // The lines a flood left unwritten are told before the drain's.
+                stop.log.flush();
                 tracker.close();
                 match drain {
                     Drain::Finish => {
@@ -318,6 +330,7 @@ impl<S: Answer> Listener<S> {
                     tracker.wait().await;
                     cut = open;
                 }
+                stop.log.flush();
             }
             Socket::Datagram(socket) => {
                 let serving = DatagramServing {

@@ -8,9 +8,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Server, run_with_timeout};
+use common::{Server, jam, run_with_timeout};
 
-const GREETING: &[u8] = b"Hello, I am server\n";
 /// What a scraper or a probe waits for an answer, at most.
 const PROMPT: Duration = Duration::from_secs(2);
 
@@ -28,17 +27,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<(String, Str
     stream
         .read_to_end(&mut response)
         .unwrap_or_else(|error| panic!("{method} {path}: no whole answer within {PROMPT:?}: {error}"));
-    let response = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().to_owned();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(": ").expect("a header line");
-            (name.to_ascii_lowercase(), value.to_owned())
-        })
-        .collect();
-    (status, headers, body.to_owned())
+    common::http_response(&response)
 }
 
 /// The value of header `name`.
@@ -48,28 +37,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .find(|(n, _)| n == name)
         .map(|(_, value)| value.as_str())
         .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
-}
-
-/// Connects and sends `x\n` lines without ever reading the replies, until
-/// the server stops reading: a connection that holds a drain open.
-fn jam(addr: SocketAddr) -> TcpStream {
-    let mut stream = common::tcp_client(addr);
-    assert_eq!(common::read_exactly(&mut stream, GREETING.len()), GREETING);
-    stream
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let lines = b"x\n".repeat(32 * 1024);
-    let mut sent = 0;
-    loop {
-        match stream.write(&lines) {
-            Ok(written) => sent += written,
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return stream;
-            }
-            Err(error) => panic!("sending after {sent} bytes: {error}"),
-        }
-        assert!(sent < 256 << 20, "the server read {sent} bytes and never blocked");
-    }
 }
 
 #[test]

@@ -44,17 +44,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<(String, Str
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let response = String::from_utf8(read_to_close(&mut stream)).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().to_owned();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(": ").expect("a header line");
-            (name.to_ascii_lowercase(), value.to_owned())
-        })
-        .collect();
-    (status, headers, body.to_owned())
+    common::http_response(&read_to_close(&mut stream))
 }
 
 /// Asserts that every line of `text` is a comment or `name{labels} value`.

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, jam};
 
 const GREETING: &[u8] = b"Hello, I am server\n";
 const CLIENTS: usize = 100;
@@ -160,29 +160,6 @@ fn sigterm_mid_conversation_answers_what_was_read_then_closes_cleanly() {
             received[client], want,
             "client {client}: the server read these, the client had answers to 0..{answered}"
         );
-    }
-}
-
-/// Connects and sends `x\n` lines without ever reading the replies, until the
-/// server stops reading because it cannot write them (a write waits 500 ms).
-/// Returns the connection, still open.
-fn jam(addr: SocketAddr) -> TcpStream {
-    let mut stream = common::tcp_client(addr);
-    assert_eq!(common::read_exactly(&mut stream, GREETING.len()), GREETING);
-    stream
-        .set_write_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let lines = b"x\n".repeat(32 * 1024);
-    let mut sent = 0;
-    loop {
-        match stream.write(&lines) {
-            Ok(written) => sent += written,
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return stream;
-            }
-            Err(error) => panic!("sending after {sent} bytes: {error}"),
-        }
-        assert!(sent < 256 << 20, "the server read {sent} bytes and never blocked");
     }
 }
 

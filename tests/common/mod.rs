@@ -718,3 +718,47 @@ pub async fn serve_in_background<S: sockit::Answer>(
     tokio::spawn(listener.serve(stop.clone().cancelled_owned()));
     (addr, stop)
 }
+
+/// A connection to a `--framing line` greet server that sends `x\n` lines
+/// without ever reading the replies, until the server stops reading
+/// because it cannot write them (a write waits 500 ms): one that holds a
+/// drain open. Returns it, still open.
+pub fn jam(addr: SocketAddr) -> std::net::TcpStream {
+    let mut stream = tcp_client(addr);
+    assert_eq!(read_exactly(&mut stream, 19), b"Hello, I am server\n");
+    stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let lines = b"x\n".repeat(32 * 1024);
+    let mut sent = 0;
+    loop {
+        match stream.write(&lines) {
+            Ok(written) => sent += written,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return stream;
+            }
+            Err(error) => panic!("sending after {sent} bytes: {error}"),
+        }
+        assert!(sent < 256 << 20, "the server read {sent} bytes and never blocked");
+    }
+}
+
+/// An HTTP/1.1 response's status line, headers (lowercased names) and body.
+pub fn http_response(response: &[u8]) -> (String, Vec<(String, String)>, String) {
+    let response = String::from_utf8_lossy(response);
+    let (head, body) = response.split_once("\r\n\r\n").expect("a header and a body");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let headers = lines
+        .map(|line| {
+            let (name, value) = line.split_once(": ").expect("a header line");
+            (name.to_ascii_lowercase(), value.to_owned())
+        })
+        .collect();
+    (status, headers, body.to_owned())
+}

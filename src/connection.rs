@@ -298,12 +298,25 @@ struct Scratch {
     spare: Leftover,
 }
 
+/// How large a scratch buffer stays between uses: one that a large message
+/// (`--max-message 256M`) grew past it is let go after that message, so the
+/// thread does not keep the memory for good.
+const SCRATCH_KEPT: usize = 256 * 1024;
+
 impl Scratch {
     fn clear(&mut self) {
-        self.input.clear();
-        self.output.clear();
-        self.spare.input.clear();
-        self.spare.output.clear();
+        for buf in [
+            &mut self.input,
+            &mut self.output,
+            &mut self.spare.input,
+            &mut self.spare.output,
+        ] {
+            if buf.capacity() > SCRATCH_KEPT {
+                *buf = BytesMut::new();
+            } else {
+                buf.clear();
+            }
+        }
         self.spare.replies_read_at = None;
     }
 }

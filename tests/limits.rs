@@ -284,3 +284,43 @@ fn a_flood_of_connections_is_logged_in_a_bounded_number_of_lines_that_count_them
         summaries[0]
     );
 }
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn the_memory_a_huge_line_took_is_given_back_after_it() {
+    // The 64 MB: past glibc's largest mmap threshold (32 MiB), so what is
+    // freed goes back to the system, not to the allocator's heap for reuse.
+    const LINE: usize = 64 << 20;
+    let server = Server::start(&["tcp://127.0.0.1:0", "--framing", "line", "--max-message", "256M"]);
+    let pid = server.process.pid();
+    let before = rss_kib(pid);
+    for _ in 0..2 {
+        let mut client = tcp_client(server.addr(0));
+        assert_eq!(read_exactly(&mut client, GREETING.len()), GREETING);
+        let mut line = vec![b'y'; LINE];
+        line.push(b'\n');
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            std::thread::spawn(move || client.write_all(&line).unwrap())
+        };
+        let reply = read_exactly(&mut client, LINE + 9);
+        assert!(reply.starts_with(b"Hello, yyy") && reply.ends_with(b"yyy!\n"));
+        writer.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(pid);
+    // Each line took more than 128 MiB while it was read and answered.
+    assert!(
+        after < before + 16 * 1024,
+        "RSS {before} KiB before, {after} KiB after"
+    );
+}

@@ -426,7 +426,7 @@ impl ClientTls {
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));
         tokio::time::timeout(timeout, connector.connect(name, stream))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))?
+            .map_err(|_| timed_out())?
     }
 }
 
@@ -457,6 +457,24 @@ impl ClientTls {
                 },
             })
     }
+}
+
+/// Runs a client's TLS handshake on `stream` with `acceptor`, within
+/// `timeout`: what `nc -l tls://` and a relay's `tls://` LISTEN do (the
+/// server's connections run theirs beside the drain, in `connection::tls`).
+pub(crate) async fn accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    timeout: std::time::Duration,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+/// The error of a handshake not done in time.
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out")
 }
 
 /// Why the peer's certificate was not trusted, if that is why `error` (from

@@ -438,10 +438,7 @@ impl Accepted {
         let peer = Some(self.peer);
         Ok(match (self.incoming, self.tls) {
             (Incoming::Tcp(stream), Some(acceptor)) => {
-                let stream = tokio::time::timeout(timeout, acceptor.accept(stream))
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
-                Link::stream(stream, peer)
+                Link::stream(net::tls::accept(&acceptor, stream, timeout).await?, peer)
             }
             (Incoming::Tcp(stream), None) => Link::stream(stream, peer),
             (Incoming::Unix(stream), _) => Link::stream(stream, peer),

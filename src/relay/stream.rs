@@ -32,10 +32,7 @@ use super::splice;
 use super::{DirectionCounters, Shared, add, count};
 use crate::Endpoint;
 use crate::net::listen::{AcceptErrors, Incoming, StreamListener};
-use crate::net::{tcp as net_tcp, unix as net_unix};
-
-/// How long a client's TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::net::{tcp as net_tcp, tls as net_tls, unix as net_unix};
 
 /// How much one read takes in.
 const READ_SIZE: usize = 16 * 1024;
@@ -143,9 +140,7 @@ async fn accept_tls(client: Stream, shared: &Shared) -> io::Result<Stream> {
     match (client, &shared.server_tls) {
         (Stream::Tcp(stream), Some(config)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
-            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
+            let stream = net_tls::accept(&acceptor, stream, net_tls::HANDSHAKE_TIMEOUT).await?;
             Ok(Stream::Other(Box::new(stream)))
         }
         (client, _) => Ok(client),

@@ -117,18 +117,8 @@ impl Talking {
     /// Waits for it to exit within `LIMIT`: its status, stdout and stderr.
     fn finish(mut self) -> (ExitStatus, Vec<u8>, String) {
         self.close_stdin();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                start.elapsed() < LIMIT,
-                "still running after {LIMIT:?}; stderr {:?}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = common::exit_within(&mut self.child, LIMIT)
+            .unwrap_or_else(|| panic!("still running after {LIMIT:?}; stderr {:?}", self.stderr()));
         // What it wrote last is read once its pipes close.
         let start = Instant::now();
         while Arc::strong_count(&self.stdout) + Arc::strong_count(&self.stderr) > 2 && start.elapsed() < LIMIT

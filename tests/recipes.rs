@@ -242,14 +242,7 @@ fn converse(mut stream: TcpStream, input: &[u8]) -> Vec<u8> {
 
 /// Waits for `child` to end by itself within `WAIT`.
 fn ends(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(start.elapsed() < WAIT, "{what} did not end by itself");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::exit_within(child, WAIT).unwrap_or_else(|| panic!("{what} did not end by itself"))
 }
 
 /// What running `command` as `drive` says: the bytes and statuses to compare.

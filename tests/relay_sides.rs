@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pki::Pki;
 use common::{
@@ -141,17 +141,7 @@ fn listening_for_one_client_on_stdin_and_stdout() {
     child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
     assert_eq!(stdout, b"to stdout\0\xff");
     // It took one client, and ends with it.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "the relay did not end after its one client"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = common::exit_within(&mut child, WAIT).expect("the relay did not end after its one client");
     assert!(status.success());
     assert!(
         std::net::TcpStream::connect(addr).is_err(),

@@ -319,18 +319,8 @@ impl Running {
 
     /// Waits for the process to exit within `limit`.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "still running after {limit:?}; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        exit_within(&mut self.child, limit)
+            .unwrap_or_else(|| panic!("still running after {limit:?}; log:\n{}", self.log()))
     }
 
     /// The child, for its stdout.
@@ -761,4 +751,19 @@ pub fn http_response(response: &[u8]) -> (String, Vec<(String, String)>, String)
         })
         .collect();
     (status, headers, body.to_owned())
+}
+
+/// `child`'s exit status, once it exits within `limit`; `None` if it is
+/// still running then.
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -380,8 +380,8 @@ fn reachable_from_other_hosts(endpoint: &Endpoint) -> bool {
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Tls(_) => endpoint
             .host_port()
-            .and_then(|host_port| host_port.to_string().parse::<std::net::SocketAddr>().ok())
-            .is_some_and(|addr| !addr.ip().is_loopback() && !addr.ip().to_canonical().is_loopback()),
+            .and_then(|host_port| host_port.socket_addr())
+            .is_some_and(|addr| !addr.ip().to_canonical().is_loopback()),
         _ => false,
     }
 }

@@ -17,7 +17,7 @@ shift 3
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cmd=("${@//PORT/$port}")
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'cp "$work/out" /tmp/cg.last 2>/dev/null; rm -rf "$work"' EXIT
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/out" "${cmd[@]}" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
@@ -28,5 +28,8 @@ sleep 1
 kill -TERM "$server" 2>/dev/null || true
 wait "$server" || true
 replies=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['replies'])" "$work/bench.json")
-ir=$(callgrind_annotate "$work/out" 2>/dev/null | grep -m1 'PROGRAM TOTALS' | awk '{print $1}' | tr -d ,)
+# Whole, then searched: `grep -m1` on the pipe would stop callgrind_annotate
+# early, and pipefail would end the script before it prints.
+callgrind_annotate "$work/out" >"$work/annotated" 2>/dev/null
+ir=$(grep -m1 'PROGRAM TOTALS' "$work/annotated" | awk '{print $1}' | tr -d ,)
 echo "$name c=$conns replies=$replies Ir=$ir perreply=$(python3 -c "print(round($ir / $replies))")"

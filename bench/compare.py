@@ -30,7 +30,7 @@ Loads (default: all but idle-19000, which runs with --loads all or by name):
     tcp-echo-50x16   TCP echo, 50 connections x 16 pipelined, line framing
     tcp-echo-50-4k   TCP echo, 50 connections, 4 KiB messages
     tcp-greet-50     TCP greet, 50 connections (tokio --greet base, sockit, seed)
-    unix-greet-50    sockit greet over a Unix socket, as a ratio of sockit over TCP
+    unix-greet-50    greet over a Unix socket and over TCP: sockit, and tokio greet for the kernel's share
     udp-greet-1      UDP greet, 1 socket, one datagram in flight
     udp-greet-50x64  UDP greet, 50 sockets, a window of 64 datagrams each
     tcp-echo-50-metrics  sockit's TCP echo with --metrics on, as a ratio of off
@@ -135,10 +135,12 @@ def built(path):
     return (have_file(path), f"{path} not built", f"build: {BUILD}")
 
 
-def tokio(greet=False, current_thread=False):
-    command = [TOKIO, "127.0.0.1:{port}"] + ["--current-thread"] * current_thread + ["--greet"] * greet
+def tokio(greet=False, current_thread=False, unix=False):
+    address = "unix:@sockit-harness-tokio-{port}" if unix else "127.0.0.1:{port}"
+    command = [TOKIO, address] + ["--current-thread"] * current_thread + ["--greet"] * greet
     runtime = "current-thread" if current_thread else "multi-thread"
-    return Server(f"tokio {'greet' if greet else 'echo'}, {runtime}", command,
+    return Server(f"tokio {'greet' if greet else 'echo'}, {runtime}" + ", Unix" * unix, command,
+                  endpoint=address if unix else Server.endpoint,
                   framing="line" if greet else "auto", needs=[built(TOKIO)])
 
 
@@ -306,6 +308,7 @@ class Load:
     chat: bool = False  # driven by chat_load (args are its flags), not by `sockit bench`
     relay: str = ""  # a relay load: "upload", "download" or "idle", driven by bench/src/bin/bulk
     note: str = ""
+    pairs: list = field(default_factory=list)  # [(name, TCP row, Unix row)]: a Unix/TCP line under the table
 
 
 def echo_peers(sockit_framing=None):
@@ -316,6 +319,11 @@ def echo_peers(sockit_framing=None):
 
 def loads():
     sockit_tcp_greet = sockit("greet", bench_framing="line")
+    # sockit over TCP (the base) and over Unix, and the hand-written tokio
+    # greet the same two ways: whether Unix's gain is the kernel's or sockit's.
+    unix_greet_servers = [sockit_tcp_greet,
+                          sockit("greet", endpoint="unix:@sockit-harness-{port}", bench_framing="line"),
+                          tokio(greet=True), tokio(greet=True, unix=True)]
     return [
         Load("tcp-echo-1", "TCP echo, 1 connection, 64 B, one in flight", "echo", ["-c", "1"], echo_peers()),
         Load("tcp-echo-50", "TCP echo, 50 connections, 64 B, one in flight each", "echo", ["-c", "50"],
@@ -329,9 +337,9 @@ def loads():
         Load("tcp-greet-50", "TCP greet, 50 connections, 64 B, one in flight each, line framing", "greet",
              ["-c", "50"], [tokio(greet=True), sockit_tcp_greet, seed("tcp_server.py"),
                             seed("tcp_server.py", sleep=True)]),
-        Load("unix-greet-50", "greet, 50 connections, 64 B, line framing: sockit over Unix vs over TCP", "greet",
-             ["-c", "50"], [sockit_tcp_greet, sockit("greet", endpoint="unix:@sockit-harness-{port}",
-                                                      bench_framing="line")]),
+        Load("unix-greet-50", "greet, 50 connections, 64 B, line framing: over Unix vs over TCP", "greet",
+             ["-c", "50"], unix_greet_servers, pairs=[("sockit", *unix_greet_servers[:2]),
+                                                      ("tokio", *unix_greet_servers[2:])]),
         Load("udp-greet-1", "UDP greet, 1 socket, 64 B, one datagram in flight", "greet", ["-c", "1"],
              [udp_naive(), sockit("greet", endpoint="udp://127.0.0.1:{port}"), seed("udp_server.py")]),
         Load("udp-greet-50x64", "UDP greet, 50 sockets x 64 datagrams in flight, 64 B", "greet",
@@ -415,7 +423,12 @@ def process_tree(root):
 def tree_cpu_s(root):
     """utime + stime + cutime + cstime summed over the live process tree: each
     live process's own time, plus what its reaped children left it."""
-    total = 0
+    return tree_cpu_split_s(root)[0]
+
+
+def tree_cpu_split_s(root):
+    """As tree_cpu_s, and the user-space share of it (utime + cutime)."""
+    total = user = 0
     for pid in process_tree(root):
         try:
             with open(f"/proc/{pid}/stat") as stat:
@@ -424,7 +437,8 @@ def tree_cpu_s(root):
             continue
         # Fields 14-17 of stat (utime, stime, cutime, cstime), counted after the name.
         total += sum(int(f) for f in fields[11:15])
-    return total / TICKS
+        user += int(fields[11]) + int(fields[13])
+    return total / TICKS, user / TICKS
 
 
 def tree_rss_bytes(root):
@@ -517,6 +531,7 @@ class Driven:
     wall time; or why it failed."""
     report: dict = None
     cpu_s: float = 0.0
+    user_s: float = 0.0  # the user-space share of cpu_s
     wall_s: float = 0.0
     peak_rss: int = 0
     failed: str = ""
@@ -527,7 +542,7 @@ def drive(running, command, name):
     sampling the server's process tree every RSS_EVERY_S meanwhile."""
     root = running.process.pid
     peak_rss = tree_rss_bytes(root)
-    cpu_before, wall_before = tree_cpu_s(root), time.monotonic()
+    (cpu_before, user_before), wall_before = tree_cpu_split_s(root), time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         client = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
         while client.poll() is None:
@@ -536,7 +551,8 @@ def drive(running, command, name):
                 client.wait(RSS_EVERY_S)
             except subprocess.TimeoutExpired:
                 pass
-        cpu_s, wall_s = tree_cpu_s(root) - cpu_before, time.monotonic() - wall_before
+        (cpu_after, user_after), wall_s = tree_cpu_split_s(root), time.monotonic() - wall_before
+        cpu_s, user_s = cpu_after - cpu_before, user_after - user_before
         peak_rss = max(peak_rss, tree_rss_bytes(root))
         out.seek(0)
         err.seek(0)
@@ -545,7 +561,7 @@ def drive(running, command, name):
         except ValueError:
             tail = err.read().decode(errors="replace").strip()[-300:]
             return Driven(failed=f"{name} exited {client.returncode}: {tail}")
-    return Driven(report, cpu_s, wall_s, peak_rss)
+    return Driven(report, cpu_s, user_s, wall_s, peak_rss)
 
 
 def bench_command(server, load, port, settings, rate=None):
@@ -578,6 +594,7 @@ def measure(load, server, settings, rate=None):
         replies = report["replies"] + report["warmup_replies"]
         return dict(run, msgs_per_s=report["msgs_per_s"],
                     cpu_us=client.cpu_s * 1e6 / replies if replies else None,
+                    user_us=client.user_s * 1e6 / replies if replies else None,
                     rss_mib=client.peak_rss / 2**20, p99_us=report["latency_us"]["p99"],
                     errors=report["errors"]["total"], replies=report["replies"], report=report)
     finally:
@@ -783,8 +800,9 @@ def run_load(load, settings, not_measured):
     notes = {s.name: s.note for s in servers if s.note}
     if load.note:
         notes["note"] = load.note
+    pairs = [(name, tcp.name, unix.name) for name, tcp, unix in load.pairs if tcp in servers and unix in servers]
     return {"load": load.name, "title": load.title, "rate": rate, "servers": [s.name for s in servers],
-            "notes": notes, "rounds": rounds, "chat": load.chat}
+            "notes": notes, "rounds": rounds, "chat": load.chat, "pairs": pairs}
 
 
 # ---------------------------------------------------------------------------
@@ -869,9 +887,29 @@ def print_table(result, settings):
         if row["failed"]:
             line += f"  ({len(row['failed'])} failed: {row['failed'][0]})"
         print(line)
+    for name, tcp, unix in result.get("pairs", []):
+        print(f"   {name} over Unix / over TCP: {pair_text(result, tcp, unix)}")
     for name, note in result.get("notes", {}).items():
         print(f"   {name}: {note}")
     print()
+
+
+def pair_text(result, tcp, unix):
+    """The median and range of the per-round Unix/TCP msgs/s ratios of one
+    server, and the CPU per reply of each, user-space and kernel."""
+    servers = result["servers"]
+    runs = [(r[servers.index(tcp)], r[servers.index(unix)]) for r in result["rounds"]]
+    runs = [(t, u) for t, u in runs if "failed" not in t and "failed" not in u]
+    if not runs:
+        return "not measured"
+    ratios = [u["msgs_per_s"] / t["msgs_per_s"] for t, u in runs]
+
+    def split(side):
+        cpu = statistics.median(run[side]["cpu_us"] for run in runs)
+        user = statistics.median(run[side]["user_us"] for run in runs)
+        return f"{cpu:.2f} ({user:.2f} user + {cpu - user:.2f} kernel)"
+    return (f"{statistics.median(ratios):.2f} x msgs/s (rounds {min(ratios):.2f} to {max(ratios):.2f}); "
+            f"CPU-us/reply {split(1)} over Unix, {split(0)} over TCP")
 
 
 # ---------------------------------------------------------------------------

@@ -326,14 +326,18 @@ thread_local! {
 }
 
 /// Lends this thread's scratch buffers to `f`, empty, and empties them again
-/// after (even if the last borrower panicked halfway).
+/// after, even if `f` panics halfway (so they are empty for the next
+/// borrower without being emptied twice per use).
 fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.clear();
-        let result = f(scratch);
-        scratch.clear();
-        result
-    })
+    /// Empties the scratch buffers when dropped: after `f`, or while a panic
+    /// in `f` unwinds.
+    struct Emptied<'a>(&'a mut Scratch);
+    impl Drop for Emptied<'_> {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
+    SCRATCH.with_borrow_mut(|scratch| f(Emptied(scratch).0))
 }
 
 /// A connection and all it keeps between reads: its decoder state and, only
@@ -986,6 +990,28 @@ mod tests {
             .unwrap();
         server.await.unwrap();
         received
+    }
+
+    /// The scratch buffers are empty for the next borrower, also after one
+    /// that panicked with bytes in them, and a grown one is let go.
+    #[test]
+    fn scratch_buffers_are_emptied_after_each_use_even_a_panicking_one() {
+        let panicked = std::panic::catch_unwind(|| {
+            with_scratch(|scratch| {
+                scratch.input.extend_from_slice(b"half a message");
+                scratch.output.extend_from_slice(&vec![b'x'; 2 * SCRATCH_KEPT]);
+                panic!("a service that panics");
+            })
+        });
+        assert!(panicked.is_err());
+        with_scratch(|scratch| {
+            assert!(scratch.input.is_empty() && scratch.output.is_empty());
+            assert!(
+                scratch.output.capacity() <= SCRATCH_KEPT,
+                "{}",
+                scratch.output.capacity()
+            );
+        });
     }
 
     #[tokio::test]

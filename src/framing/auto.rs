@@ -35,7 +35,7 @@
 
 use bytes::BytesMut;
 
-use super::{FrameError, Message, line, raw};
+use super::{Found, FrameError, Message, line, raw};
 
 /// What `auto` remembers between reads, beside the [`line::State`] of the
 /// lines it cuts (kept apart, so that a [`Decoder`](super::Decoder) holds
@@ -92,9 +92,20 @@ impl State {
         max: usize,
         window: usize,
     ) -> Result<Option<Message>, FrameError> {
-        if let Some(message) = line.decode(buf, max)? {
-            self.partial_line = !buf.is_empty();
-            return Ok(Some(message));
+        Ok(self.find(line, buf, max, window)?.map(|found| found.take(buf)))
+    }
+
+    /// Where the next message in `buf` lies, as [`State::decode`] takes it.
+    pub(super) fn find(
+        &mut self,
+        line: &mut line::State,
+        buf: &[u8],
+        max: usize,
+        window: usize,
+    ) -> Result<Option<Found>, FrameError> {
+        if let Some(found) = line.find(buf, max)? {
+            self.partial_line = found.taken < buf.len();
+            return Ok(Some(found));
         }
         if buf.is_empty() || self.partial_line {
             return Ok(None);
@@ -106,7 +117,7 @@ impl State {
         }
         // The whole read is taken: a new search starts with the next one.
         *line = line::State::default();
-        Ok(raw::decode(buf, max))
+        Ok(raw::find(buf, max))
     }
 }
 

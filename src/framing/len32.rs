@@ -13,9 +13,9 @@
 //! # Ok::<(), sockit::framing::FrameError>(())
 //! ```
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
-use super::{FrameError, Framed, Message};
+use super::{Found, FrameError, Framed, Message};
 
 /// The size of the length prefix.
 const HEADER: usize = 4;
@@ -43,6 +43,12 @@ const HEADER: usize = 4;
 /// # Ok::<(), sockit::framing::FrameError>(())
 /// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+    Ok(find(buf, max)?.map(|found| found.take(buf)))
+}
+
+/// Where the first frame in `buf` lies, as [`decode`] takes it; makes room
+/// in `buf` for the rest of a frame that has not all arrived.
+pub(super) fn find(buf: &mut BytesMut, max: usize) -> Result<Option<Found>, FrameError> {
     let Some(header) = buf.first_chunk::<HEADER>() else {
         return Ok(None);
     };
@@ -57,9 +63,10 @@ pub fn decode(buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameEr
         buf.reserve(HEADER + len - buf.len());
         return Ok(None);
     }
-    buf.advance(HEADER);
-    Ok(Some(Message {
-        payload: buf.split_to(len).freeze(),
+    Ok(Some(Found {
+        start: HEADER,
+        end: HEADER + len,
+        taken: HEADER + len,
         framed: Framed::Len32,
     }))
 }

@@ -14,13 +14,7 @@
 
 use bytes::BytesMut;
 
-use super::{FrameError, Framed, Message};
-
-/// A line taken that was longer than this leaves what follows it in a
-/// buffer of its own (a copy, once: for a connection, less than one read),
-/// so that the allocation that held the line goes back once the line is
-/// dropped, rather than stay with the connection.
-const SHRINK_AFTER: usize = 64 * 1024;
+use super::{Found, FrameError, Framed, Message};
 
 /// Takes the first whole line off `buf`, or `Ok(None)` if no line is complete.
 ///
@@ -112,6 +106,11 @@ impl State {
     /// # Ok::<(), sockit::framing::FrameError>(())
     /// ```
     pub fn decode(&mut self, buf: &mut BytesMut, max: usize) -> Result<Option<Message>, FrameError> {
+        Ok(self.find(buf, max)?.map(|found| found.take(buf)))
+    }
+
+    /// Where the first whole line in `buf` lies, as [`State::decode`] takes it.
+    pub(super) fn find(&mut self, buf: &[u8], max: usize) -> Result<Option<Found>, FrameError> {
         let too_long = FrameError::TooLong {
             limit: max,
             framed: Framed::Line,
@@ -139,13 +138,10 @@ impl State {
         if end > max {
             return Err(too_long);
         }
-        let mut line = buf.split_to(newline + 1);
-        line.truncate(end);
-        if newline >= SHRINK_AFTER {
-            *buf = BytesMut::from(&buf[..]);
-        }
-        Ok(Some(Message {
-            payload: line.freeze(),
+        Ok(Some(Found {
+            start: 0,
+            end,
+            taken: newline + 1,
             framed: Framed::Line,
         }))
     }
@@ -155,6 +151,7 @@ impl State {
 pub(super) mod tests {
     use std::cell::Cell;
 
+    use super::super::SHRINK_AFTER;
     use super::*;
 
     thread_local! {

@@ -235,6 +235,67 @@ pub struct Message {
     pub framed: Framed,
 }
 
+/// A message taken that was longer than this leaves what follows it in a
+/// buffer of its own (a copy, once: for a connection, less than one read),
+/// so that the allocation that held the message goes back once the message
+/// is dropped, rather than stay with the connection.
+const SHRINK_AFTER: usize = 64 * 1024;
+
+/// Where the next whole message lies at the front of a buffer, found
+/// without taking it: its payload is `buf[start..end]`, and `taken` bytes,
+/// its framing included, come off the buffer with it.
+///
+/// Each framing finds; [`Found::take`] then cuts the message off as a
+/// [`Message`] of its own, or [`Found::drop_from`] drops it after it was
+/// lent in place. Either must follow before the next search, which starts
+/// where this message ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    start: usize,
+    end: usize,
+    taken: usize,
+    framed: Framed,
+}
+
+impl Found {
+    /// The first `len` bytes as one message, nothing around them.
+    fn bare(len: usize, framed: Framed) -> Self {
+        Found {
+            start: 0,
+            end: len,
+            taken: len,
+            framed,
+        }
+    }
+
+    /// Cuts the message off the front of `buf`.
+    fn take(self, buf: &mut BytesMut) -> Message {
+        let mut payload = buf.split_to(self.taken);
+        payload.truncate(self.end);
+        bytes::Buf::advance(&mut payload, self.start);
+        if self.taken >= SHRINK_AFTER {
+            *buf = BytesMut::from(&buf[..]);
+        }
+        Message {
+            payload: payload.freeze(),
+            framed: self.framed,
+        }
+    }
+
+    /// Drops the message, lent in place, off the front of `buf`; a buffer it
+    /// empties is cleared, keeping all its room for the next read.
+    #[inline]
+    fn drop_from(self, buf: &mut BytesMut) {
+        if self.taken == buf.len() {
+            buf.clear();
+        } else if self.taken >= SHRINK_AFTER {
+            *buf = BytesMut::from(&buf[self.taken..]);
+        } else {
+            bytes::Buf::advance(buf, self.taken);
+        }
+    }
+}
+
 /// Why the bytes on a stream are not a message.
 ///
 /// # Examples
@@ -426,13 +487,19 @@ impl Decoder {
     /// # Ok::<(), sockit::framing::FrameError>(())
     /// ```
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
+        Ok(self.find(buf)?.map(|found| found.take(buf)))
+    }
+
+    /// Where the next whole message in `buf` lies, as [`decode`](Decoder::decode)
+    /// would take it.
+    fn find(&mut self, buf: &mut BytesMut) -> Result<Option<Found>, FrameError> {
         match self.framing {
-            Framing::Raw => Ok(raw::decode(buf, self.max_message)),
-            Framing::Line => self.line.decode(buf, self.max_message),
-            Framing::Len32 => len32::decode(buf, self.max_message),
+            Framing::Raw => Ok(raw::find(buf, self.max_message)),
+            Framing::Line => self.line.find(buf, self.max_message),
+            Framing::Len32 => len32::find(buf, self.max_message),
             Framing::Auto => {
                 let window = self.read_size();
-                self.auto.decode(&mut self.line, buf, self.max_message, window)
+                self.auto.find(&mut self.line, buf, self.max_message, window)
             }
         }
     }
@@ -465,8 +532,14 @@ impl Decoder {
     /// # Ok::<(), FrameError>(())
     /// ```
     pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
-        if let Some(message) = self.decode(buf)? {
-            return Ok(Some(message));
+        Ok(self.find_eof(buf)?.map(|found| found.take(buf)))
+    }
+
+    /// Where the next message in `buf` lies once the stream has ended, as
+    /// [`decode_eof`](Decoder::decode_eof) would take it.
+    fn find_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Found>, FrameError> {
+        if let Some(found) = self.find(buf)? {
+            return Ok(Some(found));
         }
         if buf.is_empty() {
             return Ok(None);
@@ -481,10 +554,7 @@ impl Decoder {
             }),
             _ => {
                 self.line = line::State::default();
-                Ok(Some(Message {
-                    payload: buf.split().freeze(),
-                    framed: Framed::Line,
-                }))
+                Ok(Some(Found::bare(buf.len(), Framed::Line)))
             }
         }
     }
@@ -494,10 +564,11 @@ impl Decoder {
     /// [`decode_eof`](Decoder::decode_eof)), and lends it to `f` instead of
     /// returning it: what `f` returns, if there was a message.
     ///
-    /// A `raw` message is lent in place, not cut off the buffer into
-    /// [`Bytes`] of its own first (a reference count taken and dropped per
-    /// message), and a buffer it empties is cleared, keeping all its room
-    /// for the next read.
+    /// The message is lent in place, in every framing, not cut off the
+    /// buffer into [`Bytes`] of its own first (a shared allocation made the
+    /// first time, then a reference count taken and dropped per message),
+    /// and a buffer it empties is cleared, keeping all its room for the
+    /// next read.
     #[inline]
     pub(crate) fn decode_with<R>(
         &mut self,
@@ -505,31 +576,20 @@ impl Decoder {
         end_of_stream: bool,
         f: impl FnOnce(&[u8], Framed) -> R,
     ) -> Result<Option<R>, FrameError> {
-        let cut;
-        // `f` is called in one place only, so that it is inlined here.
-        let (message, framed, in_place) = if self.framing == Framing::Raw {
-            // At the end of the stream too: `raw` has nothing to finish.
-            let Some(len) = raw::message_len(buf, self.max_message) else {
-                return Ok(None);
-            };
-            (&buf[..len], Framed::Raw, Some(len))
+        let found = if self.framing == Framing::Raw {
+            // Found here, without the match of `find`: echo's framing. At
+            // the end of the stream too: `raw` has nothing to finish.
+            raw::find(buf, self.max_message)
+        } else if end_of_stream {
+            self.find_eof(buf)?
         } else {
-            cut = if end_of_stream {
-                self.decode_eof(buf)?
-            } else {
-                self.decode(buf)?
-            };
-            let Some(cut) = &cut else {
-                return Ok(None);
-            };
-            (&cut.payload[..], cut.framed, None)
+            self.find(buf)?
         };
-        let answered = f(message, framed);
-        match in_place {
-            Some(len) if len == buf.len() => buf.clear(),
-            Some(len) => bytes::Buf::advance(buf, len),
-            None => {}
-        }
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let answered = f(&buf[found.start..found.end], found.framed);
+        found.drop_from(buf);
         Ok(Some(answered))
     }
 }

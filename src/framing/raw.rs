@@ -17,7 +17,7 @@
 
 use bytes::BytesMut;
 
-use super::{Framed, Message};
+use super::{Found, Framed, Message};
 
 /// Takes everything buffered, up to `max` bytes, as one message.
 ///
@@ -36,17 +36,14 @@ use super::{Framed, Message};
 /// assert_eq!(raw::decode(&mut buf, 4), None);
 /// ```
 pub fn decode(buf: &mut BytesMut, max: usize) -> Option<Message> {
-    let len = message_len(buf, max)?;
-    Some(Message {
-        payload: buf.split_to(len).freeze(),
-        framed: Framed::Raw,
-    })
+    Some(find(buf, max)?.take(buf))
 }
 
-/// How long the first message in `buf` is: everything buffered, up to
-/// `max` bytes; `None` when nothing is.
-pub(crate) fn message_len(buf: &[u8], max: usize) -> Option<usize> {
-    (!buf.is_empty()).then(|| buf.len().min(max.max(1)))
+/// Where the first message in `buf` lies: everything buffered, up to `max`
+/// bytes; `None` when nothing is.
+#[inline]
+pub(super) fn find(buf: &[u8], max: usize) -> Option<Found> {
+    (!buf.is_empty()).then(|| Found::bare(buf.len().min(max.max(1)), Framed::Raw))
 }
 
 #[cfg(test)]

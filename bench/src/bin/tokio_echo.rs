@@ -8,6 +8,10 @@
 //! `read_until(b'\n')` loop, `Hello, I am server\n` on accept, `Hello, M!\n`
 //! for every line `M`, and the connection closed at `exit`.
 //!
+//! An address `unix:@NAME` (abstract) or `unix:PATH` serves a Unix stream
+//! socket instead of TCP, with the same loops: the baseline for sockit's
+//! Unix figures.
+//!
 //! With `--tls CERT KEY` (PEM files) it echoes over TLS: tokio-rustls on
 //! the same `ring` provider as sockit, the echo loop unchanged but for a
 //! `flush` after each write (rustls holds what it has not sent).
@@ -15,6 +19,7 @@
 //! ```text
 //! cargo run --release -p sockit-bench --bin tokio_echo -- 127.0.0.1:7000 [--current-thread] [--greet]
 //! cargo run --release -p sockit-bench --bin tokio_echo -- 127.0.0.1:7000 --tls cert.pem key.pem
+//! cargo run --release -p sockit-bench --bin tokio_echo -- unix:@echo [--greet]
 //! ```
 
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 
 fn main() -> std::io::Result<()> {
@@ -50,6 +55,9 @@ fn main() -> std::io::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
     runtime.block_on(async {
+        if let Some(path) = address.strip_prefix("unix:") {
+            return serve_unix(unix_listener(path)?, greet).await;
+        }
         let listener = TcpListener::bind(&address).await?;
         loop {
             let (stream, _) = listener.accept().await?;
@@ -62,12 +70,45 @@ fn main() -> std::io::Result<()> {
                     }
                 });
             } else if greet {
-                tokio::spawn(greet_connection(stream));
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let (reader, writer) = stream.split();
+                    greet_connection(reader, writer).await;
+                });
             } else {
                 tokio::spawn(echo_connection(stream));
             }
         }
     })
+}
+
+/// Binds `@NAME` (an abstract name) or `PATH`.
+fn unix_listener(path: &str) -> std::io::Result<UnixListener> {
+    let listener = match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            std::os::unix::net::UnixListener::bind_addr(&address)?
+        }
+        None => std::os::unix::net::UnixListener::bind(path)?,
+    };
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+/// Serves Unix stream connections with the echo or greet loop.
+async fn serve_unix(listener: UnixListener, greet: bool) -> std::io::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        if greet {
+            tokio::spawn(async move {
+                let (reader, writer) = stream.split();
+                greet_connection(reader, writer).await;
+            });
+        } else {
+            tokio::spawn(echo_connection(stream));
+        }
+    }
 }
 
 /// The TLS setting of `--tls CERT KEY`.
@@ -100,8 +141,7 @@ async fn echo_connection(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
 
 /// Greets, then answers every line `M` with `Hello, M!\n` until `exit`, the
 /// end of the stream or an error.
-async fn greet_connection(mut stream: TcpStream) {
-    let (reader, mut writer) = stream.split();
+async fn greet_connection(reader: impl AsyncRead + Unpin, mut writer: impl AsyncWrite + Unpin) {
     let mut reader = BufReader::new(reader);
     if writer.write_all(b"Hello, I am server\n").await.is_err() {
         return;

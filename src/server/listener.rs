@@ -295,13 +295,7 @@ impl<S: Answer> Listener<S> {
                 let mut drain = Drain::Finish;
                 // What a flood of connections left unwritten is told within
                 // a second, not only with the next line.
-                let telling = async {
-                    let mut every = tokio::time::interval(Duration::from_secs(1));
-                    loop {
-                        every.tick().await;
-                        stop.log.flush();
-                    }
-                };
+                let telling = stop.log.tell_unwritten();
                 tokio::select! {
                     () = accepting.run(async {
                         drain = shutdown.await;

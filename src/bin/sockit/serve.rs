@@ -487,6 +487,10 @@ pub fn take_passed<'a>(
 ///
 /// The sockets systemd `passed` ([`take_passed`]) are all served by the
 /// one listener with `--systemd` (`systemd = true` in a config file).
+///
+/// In four steps: everything is bound (or taken over) first, so that a bad
+/// endpoint fails before anything is served; the listeners start; signals
+/// reload, upgrade and finally stop them; the open connections drain.
 pub async fn run(
     listeners: Vec<Listener>,
     passed: Option<Result<Vec<PassedSocket>, NotPassed>>,
@@ -495,7 +499,7 @@ pub async fn run(
     // The binary to start again on an upgrade: its path now, before a new
     // build replaces the file.
     let exe = std::env::current_exe().context("cannot tell this program's path")?;
-    let mut passed = match (passed, &mut handed) {
+    let passed = match (passed, &mut handed) {
         // An upgrade hands over what systemd passed to the first process.
         (Some(Err(NotPassed::NotSet)), Some(handed)) => handed.passed(),
         (Some(passed), _) => passed.context("--systemd")?,
@@ -508,88 +512,16 @@ pub async fn run(
              (its unit says where they listen)"
         );
     }
-    // Bound before the listeners, so that a port in use fails before anything is served.
     let first = listeners.first().map(|listener| &listener.args);
-    let mut sockets = upgrade::Sockets::default();
-    let metrics = match first.and_then(|args| args.metrics) {
-        Some(addr) => {
-            let name = upgrade::metrics_name(addr);
-            let http = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
-                Some(socket) => {
-                    let socket = std::net::TcpListener::from(socket);
-                    socket.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(socket)
-                }
-                None => tokio::net::TcpListener::bind(addr).await,
-            }
-            .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
-            sockets.add(name, http.as_fd())?;
-            let local = http.local_addr().context("the metrics endpoint's address")?;
-            Some((Metrics::new(), http, local))
-        }
-        None => None,
+    let Bound {
+        metrics,
+        listening,
+        live,
+        sockets,
+    } = match Bound::new(&listeners, passed, handed.as_mut()).await? {
+        Ok(bound) => bound,
+        Err(usage) => return Ok(usage),
     };
-    // Bind (or take) everything first, so a bad endpoint fails before anything is served.
-    let mut bound = Vec::new();
-    let mut live = Vec::with_capacity(listeners.len());
-    for listener in &listeners {
-        let args = &listener.args;
-        if let Some(what) = misused_tls_flags(args) {
-            return Ok(crate::usage(what, "serve"));
-        }
-        let server = match &metrics {
-            Some((registry, ..)) => args.server().metrics(registry),
-            None => args.server(),
-        };
-        let server = match args.tls()? {
-            Some(config) => server.tls(config),
-            None => server,
-        };
-        let options = args.options();
-        if args.systemd {
-            for (index, PassedSocket { socket, fd, name }) in
-                std::mem::take(&mut passed).into_iter().enumerate()
-            {
-                let listener = server.adopt(socket)?;
-                options::warn_unused(&options, listener.local_endpoint());
-                sockets.add(upgrade::passed_name(index, name.as_deref()), listener.as_fd())?;
-                let name = name.map(|name| format!(" {name:?}")).unwrap_or_default();
-                bound.push((listener, args, format!("passed by systemd as fd {fd}{name}, ")));
-            }
-        } else {
-            for endpoint in &args.endpoints {
-                options::warn_unused(&options, endpoint);
-                let name = upgrade::endpoint_name(endpoint);
-                let (listener, origin) = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
-                    Some(socket) => (server.adopt_as(socket, endpoint)?, "handed over, "),
-                    None => (server.bind(endpoint).await?, ""),
-                };
-                sockets.add(name, listener.as_fd())?;
-                bound.push((listener, args, origin.to_owned()));
-            }
-        }
-        let exposed = bound
-            .iter()
-            .filter(|(_, of, _)| std::ptr::eq(*of, args))
-            .map(|(listener, ..)| listener.local_endpoint())
-            .find(|endpoint| reachable_from_other_hosts(endpoint));
-        if let Some(endpoint) = exposed {
-            let (limits, applied) = args.exposed_limits();
-            if !applied.is_empty() {
-                server.limits_handle().set(limits);
-                info!(
-                    "{endpoint} can be reached from other hosts: {} apply, as for any listener not on \
-                     loopback (set them to change this, 0 turns one off)",
-                    applied.join(" and ")
-                );
-            }
-        }
-        live.push(Live {
-            limits: server.limits_handle(),
-            tls: server.tls_handle(),
-            exposed: exposed.is_some(),
-        });
-    }
     // How the listeners stop: set once, when they are to.
     let (stop, stopping) = tokio::sync::watch::channel(None::<Drain>);
     // What the metrics endpoint's /readyz says: 503 from the moment the drain begins.
@@ -603,9 +535,178 @@ pub async fn run(
         info!("metrics on http://{local}/metrics");
         tokio::spawn(registry.serve(http, metrics_stop.clone().cancelled_owned()));
     }
+    let (serving, keepers) = listen(listening, &stopping);
+
+    let mut signals = Signals::new()?;
+    match handed {
+        Some(handed) => {
+            // The old process takes it from here: it tells the service manager.
+            for unused in handed
+                .ready()
+                .context("telling the old process that this one serves")?
+            {
+                info!("upgrade: {unused} was handed over and is no longer configured: closed");
+            }
+            info!("upgrade: serving; the old process stops accepting now");
+        }
+        None => notify(NotifyState::Ready),
+    }
+    let pid_file = first.and_then(|args| args.pid_file.clone());
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write --pid-file {}", path.display()))?;
+    }
+    let upgrades = Upgrades {
+        exe,
+        sockets: std::sync::Arc::new(sockets),
+        timeout: first.map_or(Duration::from_secs(30), |args| args.upgrade_timeout),
+        keepers,
+    };
+    let handed_over = signals.serve_until_stopped(upgrades, &listeners, &live).await;
+    // Not ready from here on: /readyz answers 503 while the connections
+    // drain, unless the new process of an upgrade answers on the socket now.
+    readiness.set_draining();
+    if handed_over.is_none() {
+        notify(NotifyState::Stopping);
+    } else {
+        metrics_stop.cancel();
+    }
+    // After an upgrade, the conversations under way finish here; the new
+    // process takes the new peers.
+    stop.send_replace(Some(if handed_over.is_some() {
+        Drain::ServeOn
+    } else {
+        Drain::Finish
+    }));
+    drain(serving, &mut signals, pid_file.as_deref(), handed_over).await
+}
+
+/// Everything `serve` listens on, bound or taken over, not yet served.
+struct Bound<'a> {
+    /// The metrics endpoint's registry, socket and address, with `--metrics`.
+    metrics: Option<(Metrics, tokio::net::TcpListener, SocketAddr)>,
+    /// Each listening socket, the arguments of the listener it belongs to,
+    /// and where it came from ("handed over, ", …) for its first line.
+    listening: Vec<(sockit::Listener<Builtin>, &'a Args, String)>,
+    /// What a reload changes in each listener.
+    live: Vec<Live>,
+    /// A copy of every socket, to hand over on an upgrade.
+    sockets: upgrade::Sockets,
+}
+
+impl<'a> Bound<'a> {
+    /// Binds (or takes from `handed`, or from what systemd `passed`) the
+    /// metrics endpoint, then every listener's sockets; `Err` with the
+    /// usage error's exit code when a listener's flags do not go together.
+    async fn new(
+        listeners: &'a [Listener],
+        mut passed: Vec<PassedSocket>,
+        mut handed: Option<&mut Handed>,
+    ) -> anyhow::Result<Result<Bound<'a>, ExitCode>> {
+        // Bound before the listeners, so that a port in use fails before anything is served.
+        let first = listeners.first().map(|listener| &listener.args);
+        let mut sockets = upgrade::Sockets::default();
+        let metrics = match first.and_then(|args| args.metrics) {
+            Some(addr) => {
+                let name = upgrade::metrics_name(addr);
+                let http = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
+                    Some(socket) => {
+                        let socket = std::net::TcpListener::from(socket);
+                        socket.set_nonblocking(true)?;
+                        tokio::net::TcpListener::from_std(socket)
+                    }
+                    None => tokio::net::TcpListener::bind(addr).await,
+                }
+                .with_context(|| format!("cannot serve the metrics on {addr} (--metrics)"))?;
+                sockets.add(name, http.as_fd())?;
+                let local = http.local_addr().context("the metrics endpoint's address")?;
+                Some((Metrics::new(), http, local))
+            }
+            None => None,
+        };
+        let mut listening = Vec::new();
+        let mut live = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let args = &listener.args;
+            if let Some(what) = misused_tls_flags(args) {
+                return Ok(Err(crate::usage(what, "serve")));
+            }
+            let server = match &metrics {
+                Some((registry, ..)) => args.server().metrics(registry),
+                None => args.server(),
+            };
+            let server = match args.tls()? {
+                Some(config) => server.tls(config),
+                None => server,
+            };
+            let options = args.options();
+            if args.systemd {
+                for (index, PassedSocket { socket, fd, name }) in
+                    std::mem::take(&mut passed).into_iter().enumerate()
+                {
+                    let listener = server.adopt(socket)?;
+                    options::warn_unused(&options, listener.local_endpoint());
+                    sockets.add(upgrade::passed_name(index, name.as_deref()), listener.as_fd())?;
+                    let name = name.map(|name| format!(" {name:?}")).unwrap_or_default();
+                    listening.push((listener, args, format!("passed by systemd as fd {fd}{name}, ")));
+                }
+            } else {
+                for endpoint in &args.endpoints {
+                    options::warn_unused(&options, endpoint);
+                    let name = upgrade::endpoint_name(endpoint);
+                    let (listener, origin) = match handed.as_mut().and_then(|handed| handed.socket(&name)) {
+                        Some(socket) => (server.adopt_as(socket, endpoint)?, "handed over, "),
+                        None => (server.bind(endpoint).await?, ""),
+                    };
+                    sockets.add(name, listener.as_fd())?;
+                    listening.push((listener, args, origin.to_owned()));
+                }
+            }
+            let exposed = listening
+                .iter()
+                .filter(|(_, of, _)| std::ptr::eq(*of, args))
+                .map(|(listener, ..)| listener.local_endpoint())
+                .find(|endpoint| reachable_from_other_hosts(endpoint));
+            if let Some(endpoint) = exposed {
+                let (limits, applied) = args.exposed_limits();
+                if !applied.is_empty() {
+                    server.limits_handle().set(limits);
+                    info!(
+                        "{endpoint} can be reached from other hosts: {} apply, as for any listener not on \
+                         loopback (set them to change this, 0 turns one off)",
+                        applied.join(" and ")
+                    );
+                }
+            }
+            live.push(Live {
+                limits: server.limits_handle(),
+                tls: server.tls_handle(),
+                exposed: exposed.is_some(),
+            });
+        }
+        Ok(Ok(Bound {
+            metrics,
+            listening,
+            live,
+            sockets,
+        }))
+    }
+}
+
+/// A listener's task: it serves until `stopping` says how it drains.
+type Serving = JoinSet<Result<(), sockit::Error>>;
+
+/// Starts serving every listening socket, each with a line saying how;
+/// each stops as `stopping` says once it is set. Returns the listeners'
+/// tasks, and the keepers of their Unix socket files (kept, not removed,
+/// when an upgrade's new process serves them on).
+fn listen(
+    listening: Vec<(sockit::Listener<Builtin>, &Args, String)>,
+    stopping: &tokio::sync::watch::Receiver<Option<Drain>>,
+) -> (Serving, Vec<sockit::net::unix::SocketFileKeeper>) {
     let mut serving = JoinSet::new();
     let mut keepers = Vec::new();
-    for (listener, args, origin) in bound {
+    for (listener, args, origin) in listening {
         keepers.extend(listener.socket_file().map(sockit::net::unix::SocketFile::keeper));
         let endpoint = listener.local_endpoint();
         let mut details = format!("{origin}{} service", args.service);
@@ -631,93 +732,104 @@ pub async fn run(
             }
         }));
     }
+    (serving, keepers)
+}
 
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let mut upgrade_signal = signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?;
-    match handed {
-        Some(handed) => {
-            // The old process takes it from here: it tells the service manager.
-            for unused in handed
-                .ready()
-                .context("telling the old process that this one serves")?
-            {
-                info!("upgrade: {unused} was handed over and is no longer configured: closed");
-            }
-            info!("upgrade: serving; the old process stops accepting now");
-        }
-        None => notify(NotifyState::Ready),
+/// What an upgrade (SIGUSR2) needs: the binary to start, the sockets to
+/// hand it, how long to wait for it, and the Unix socket files to keep.
+struct Upgrades {
+    exe: std::path::PathBuf,
+    sockets: std::sync::Arc<upgrade::Sockets>,
+    timeout: Duration,
+    keepers: Vec<sockit::net::unix::SocketFileKeeper>,
+}
+
+/// The signals `serve` answers.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+    upgrade: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            upgrade: signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?,
+        })
     }
-    let pid_file = first.and_then(|args| args.pid_file.clone());
-    if let Some(path) = &pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write --pid-file {}", path.display()))?;
-    }
-    let upgrade_timeout = first.map_or(Duration::from_secs(30), |args| args.upgrade_timeout);
-    let sockets = std::sync::Arc::new(sockets);
-    let mut upgrading: Option<tokio::task::JoinHandle<Upgraded>> = None;
-    let mut handed_over = None;
-    loop {
-        tokio::select! {
-            _ = interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break }
-            _ = terminate.recv() => { info!("SIGTERM: shutting down (again to stop at once)"); break }
-            _ = hangup.recv() => {
-                // systemd (Type=notify-reload, or ExecReload with Type=notify)
-                // waits for READY=1 after RELOADING=1 and the time it began.
-                match NotifyState::monotonic_usec_now() {
-                    Ok(now) => notify_all(&[NotifyState::Reloading, now]),
-                    Err(error) => warn!(%error, "cannot read the monotonic clock for RELOADING=1"),
-                }
-                reload(&listeners, &live);
-                notify(NotifyState::Ready);
-            }
-            _ = upgrade_signal.recv() => {
-                if upgrading.is_some() {
-                    warn!("SIGUSR2: an upgrade is already under way; this one is ignored");
-                    continue;
-                }
-                info!("SIGUSR2: upgrading: starting {} with every listening socket", exe.display());
-                let (exe, sockets) = (exe.clone(), std::sync::Arc::clone(&sockets));
-                upgrading = Some(tokio::spawn(async move { upgrade::start(&exe, &sockets, upgrade_timeout).await }));
-            }
-            Some(upgraded) = async { upgrading.as_mut()?.await.ok() }, if upgrading.is_some() => {
-                upgrading = None;
-                match upgraded {
-                    Upgraded::Ready { pid } => {
-                        info!("upgrade: pid {pid} serves; this process stops accepting and drains");
-                        for keeper in &keepers {
-                            keeper.keep();
-                        }
-                        notify_all(&[NotifyState::MainPid(pid), NotifyState::Ready]);
-                        handed_over = Some(pid);
-                        break;
+
+    /// Reloads on SIGHUP and upgrades on SIGUSR2 until SIGINT, SIGTERM or
+    /// an upgrade's new process serves: then the pid of that process, if
+    /// it was an upgrade. An upgrade still under way is given up.
+    async fn serve_until_stopped(
+        &mut self,
+        upgrades: Upgrades,
+        listeners: &[Listener],
+        live: &[Live],
+    ) -> Option<u32> {
+        let mut upgrading: Option<tokio::task::JoinHandle<Upgraded>> = None;
+        let handed_over = loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => { info!("SIGINT: shutting down (again to stop at once)"); break None }
+                _ = self.terminate.recv() => { info!("SIGTERM: shutting down (again to stop at once)"); break None }
+                _ = self.hangup.recv() => {
+                    // systemd (Type=notify-reload, or ExecReload with Type=notify)
+                    // waits for READY=1 after RELOADING=1 and the time it began.
+                    match NotifyState::monotonic_usec_now() {
+                        Ok(now) => notify_all(&[NotifyState::Reloading, now]),
+                        Err(error) => warn!(%error, "cannot read the monotonic clock for RELOADING=1"),
                     }
-                    Upgraded::Failed { why } => warn!("upgrade failed: {why}; this process serves on"),
+                    reload(listeners, live);
+                    notify(NotifyState::Ready);
+                }
+                _ = self.upgrade.recv() => {
+                    if upgrading.is_some() {
+                        warn!("SIGUSR2: an upgrade is already under way; this one is ignored");
+                        continue;
+                    }
+                    info!("SIGUSR2: upgrading: starting {} with every listening socket", upgrades.exe.display());
+                    let (exe, sockets) = (upgrades.exe.clone(), std::sync::Arc::clone(&upgrades.sockets));
+                    let timeout = upgrades.timeout;
+                    upgrading = Some(tokio::spawn(async move { upgrade::start(&exe, &sockets, timeout).await }));
+                }
+                Some(upgraded) = async { upgrading.as_mut()?.await.ok() }, if upgrading.is_some() => {
+                    upgrading = None;
+                    match upgraded {
+                        Upgraded::Ready { pid } => {
+                            info!("upgrade: pid {pid} serves; this process stops accepting and drains");
+                            for keeper in &upgrades.keepers {
+                                keeper.keep();
+                            }
+                            notify_all(&[NotifyState::MainPid(pid), NotifyState::Ready]);
+                            break Some(pid);
+                        }
+                        Upgraded::Failed { why } => warn!("upgrade failed: {why}; this process serves on"),
+                    }
                 }
             }
+        };
+        // The copies kept for an upgrade go (dropped with `upgrades`): a
+        // listener stopped is closed.
+        if let Some(upgrade) = upgrading.take() {
+            upgrade.abort();
         }
+        handed_over
     }
-    // Not ready from here on: /readyz answers 503 while the connections
-    // drain, unless the new process of an upgrade answers on the socket now.
-    readiness.set_draining();
-    // The copies kept for an upgrade go: a listener stopped is closed.
-    if let Some(upgrade) = upgrading.take() {
-        upgrade.abort();
-    }
-    drop(sockets);
-    if handed_over.is_none() {
-        notify(NotifyState::Stopping);
-    } else {
-        metrics_stop.cancel();
-    }
-    // After an upgrade, the conversations under way finish here; the new
-    // process takes the new peers.
-    stop.send_replace(Some(if handed_over.is_some() {
-        Drain::ServeOn
-    } else {
-        Drain::Finish
-    }));
+}
+
+/// Waits for every listener to drain (a second SIGINT or SIGTERM stops at
+/// once), removes the pid file and says how it ended: failure if
+/// connections were cut at a shutdown timeout.
+async fn drain(
+    mut serving: Serving,
+    signals: &mut Signals,
+    pid_file: Option<&std::path::Path>,
+    handed_over: Option<u32>,
+) -> anyhow::Result<ExitCode> {
     // Every listener is waited for; those that cut connections at their
     // shutdown timeout say so, and make the exit a failure.
     let finished = async {
@@ -743,10 +855,10 @@ pub async fn run(
     };
     let (cut, timeout) = tokio::select! {
         finished = finished => finished?,
-        _ = interrupt.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
-        _ = terminate.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
+        _ = signals.interrupt.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
+        _ = signals.terminate.recv() => { warn!("stopped at once"); return Ok(ExitCode::FAILURE) }
     };
-    if let Some(path) = &pid_file
+    if let Some(path) = pid_file
         && std::fs::read_to_string(path).is_ok_and(|text| text.trim() == std::process::id().to_string())
     {
         let _ = std::fs::remove_file(path);

@@ -216,6 +216,11 @@ fn tls_originated_to_a_tls_server() {
     assert!(matches!(client.read(&mut buf), Ok(0) | Err(_)), "nothing relayed");
     let line = untrusting.wait_for_log("cannot reach the target", WAIT);
     assert!(line.contains("certificate not trusted"), "{line}");
+    // And what to do about it, as the command line says it.
+    assert!(
+        line.contains("give --ca the server's certificate or its CA; or --insecure for a test"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -508,6 +508,29 @@ pub fn untrusted(error: &io::Error) -> Option<String> {
     })
 }
 
+/// What to do about a certificate not trusted for `reason` (as
+/// [`untrusted`] gives it), in the words of `sockit`'s flags: for the end
+/// of an error line.
+///
+/// # Examples
+///
+/// ```
+/// use sockit::net::tls::untrusted_fix;
+///
+/// assert!(untrusted_fix("it is not signed by an authority trusted here").starts_with("give --ca"));
+/// assert!(untrusted_fix("certificate not valid for name \"x\"").contains("--sni"));
+/// ```
+pub fn untrusted_fix(reason: &str) -> &'static str {
+    // The reasons' first words are rustls' (see `untrusted`).
+    if reason.starts_with("certificate not valid for name") {
+        "connect by a name the certificate is valid for, or give one with --sni NAME; or --insecure for a test"
+    } else if reason.starts_with("certificate expired") || reason.starts_with("certificate not valid yet") {
+        "the server needs a certificate valid now (or this machine the right time); or --insecure for a test"
+    } else {
+        "give --ca the server's certificate or its CA; or --insecure for a test"
+    }
+}
+
 /// Whether webpki refused a certificate because it says it is a CA's
 /// (`basicConstraints CA:TRUE`) and was presented as a server's: its error
 /// inside rustls' `Other`, found by name, without depending on webpki for

@@ -190,7 +190,22 @@ pub(super) async fn relay_pair(
     let mut target = match connected {
         Ok(target) => target,
         Err(error) => {
-            warn!(%peer, target = %shared.target, %error, "cannot reach the target; resetting the client");
+            // A target's certificate not trusted: the relay's flags fix it.
+            match error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<crate::Error>())
+            {
+                Some(crate::Error::Untrusted { reason, .. }) => warn!(
+                    %peer,
+                    target = %shared.target,
+                    %error,
+                    what_to_do = net_tls::untrusted_fix(reason),
+                    "cannot reach the target; resetting the client"
+                ),
+                _ => {
+                    warn!(%peer, target = %shared.target, %error, "cannot reach the target; resetting the client")
+                }
+            }
             reset(client);
             return;
         }

@@ -184,14 +184,7 @@ pub fn untrusted_hint(error: sockit::Error) -> anyhow::Error {
     let sockit::Error::Untrusted { reason, .. } = &error else {
         return error.into();
     };
-    // The reasons' first words are rustls' (see `sockit::net::tls::untrusted`).
-    let fix = if reason.starts_with("certificate not valid for name") {
-        "connect by a name the certificate is valid for, or give one with --sni NAME; or --insecure for a test"
-    } else if reason.starts_with("certificate expired") || reason.starts_with("certificate not valid yet") {
-        "the server needs a certificate valid now (or this machine the right time); or --insecure for a test"
-    } else {
-        "give --ca the server's certificate or its CA; or --insecure for a test"
-    };
+    let fix = sockit::net::tls::untrusted_fix(reason);
     anyhow::anyhow!("{error} ({fix})")
 }
 

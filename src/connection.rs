@@ -818,6 +818,16 @@ fn read_ready(io: &impl ByteStream, buf: &mut BytesMut, limit: usize) -> io::Res
     io.try_read_buf(&mut buf.limit(limit))
 }
 
+/// Polls `future` once, without waiting: its output if it is ready now.
+/// For a drain's last read of what has already arrived.
+pub(crate) fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
 /// Waits until `io` is readable.
 fn readable(io: &impl ByteStream) -> impl Future<Output = io::Result<()>> {
     std::future::poll_fn(|cx| io.poll_read_ready(cx))

@@ -754,6 +754,53 @@ async fn the_idle_timeout_closes_a_tls_connection_with_close_notify() {
     );
 }
 
+/// Requests that arrived, unread, before the drain began are answered
+/// over TLS too, before the close_notify: the server was writing a long
+/// reply the client had not taken, so it read nothing meanwhile.
+#[tokio::test]
+async fn requests_that_arrived_before_the_drain_are_answered_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new("tls-drain");
+    let (addr, stop) = serve_greet(&pki, |server| {
+        server
+            .framing(sockit::Framing::Line)
+            .max_message(16 << 20)
+            .shutdown_timeout(LIMIT)
+    })
+    .await;
+    // A small receive buffer, so that the sockets between hold far less
+    // than the reply to one long line.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector(&pki, &[]).connect(name, tcp).await.unwrap();
+    let mut greeting = vec![0; b"Hello, I am server\n".len()];
+    tls.read_exact(&mut greeting).await.unwrap();
+    let long = vec![b'y'; 8 << 20];
+    tls.write_all(&[&long[..], b"\n"].concat()).await.unwrap();
+    let mut start = [0; 7];
+    tls.read_exact(&mut start).await.unwrap();
+    assert_eq!(&start, b"Hello, ");
+    tls.write_all(b"a\nb\nc\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    let mut rest = Vec::new();
+    // read_to_end fails on an end without close_notify.
+    tokio::time::timeout(LIMIT, tls.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let want = [&long[..], b"!\nHello, a!\nHello, b!\nHello, c!\n"].concat();
+    assert!(
+        rest == want,
+        "{} bytes, want {}; the last: {:?}",
+        rest.len(),
+        want.len(),
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(40)..])
+    );
+}
+
 /// SIGHUP reads the certificate and key files again (no config file
 /// needed): new connections get the renewed certificate, and one that
 /// cannot be read leaves the one in use.

@@ -25,6 +25,7 @@ use super::{Ending, LINGER, Settings, Stop, aborted, answer, error_kind};
 use crate::Peer;
 use crate::answer::{Accepted, Answer};
 use crate::connection::log::Event;
+use crate::connection::now_or_never;
 use crate::deadline::{Deadline, Expired};
 use crate::framing::Decoder;
 use crate::metrics::{ErrorKind, Tally};
@@ -153,15 +154,25 @@ where
         let mut window = (&mut input).limit(read_size);
         let read = tokio::select! {
             biased;
-            () = stop.finish.cancelled() => return Ok(Ending::Shutdown),
+            () = stop.finish.cancelled() => None,
             expired = expiry(&mut deadline, false) => return Ok(Ending::TimedOut(expired)),
-            read = io.read_buf(&mut window) => match read {
-                Ok(read) => read,
-                // A peer that closes without close_notify (as many do) has
-                // still closed: its messages are answered as at end of stream.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-                Err(e) => return Err(e),
+            read = io.read_buf(&mut window) => Some(read),
+        };
+        // Asked to finish: what arrived before is still answered (one read
+        // of what is there, without waiting), then the connection closes.
+        let (read, finishing) = match read {
+            Some(read) => (read, false),
+            None => match now_or_never(io.read_buf(&mut window)) {
+                Some(Ok(read)) => (Ok(read), true),
+                Some(Err(_)) | None => return Ok(Ending::Shutdown),
             },
+        };
+        let read = match read {
+            Ok(read) => read,
+            // A peer that closes without close_notify (as many do) has
+            // still closed: its messages are answered as at end of stream.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
         };
         // Counted per read, never per message, and only when asked.
         let now = stop.metrics.as_ref().map(|_| Instant::now());
@@ -177,6 +188,9 @@ where
         );
         if let Some(metrics) = &stop.metrics {
             metrics.received(read, tally);
+        }
+        if finishing {
+            ending = ending.or(Some(Ending::Shutdown));
         }
         read_at = now.filter(|_| !output.is_empty());
         if let Some(deadline) = &mut deadline {

@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::outgoing::{Outgoing, Sender, Shut};
 use super::{ConnectionId, TlsInfo};
-use crate::connection::Stop;
+use crate::connection::{Stop, now_or_never};
 use crate::deadline::{Expired, Timeouts};
 use crate::framing::{Decoder, FrameError, Framed};
 use crate::metrics::Tally;
@@ -105,6 +105,8 @@ pub struct Connection {
     packet: Option<Bytes>,
     /// The stream has ended (end of stream was read).
     eof: bool,
+    /// The drain's last read, of what had arrived, is done.
+    read_last: bool,
     outgoing: Arc<Outgoing>,
     stop: Stop,
     /// The last read (or the start), for the idle timeout.
@@ -166,6 +168,7 @@ impl Connection {
             buffer: BytesMut::new(),
             packet: None,
             eof: false,
+            read_last: false,
             outgoing,
             stop,
             progress: Instant::now(),
@@ -217,8 +220,9 @@ impl Connection {
     /// timeout passed, the peer sent what is not a message (it gets the
     /// error reply), or reading or writing failed. The server logs which.
     ///
-    /// Messages already received whole are returned even while the server
-    /// drains; after that, `None`.
+    /// Messages that arrived before the server started draining are still
+    /// returned (those already read, and those waiting in the socket, read
+    /// once without waiting); after that, `None`.
     ///
     /// # Cancel safety
     ///
@@ -271,7 +275,18 @@ impl Connection {
                     };
                     self.finish(end);
                 }
-                Wait::Draining => self.finish(End::Shutdown),
+                Wait::Draining if self.read_last => self.finish(End::Shutdown),
+                Wait::Draining => {
+                    // What arrived before the drain is still answered: one
+                    // read of what is there, without waiting; the next
+                    // wait ends the conversation.
+                    self.read_last = true;
+                    let input = self.input.as_mut().expect("the input is taken only when dropped");
+                    match now_or_never(read(input, &mut self.buffer, &self.decoder)) {
+                        Some(Ok(read)) => self.read(read),
+                        Some(Err(_)) | None => self.finish(End::Shutdown),
+                    }
+                }
                 Wait::Due => {
                     if let Some((deadline, expired)) = self.due()
                         && deadline <= Instant::now()

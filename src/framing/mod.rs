@@ -833,6 +833,30 @@ mod tests {
         (messages, Ok(()))
     }
 
+    /// A long message lent in place leaves what follows it in a small
+    /// buffer of its own, as one taken does; a short one leaves the buffer.
+    #[test]
+    fn a_long_message_lent_leaves_the_rest_in_a_small_buffer() {
+        for framing in [Framing::Line, Framing::Len32] {
+            let mut decoder = Decoder::new(framing, 1 << 20);
+            let mut buf = BytesMut::with_capacity(1 << 20);
+            framing.sending().encode(&[&[b'x'; SHRINK_AFTER]], &mut buf);
+            buf.extend_from_slice(b"rest");
+            let len = decoder.decode_with(&mut buf, false, |message, _| message.len());
+            assert_eq!(len, Ok(Some(SHRINK_AFTER)), "{framing}");
+            assert_eq!(&buf[..], b"rest", "{framing}");
+            assert!(buf.capacity() < 1024, "{framing}: {} bytes kept", buf.capacity());
+
+            let mut buf = BytesMut::with_capacity(1 << 20);
+            framing.sending().encode(&[b"short"], &mut buf);
+            buf.extend_from_slice(b"rest");
+            let lent = decoder.decode_with(&mut buf, false, |message, _| message.to_vec());
+            assert_eq!(lent, Ok(Some(b"short".to_vec())), "{framing}");
+            assert_eq!(&buf[..], b"rest", "{framing}");
+            assert!(buf.capacity() > 1 << 19, "{framing}: {} bytes kept", buf.capacity());
+        }
+    }
+
     proptest! {
         /// `decode_with` lends the messages `decode` returns, in every
         /// framing, however the bytes are split into reads.

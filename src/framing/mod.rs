@@ -853,7 +853,11 @@ mod tests {
             let lent = decoder.decode_with(&mut buf, false, |message, _| message.to_vec());
             assert_eq!(lent, Ok(Some(b"short".to_vec())), "{framing}");
             assert_eq!(&buf[..], b"rest", "{framing}");
-            assert!(buf.capacity() > 1 << 19, "{framing}: {} bytes kept", buf.capacity());
+            assert!(
+                buf.capacity() > 1 << 19,
+                "{framing}: {} bytes kept",
+                buf.capacity()
+            );
         }
     }
 

@@ -791,14 +791,7 @@ async fn requests_that_arrived_before_the_drain_are_answered_over_tls() {
         .await
         .unwrap()
         .unwrap();
-    let want = [&long[..], b"!\nHello, a!\nHello, b!\nHello, c!\n"].concat();
-    assert!(
-        rest == want,
-        "{} bytes, want {}; the last: {:?}",
-        rest.len(),
-        want.len(),
-        String::from_utf8_lossy(&rest[rest.len().saturating_sub(40)..])
-    );
+    common::assert_long_reply_then_abc(&rest, &long);
 }
 
 /// SIGHUP reads the certificate and key files again (no config file

@@ -767,3 +767,17 @@ pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Asserts that `got` is the rest of the reply to the long line `long`
+/// (its `Hello, ` already read), then the replies to `a`, `b` and `c`: the
+/// requests the drain tests leave waiting; says where it differs.
+pub fn assert_long_reply_then_abc(got: &[u8], long: &[u8]) {
+    let want = [long, b"!\nHello, a!\nHello, b!\nHello, c!\n"].concat();
+    assert!(
+        got == want,
+        "{} bytes, want {}; the last: {:?}",
+        got.len(),
+        want.len(),
+        String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
+    );
+}

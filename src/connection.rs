@@ -109,6 +109,8 @@ pub struct StopWhen {
     /// connection waiting to read looks at the flag, and would not see this
     /// token cancelled alone.
     pub(crate) finish: CancellationToken,
+    /// Cancelled when the shutdown timeout passes, through
+    /// [`Stop::abort_all`], which raises `aborting` first, as for `finish`.
     pub(crate) abort: CancellationToken,
     /// Raised just before `finish` is cancelled, and shared by every `Stop`
     /// of a listener. A stream connection looks at it on every wait to read,
@@ -117,6 +119,9 @@ pub struct StopWhen {
     /// raised; its place in the token's wait list is kept meanwhile, so the
     /// cancel still wakes it.
     finishing: Arc<AtomicBool>,
+    /// Raised just before `abort` is cancelled, as `finishing` is: a
+    /// handler's connection looks at it each time its task is woken.
+    aborting: Arc<AtomicBool>,
     pub(crate) timeouts: Timeouts,
     /// The listener's counters, when it has them ([`crate::metrics`]).
     pub(crate) metrics: Option<Arc<ListenerMetrics>>,
@@ -147,6 +152,7 @@ impl Stop {
             finish,
             abort,
             finishing: Arc::default(),
+            aborting: Arc::default(),
             timeouts,
             metrics,
             local,
@@ -161,6 +167,7 @@ impl Stop {
             finish: self.finish.clone(),
             abort: self.abort.clone(),
             finishing: Arc::clone(&self.finishing),
+            aborting: Arc::clone(&self.aborting),
             timeouts,
             metrics: self.metrics.clone(),
             local: self.local.clone(),
@@ -177,8 +184,22 @@ impl Stop {
 
     /// Whether the connections have been asked to finish.
     #[inline]
-    fn is_finishing(&self) -> bool {
+    pub(crate) fn is_finishing(&self) -> bool {
         self.finishing.load(Ordering::Acquire)
+    }
+
+    /// Closes the connections still open (the shutdown timeout passed):
+    /// raises the flag that handlers' connections look at, then cancels
+    /// `abort`.
+    pub(crate) fn abort_all(&self) {
+        self.aborting.store(true, Ordering::Release);
+        self.abort.cancel();
+    }
+
+    /// Whether the connections are being closed at the shutdown timeout.
+    #[inline]
+    pub(crate) fn is_aborting(&self) -> bool {
+        self.aborting.load(Ordering::Acquire)
     }
 
     /// Awaits `io`, unless the connection is aborted first.
@@ -816,6 +837,26 @@ impl<S: Service, IO: ByteStream + 'static> Conversation<S, IO> {
 #[inline]
 fn read_ready(io: &impl ByteStream, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
     io.try_read_buf(&mut buf.limit(limit))
+}
+
+/// The waker a task's waits on tokens were last polled with, which they
+/// hold: while the task polls with the same one, a wait need not be polled
+/// again (each poll of a token takes its locks) until the flag raised just
+/// before its token is cancelled says so; the cancel wakes the task.
+#[derive(Debug, Default)]
+pub(crate) struct KeptWaker(Option<std::task::Waker>);
+
+impl KeptWaker {
+    /// Whether `cx`'s waker is the one kept; if not, keeps it from now on
+    /// (the caller is to poll its waits with it now).
+    #[inline]
+    pub(crate) fn kept(&mut self, cx: &Context<'_>) -> bool {
+        let kept = self.0.as_ref().is_some_and(|waker| waker.will_wake(cx.waker()));
+        if !kept {
+            self.0 = Some(cx.waker().clone());
+        }
+        kept
+    }
 }
 
 /// Polls `future` once, without waiting: its output if it is ready now.

@@ -456,6 +456,29 @@ async fn draining_lets_handlers_say_goodbye_and_cuts_the_stubborn_at_the_shutdow
     );
 }
 
+/// A handler waiting in `receive` when the drain starts gets `None` at
+/// once, on every kind of endpoint: none is left to the shutdown timeout.
+#[tokio::test]
+async fn a_handler_waiting_for_a_message_is_ended_by_the_drain() {
+    for endpoint in [
+        "tcp://127.0.0.1:0".to_owned(),
+        format!("unix:@{}", abstract_name("handler-drain")),
+    ] {
+        let server = Server::handler(numbered).shutdown_timeout(Duration::from_secs(20));
+        let (local, stop, serving) = serve(&server, &endpoint).await;
+        let mut client = StreamClient::connect(&local, Framing::Line, WAIT).await.unwrap();
+        client.send(b"a").await.unwrap();
+        assert_eq!(client.receive().await.unwrap().unwrap(), "1:a");
+        let started = Instant::now();
+        stop.cancel();
+        assert_eq!(client.receive().await.unwrap(), None, "{endpoint}");
+        drop(client);
+        let served = tokio::time::timeout(WAIT, serving).await.unwrap().unwrap();
+        assert!(served.is_ok(), "{endpoint}: {served:?}");
+        assert!(started.elapsed() < WAIT, "{endpoint}: {:?}", started.elapsed());
+    }
+}
+
 #[tokio::test]
 async fn messages_that_arrived_before_the_drain_are_still_received() {
     let server = Server::handler(|mut connection: Connection| async move {

@@ -3,8 +3,9 @@
 
 use std::fmt;
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,7 +18,7 @@ use tracing::debug;
 
 use super::outgoing::{Outgoing, Sender, Shut};
 use super::{ConnectionId, TlsInfo};
-use crate::connection::{Stop, now_or_never};
+use crate::connection::{KeptWaker, Stop, now_or_never};
 use crate::deadline::{Expired, Timeouts};
 use crate::framing::{Decoder, FrameError, Framed};
 use crate::metrics::Tally;
@@ -120,6 +121,8 @@ pub struct Connection {
     /// token, shared by every connection) and unregister each time.
     shut: Pin<Box<WaitForCancellationFutureOwned>>,
     draining: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The waker `shut` and `draining` were last polled with, and hold.
+    waits_with: KeptWaker,
 }
 
 impl fmt::Debug for Connection {
@@ -176,6 +179,7 @@ impl Connection {
             end: Arc::clone(&end),
             shut,
             draining,
+            waits_with: KeptWaker::default(),
         };
         (connection, Returned { end, input: returned })
     }
@@ -254,17 +258,35 @@ impl Connection {
                 decoder,
                 shut,
                 draining,
+                waits_with,
+                outgoing,
+                stop,
                 ..
             } = self;
             let input = input
                 .as_mut()
                 .expect("the input is taken only when the connection is dropped");
-            let wait = tokio::select! {
-                biased;
-                () = shut.as_mut() => Wait::Shut,
-                () = draining.as_mut() => Wait::Draining,
-                () = sleep_until(due) => Wait::Due,
-                read = read(input, buffer, decoder) => Wait::Read(read),
+            // In a block of their own: the futures borrow the connection
+            // until they are dropped, at its end.
+            let wait = {
+                let mut due = pin!(sleep_until(due));
+                let mut reading = pin!(read(input, buffer, decoder));
+                std::future::poll_fn(|cx| {
+                    // The waits for the shut and the drain are polled only
+                    // when their flag is raised, or with another waker.
+                    let kept = waits_with.kept(cx);
+                    if (!kept || outgoing.is_shut()) && shut.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wait::Shut);
+                    }
+                    if (!kept || stop.is_finishing()) && draining.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wait::Draining);
+                    }
+                    if due.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wait::Due);
+                    }
+                    reading.as_mut().poll(cx).map(Wait::Read)
+                })
+                .await
             };
             match wait {
                 Wait::Shut => {

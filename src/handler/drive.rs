@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::connection::{Connection, End, Input, Meta, Returned};
 use super::outgoing::{Outgoing, Shut};
 use super::{Handled, Handler};
-use crate::connection::{LINGER, Settings, Stop};
+use crate::connection::{KeptWaker, LINGER, Settings, Stop};
 use crate::deadline::Expired;
 use crate::framing::{FrameError, Framing};
 use crate::metrics::ErrorKind;
@@ -105,11 +105,19 @@ pub(crate) async fn drive<H: Handler>(
     let served = {
         let serving = handler.0.serve(connection);
         let writing = write_all(&outgoing, &mut output, &peer);
-        tokio::select! {
-            biased;
-            () = stop.abort.cancelled() => None,
-            served = side_by_side(serving, writing, &outgoing) => Some(served),
-        }
+        let mut aborted = pin!(stop.abort.cancelled());
+        let mut side_by_side = pin!(side_by_side(serving, writing, &outgoing));
+        let mut waits_with = KeptWaker::default();
+        std::future::poll_fn(|cx| {
+            // The wait for the shutdown timeout is polled only once its flag
+            // is raised (or with another waker), not at every wake of the
+            // connection's task: each poll takes its token's locks.
+            if (!waits_with.kept(cx) || stop.is_aborting()) && aborted.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            side_by_side.as_mut().poll(cx).map(Some)
+        })
+        .await
     };
     let end = end
         .lock()

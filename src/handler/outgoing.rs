@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
@@ -78,6 +79,10 @@ pub(crate) struct Outgoing {
     /// Cancelled when the connection takes nothing more, so that its
     /// handler stops waiting for messages.
     shut: CancellationToken,
+    /// Raised just before `shut` is cancelled: one atomic load for a
+    /// handler waiting for a message, where a look at the token takes its
+    /// locks.
+    shutting: AtomicBool,
     limit: usize,
     id: ConnectionId,
     peer: Peer,
@@ -116,6 +121,7 @@ impl Outgoing {
             }),
             room: Notify::new(),
             shut: CancellationToken::new(),
+            shutting: AtomicBool::new(false),
             limit: limit.max(1),
             id,
             peer,
@@ -213,8 +219,15 @@ impl Outgoing {
             writer.wake();
         }
         drop(queue);
+        self.shutting.store(true, Ordering::Release);
         self.shut.cancel();
         self.room.notify_waiters();
+    }
+
+    /// Whether the connection takes nothing more (or is about to).
+    #[inline]
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shutting.load(Ordering::Acquire)
     }
 
     /// Why the connection takes nothing more, once it does.

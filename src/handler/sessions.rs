@@ -143,7 +143,7 @@ pub(crate) async fn serve<H: Handler>(
         });
     }
     info!(listener = %local, sources = tracker.len(), "stopped receiving; finishing the sources' handlers");
-    finish.cancel();
+    stop.ask_to_finish();
     drop(sources);
     tracker.close();
     if tokio::time::timeout(shutdown_timeout, tracker.wait())
@@ -151,7 +151,7 @@ pub(crate) async fn serve<H: Handler>(
         .is_err()
     {
         warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; stopping the handlers still running");
-        abort.cancel();
+        stop.abort_all();
         tracker.wait().await;
     }
     dropped.summarize(&local);

@@ -320,7 +320,7 @@ impl<S: Answer> Listener<S> {
                 {
                     let open = tracker.len();
                     warn!(listener = %local, open, "shutdown timeout passed; closing the connections still open");
-                    stop.abort.cancel();
+                    stop.abort_all();
                     tracker.wait().await;
                     cut = open;
                 }

@@ -27,7 +27,7 @@ use bytes::{BufMut, BytesMut};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
 use crate::deadline::{Deadline, Expired, Timeouts};
@@ -104,24 +104,14 @@ pub struct Stop(Arc<StopWhen>);
 /// What a [`Stop`] shares.
 #[derive(Debug, Default)]
 pub struct StopWhen {
-    /// Cancelled when the connections are to finish, through
-    /// [`Stop::ask_to_finish`], which raises `finishing` first: a stream
-    /// connection waiting to read looks at the flag, and would not see this
-    /// token cancelled alone.
-    pub(crate) finish: CancellationToken,
-    /// Cancelled when the shutdown timeout passes, through
-    /// [`Stop::abort_all`], which raises `aborting` first, as for `finish`.
-    pub(crate) abort: CancellationToken,
-    /// Raised just before `finish` is cancelled, and shared by every `Stop`
-    /// of a listener. A stream connection looks at it on every wait to read,
-    /// one atomic load, and polls `finish` (every look at a token takes its
-    /// locks, shared by all the listener's connections) only once it is
-    /// raised; its place in the token's wait list is kept meanwhile, so the
-    /// cancel still wakes it.
-    finishing: Arc<AtomicBool>,
-    /// Raised just before `abort` is cancelled, as `finishing` is: a
-    /// handler's connection looks at it each time its task is woken.
-    aborting: Arc<AtomicBool>,
+    /// Cancelled when the connections are to finish. A stream connection
+    /// waiting to read looks at its flag, and polls it (every look at a
+    /// token takes its locks, shared by all the listener's connections)
+    /// only once that is raised.
+    pub(crate) finish: Flagged,
+    /// Cancelled when the shutdown timeout passes. A handler's connection
+    /// looks at its flag each time its task is woken.
+    pub(crate) abort: Flagged,
     pub(crate) timeouts: Timeouts,
     /// The listener's counters, when it has them ([`crate::metrics`]).
     pub(crate) metrics: Option<Arc<ListenerMetrics>>,
@@ -142,17 +132,13 @@ impl std::ops::Deref for Stop {
 impl Stop {
     /// The stop shared by a listener's connections.
     pub(crate) fn new(
-        finish: CancellationToken,
-        abort: CancellationToken,
         timeouts: Timeouts,
         metrics: Option<Arc<ListenerMetrics>>,
         local: Option<Endpoint>,
     ) -> Self {
         Stop(Arc::new(StopWhen {
-            finish,
-            abort,
-            finishing: Arc::default(),
-            aborting: Arc::default(),
+            finish: Flagged::default(),
+            abort: Flagged::default(),
             timeouts,
             metrics,
             local,
@@ -166,40 +152,11 @@ impl Stop {
         Stop(Arc::new(StopWhen {
             finish: self.finish.clone(),
             abort: self.abort.clone(),
-            finishing: Arc::clone(&self.finishing),
-            aborting: Arc::clone(&self.aborting),
             timeouts,
             metrics: self.metrics.clone(),
             local: self.local.clone(),
             log: Arc::clone(&self.log),
         }))
-    }
-
-    /// Asks the connections to finish: raises the flag that stream
-    /// connections look at, then cancels `finish`, which wakes those waiting.
-    pub(crate) fn ask_to_finish(&self) {
-        self.finishing.store(true, Ordering::Release);
-        self.finish.cancel();
-    }
-
-    /// Whether the connections have been asked to finish.
-    #[inline]
-    pub(crate) fn is_finishing(&self) -> bool {
-        self.finishing.load(Ordering::Acquire)
-    }
-
-    /// Closes the connections still open (the shutdown timeout passed):
-    /// raises the flag that handlers' connections look at, then cancels
-    /// `abort`.
-    pub(crate) fn abort_all(&self) {
-        self.aborting.store(true, Ordering::Release);
-        self.abort.cancel();
-    }
-
-    /// Whether the connections are being closed at the shutdown timeout.
-    #[inline]
-    pub(crate) fn is_aborting(&self) -> bool {
-        self.aborting.load(Ordering::Acquire)
     }
 
     /// Awaits `io`, unless the connection is aborted first.
@@ -213,6 +170,47 @@ impl Stop {
             () = self.abort.cancelled() => Err(aborted()),
             result = io => result,
         }
+    }
+}
+
+/// A cancellation token and a flag raised just before it is cancelled,
+/// shared by every clone. A look at the flag is one atomic load, where
+/// every look at the token takes its locks: a wait that keeps its place in
+/// the token's wait list (so that the cancel still wakes it) need only look
+/// at the flag meanwhile. The token is cancelled only through
+/// [`Flagged::cancel`], so the flag cannot be missed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Flagged {
+    token: CancellationToken,
+    raised: Arc<AtomicBool>,
+}
+
+impl Flagged {
+    /// Raises the flag, then cancels the token, which wakes those waiting.
+    pub(crate) fn cancel(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    /// Whether [`cancel`](Flagged::cancel) has been called (or is being).
+    #[inline]
+    pub(crate) fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// Whether the token is cancelled (a look that takes its locks).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Completes when the token is cancelled.
+    pub(crate) fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// Completes when the token is cancelled; owns what it waits on.
+    pub(crate) fn cancelled_owned(&self) -> WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
     }
 }
 
@@ -542,7 +540,7 @@ pin_project_lite::pin_project! {
     /// Polled once, the wait holds the connection's place in the token's
     /// wait list, with the waker of the connection's task (one task serves
     /// a connection, so the waker does not change), and keeps it: waiting
-    /// to read, the connection then looks only at [`Stop::is_finishing`],
+    /// to read, the connection then looks only at the flag of `finish`,
     /// and polls the token again once that is raised. Every poll of a token
     /// takes its locks, shared by all the listener's connections: once per
     /// read, they were among a connection's largest costs.
@@ -561,7 +559,7 @@ impl StopWait {
     #[inline]
     fn poll_stopped(self: Pin<&mut Self>, stop: &Stop, writing: bool, cx: &mut Context<'_>) -> bool {
         let on_finish = !writing && !self.writing && self.cancelled.is_some();
-        if on_finish && !stop.is_finishing() {
+        if on_finish && !stop.finish.is_raised() {
             // In `finish`'s wait list already, and no cancel has come.
             return false;
         }
@@ -575,7 +573,7 @@ impl StopWait {
         let mut this = self.project();
         if this.cancelled.is_none() || *this.writing != writing {
             let token = if writing { &stop.abort } else { &stop.finish };
-            this.cancelled.set(Some(token.clone().cancelled_owned()));
+            this.cancelled.set(Some(token.cancelled_owned()));
             *this.writing = writing;
         }
         this.cancelled
@@ -1132,7 +1130,7 @@ mod tests {
         // The connection waits to read, its place in the token's wait list
         // taken at its first wait: the cancel must wake it. The client
         // keeps its side open, so only the server can end the stream.
-        stop.ask_to_finish();
+        stop.finish.cancel();
         let rest = tokio::task::spawn_blocking(move || {
             let mut rest = Vec::new();
             client.read_to_end(&mut rest).unwrap();
@@ -1149,7 +1147,7 @@ mod tests {
     /// client receives until the server closes.
     async fn finished_with_arrived(max: usize, sent: &'static [u8]) -> Vec<u8> {
         let stop = Stop::default();
-        stop.ask_to_finish();
+        stop.finish.cancel();
         // The runtime has one thread: the server does not run before the
         // client's bytes are in its socket.
         let (mut client, server) = served(Framing::Line, max, stop);

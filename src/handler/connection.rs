@@ -158,7 +158,7 @@ impl Connection {
         let (give_back, returned) = oneshot::channel();
         let end = Arc::new(Mutex::new(None));
         let shut = Box::pin(outgoing.shut_down());
-        let draining = Box::pin(stop.finish.clone().cancelled_owned());
+        let draining = Box::pin(stop.finish.cancelled_owned());
         let connection = Connection {
             id: outgoing.id(),
             peer: meta.peer,
@@ -278,7 +278,7 @@ impl Connection {
                     if (!kept || outgoing.is_shut()) && shut.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wait::Shut);
                     }
-                    if (!kept || stop.is_finishing()) && draining.as_mut().poll(cx).is_ready() {
+                    if (!kept || stop.finish.is_raised()) && draining.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wait::Draining);
                     }
                     if due.as_mut().poll(cx).is_ready() {
@@ -375,7 +375,7 @@ impl Connection {
     ///
     /// Cancel safe.
     pub fn draining(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.stop.finish.clone().cancelled_owned()
+        self.stop.finish.cancelled_owned()
     }
 
     /// Whether the conversation is over.

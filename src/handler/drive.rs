@@ -112,7 +112,7 @@ pub(crate) async fn drive<H: Handler>(
             // The wait for the shutdown timeout is polled only once its flag
             // is raised (or with another waker), not at every wake of the
             // connection's task: each poll takes its token's locks.
-            if (!waits_with.kept(cx) || stop.is_aborting()) && aborted.as_mut().poll(cx).is_ready() {
+            if (!waits_with.kept(cx) || stop.abort.is_raised()) && aborted.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
             side_by_side.as_mut().poll(cx).map(Some)

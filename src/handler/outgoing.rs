@@ -14,17 +14,17 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::ConnectionId;
 use crate::Peer;
+use crate::connection::Flagged;
 use crate::framing::Framed;
 use crate::metrics::{ErrorKind, ListenerMetrics, Tally};
 
@@ -77,12 +77,8 @@ pub(crate) struct Outgoing {
     /// Woken when the writer has made room.
     room: Notify,
     /// Cancelled when the connection takes nothing more, so that its
-    /// handler stops waiting for messages.
-    shut: CancellationToken,
-    /// Raised just before `shut` is cancelled: one atomic load for a
-    /// handler waiting for a message, where a look at the token takes its
-    /// locks.
-    shutting: AtomicBool,
+    /// handler stops waiting for messages (which looks at its flag).
+    shut: Flagged,
     limit: usize,
     id: ConnectionId,
     peer: Peer,
@@ -120,8 +116,7 @@ impl Outgoing {
                 waiting: false,
             }),
             room: Notify::new(),
-            shut: CancellationToken::new(),
-            shutting: AtomicBool::new(false),
+            shut: Flagged::default(),
             limit: limit.max(1),
             id,
             peer,
@@ -219,7 +214,6 @@ impl Outgoing {
             writer.wake();
         }
         drop(queue);
-        self.shutting.store(true, Ordering::Release);
         self.shut.cancel();
         self.room.notify_waiters();
     }
@@ -227,7 +221,7 @@ impl Outgoing {
     /// Whether the connection takes nothing more (or is about to).
     #[inline]
     pub(crate) fn is_shut(&self) -> bool {
-        self.shutting.load(Ordering::Acquire)
+        self.shut.is_raised()
     }
 
     /// Why the connection takes nothing more, once it does.
@@ -238,7 +232,7 @@ impl Outgoing {
     /// Completes when the connection takes nothing more; a future that
     /// may be kept and polled again and again, waiting all along.
     pub(crate) fn shut_down(&self) -> WaitForCancellationFutureOwned {
-        self.shut.clone().cancelled_owned()
+        self.shut.cancelled_owned()
     }
 
     /// The writer is about to be polled anyway, after the handler in the

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -47,15 +46,7 @@ pub(crate) async fn serve<H: Handler>(
         ..
     } = serving;
     let socket = Arc::new(socket);
-    let finish = CancellationToken::new();
-    let abort = CancellationToken::new();
-    let stop = Stop::new(
-        finish.clone(),
-        abort.clone(),
-        timeouts,
-        metrics,
-        Some(local.clone()),
-    );
+    let stop = Stop::new(timeouts, metrics, Some(local.clone()));
     let tracker = TaskTracker::new();
     let mut sources: HashMap<Peer, mpsc::Sender<Bytes>> = HashMap::new();
     let mut swept_at = 0;
@@ -143,7 +134,7 @@ pub(crate) async fn serve<H: Handler>(
         });
     }
     info!(listener = %local, sources = tracker.len(), "stopped receiving; finishing the sources' handlers");
-    stop.ask_to_finish();
+    stop.finish.cancel();
     drop(sources);
     tracker.close();
     if tokio::time::timeout(shutdown_timeout, tracker.wait())
@@ -151,7 +142,7 @@ pub(crate) async fn serve<H: Handler>(
         .is_err()
     {
         warn!(listener = %local, open = tracker.len(), "shutdown timeout passed; stopping the handlers still running");
-        stop.abort_all();
+        stop.abort.cancel();
         tracker.wait().await;
     }
     dropped.summarize(&local);

@@ -271,13 +271,7 @@ impl<S: Answer> Listener<S> {
         match socket {
             Socket::Stream(listener) => {
                 let tracker = TaskTracker::new();
-                let stop = Stop::new(
-                    CancellationToken::new(),
-                    CancellationToken::new(),
-                    timeouts,
-                    metrics,
-                    Some(local.clone()),
-                );
+                let stop = Stop::new(timeouts, metrics, Some(local.clone()));
                 let accepting = Accepting {
                     listener,
                     options: &options,
@@ -308,7 +302,7 @@ impl<S: Answer> Listener<S> {
                 match drain {
                     Drain::Finish => {
                         info!(listener = %local, open = tracker.len(), "stopped accepting; finishing open connections");
-                        stop.ask_to_finish();
+                        stop.finish.cancel();
                     }
                     Drain::ServeOn => {
                         info!(listener = %local, open = tracker.len(), "stopped accepting; serving the open connections until they close");
@@ -320,7 +314,7 @@ impl<S: Answer> Listener<S> {
                 {
                     let open = tracker.len();
                     warn!(listener = %local, open, "shutdown timeout passed; closing the connections still open");
-                    stop.abort_all();
+                    stop.abort.cancel();
                     tracker.wait().await;
                     cut = open;
                 }

@@ -100,8 +100,7 @@ fn readyz_answers_503_from_the_start_of_the_drain_and_healthz_200_throughout() {
     drop(jammed);
     let status = server.process.wait(Duration::from_secs(10));
     assert!(status.success(), "exit status {status}; log:\n{}", server.log());
-    let refused = TcpStream::connect(metrics).expect_err("the endpoint outlived the process");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    common::assert_refused(metrics, "after the exit: the endpoint outlived the process");
 }
 
 /// Regression (issue 16): the endpoint served 16 connections at a time and

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
@@ -269,16 +269,14 @@ fn the_listener_closes_at_sigterm() {
         .wait_for_log("stopped accepting", Duration::from_secs(5));
     // Still draining: the open connection is not closed on the server's side yet.
     assert!(server.process.is_running(), "log:\n{}", server.log());
-    let refused = TcpStream::connect(addr).expect_err("connected while shutting down");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    common::assert_refused(addr, "while shutting down");
 
     // The open connection is closed cleanly, and the server then exits.
     assert_eq!(common::read_to_close(&mut client), b"");
     drop(client);
     let status = server.process.wait(Duration::from_secs(5));
     assert!(status.success(), "exit status {status}; log:\n{}", server.log());
-    let refused = TcpStream::connect(addr).expect_err("connected after the exit");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    common::assert_refused(addr, "after the exit");
 }
 
 #[test]

@@ -781,3 +781,12 @@ pub fn assert_long_reply_then_abc(got: &[u8], long: &[u8]) {
         String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
     );
 }
+
+/// Asserts that nothing listens on `addr` any more: a connection to it is
+/// refused. `when` says when, for the failure message.
+pub fn assert_refused(addr: SocketAddr, when: &str) {
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => panic!("{addr}: connected {when}"),
+        Err(refused) => assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}"),
+    }
+}

@@ -16,18 +16,7 @@ const PROMPT: Duration = Duration::from_secs(2);
 /// One HTTP/1.1 request, answered within [`PROMPT`]: the status line, the
 /// headers (lowercased names) and the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, PROMPT).expect("connect");
-    stream.set_read_timeout(Some(PROMPT)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .unwrap_or_else(|error| panic!("{method} {path}: no whole answer within {PROMPT:?}: {error}"));
-    common::http_response(&response)
+    common::http(addr, method, path, PROMPT)
 }
 
 /// The value of header `name`.

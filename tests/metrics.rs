@@ -38,13 +38,7 @@ fn converse(stream: &mut (impl Read + Write), messages: &[String]) -> (usize, us
 /// One HTTP/1.1 request with a plain client: the status line, the headers
 /// (lowercased names) and the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> (String, Vec<(String, String)>, String) {
-    let mut stream = tcp_client(addr);
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    common::http_response(&read_to_close(&mut stream))
+    common::http(addr, method, path, Duration::from_secs(10))
 }
 
 /// Asserts that every line of `text` is a comment or `name{labels} value`.

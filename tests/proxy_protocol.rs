@@ -584,11 +584,7 @@ fn refused_and_headerless_peers_are_counted_in_the_metrics() {
     // The closing connection lingers a moment: ask until it is counted closed.
     let start = Instant::now();
     loop {
-        let mut http = TcpStream::connect(metrics).unwrap();
-        http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = String::new();
-        http.read_to_string(&mut answer).unwrap();
+        let (_, _, answer) = common::http(metrics, "GET", "/metrics", WAIT);
         if wanted.iter().all(|line| answer.lines().any(|l| l == line)) {
             break;
         }

@@ -494,24 +494,15 @@ fn a_server_that_never_shakes_hands_times_out_the_client() {
 }
 
 /// The metrics text served on `addr`, fetched with a plain HTTP/1.1 request.
-fn metrics_text(addr: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+fn metrics_text(addr: std::net::SocketAddr) -> String {
+    common::http(addr, "GET", "/metrics", Duration::from_secs(5)).2
 }
 
 #[test]
 fn metrics_count_tls_connections_and_failed_handshakes() {
     let pki = Pki::new("tls-metrics");
     let server = serve(&pki, &["tls://127.0.0.1:0"], &["--metrics=127.0.0.1:0"]);
-    let metrics = server.metrics_addr().to_string();
+    let metrics = server.metrics_addr();
     let endpoint = &server.endpoints[0];
     expect_greeted_clients(&pki, endpoint);
     let mut garbage = common::tcp_client(server.addr(0));
@@ -533,7 +524,7 @@ fn metrics_count_tls_connections_and_failed_handshakes() {
     // The last connection's counts land just after its log line: wait for them.
     let started = std::time::Instant::now();
     let body = loop {
-        let body = metrics_text(&metrics);
+        let body = metrics_text(metrics);
         if want.iter().all(|line| body.lines().any(|l| l == line))
             || started.elapsed() > Duration::from_secs(5)
         {

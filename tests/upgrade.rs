@@ -197,13 +197,8 @@ fn an_upgrade_hands_every_listener_over_and_refuses_no_one() {
     let mut stream = std::os::unix::net::UnixStream::connect(&unix).unwrap();
     stream.write_all(b"unix\nexit\n").unwrap();
     assert_eq!(read_to_close(&mut stream), b"Hello, I am serverHello, unix!\n");
-    let mut scrape = TcpStream::connect(metrics).unwrap();
-    scrape.set_read_timeout(Some(WAIT)).unwrap();
-    scrape
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let page = String::from_utf8(read_to_close(&mut scrape)).unwrap();
-    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    let (status, _, _) = common::http(metrics, "GET", "/metrics", WAIT);
+    assert_eq!(status, "HTTP/1.1 200 OK");
 
     // Its own clean shutdown removes the pid file and the socket file.
     signal(new_pid, "TERM");

@@ -738,6 +738,30 @@ pub fn jam(addr: SocketAddr) -> std::net::TcpStream {
     }
 }
 
+/// One HTTP/1.1 request with a plain client, answered whole within
+/// `limit` (to connect, and per read): the status line, the headers
+/// (lowercased names) and the body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    limit: Duration,
+) -> (String, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, limit).expect("connect");
+    stream.set_read_timeout(Some(limit)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .unwrap_or_else(|error| panic!("{method} {path}: no whole answer within {limit:?}: {error}"));
+    http_response(&response)
+}
+
 /// An HTTP/1.1 response's status line, headers (lowercased names) and body.
 pub fn http_response(response: &[u8]) -> (String, Vec<(String, String)>, String) {
     let response = String::from_utf8_lossy(response);
